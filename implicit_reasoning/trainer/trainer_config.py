@@ -1,0 +1,179 @@
+"""Configs: `TrainerConfig` extends `transformers.TrainingArguments`; one subclass per method.
+
+Every field is a CLI flag / YAML key through `transformers.HfArgumentParser`. Constraints
+are checked in `__post_init__` with a `ValueError` naming the fields and their values.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+DEFAULT_STOP_SEQS = [
+    "The answer is",
+    "the answer is",
+    "Answer:",
+    "answer:",
+    "**Answer",
+    "Final answer:",
+]
+STOP_TOKEN_CHOICES = ("eos", "pad", "both")
+DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass
+class TrainerConfig(TrainingArguments):
+    """Fields shared by every implicit_reasoning trainer (on top of all of `TrainingArguments`)."""
+
+    # --- model ---
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Policy model: hub id or local dir. None = the built-in demo model."}
+    )
+    ref_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Frozen reference model; default: the same weights as the policy."}
+    )
+    checkpoint_path: str | None = field(
+        default=None, metadata={"help": "Checkpoint dir to resume from (same as resume_from_checkpoint)."}
+    )
+    attn_implementation: str = field(
+        default="sdpa", metadata={"help": "eager | sdpa | flash_attention_2 (needs the `flash` extra)."}
+    )
+    torch_dtype: str = field(default="auto", metadata={"help": f"Weights dtype: {' | '.join(DTYPE_CHOICES)}."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Passed to from_pretrained."})
+    # --- data ---
+    dataset_name: str = field(
+        default="gsm8k", metadata={"help": "Registry name (gsm8k, math, arc_challenge, arithmetic, ...) or a local file/dir."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub config / generator params of the dataset."})
+    dataset_path: str | None = field(
+        default=None, metadata={"help": "Local copy of a registry dataset with the hub schema (file or dir of splits)."}
+    )
+    sanity_check: bool = field(default=False, metadata={"help": "Use a tiny subset of every split, for debugging."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on eval questions (None = all)."})
+    cot_trigger: str = field(default="Let's think step by step.", metadata={"help": "Appended to every question."})
+    num_evaluations: int = field(
+        default=0, metadata={"help": "Evaluate this many times, evenly spaced over training (0 = use eval_strategy)."}
+    )
+    max_prompt_length: int = field(default=512, metadata={"help": "Prompts longer than this (tokens) are left-truncated."})
+    # --- rollout ---
+    rloo_k: int = field(default=4, metadata={"help": "Samples per prompt (K)."})
+    rollout_batch_size: int = field(default=16, metadata={"help": "Rows per generation / scoring chunk."})
+    response_length: int = field(default=256, metadata={"help": "Max new tokens of a sampled rationale."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of rollouts."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling of rollouts (1.0 = off)."})
+    top_k: int = field(default=0, metadata={"help": "Top-k sampling of rollouts (0 = off)."})
+    stop_token: str = field(default="eos", metadata={"help": "Which special token ends a rationale: eos | pad | both."})
+    stop_token_ids: list[int] = field(default_factory=list, metadata={"help": "Extra token ids that end a rationale."})
+    stop_seqs: list[str] = field(
+        default_factory=lambda: list(DEFAULT_STOP_SEQS),
+        metadata={"help": "Strings that end a rationale (the rationale excludes them)."},
+    )
+    kl_coef: float = field(default=0.05, metadata={"help": "beta: weight of the KL(pi || pi_ref) term."})
+    # --- LoRA ---
+    use_lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter; the reference is the adapter-disabled base."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"], metadata={"help": "Module names for LoRA, or all-linear."}
+    )
+    # --- evaluation / logging ---
+    eval_temperature: float = field(default=0.0, metadata={"help": "0 = greedy accuracy; > 0 samples."})
+    eval_num_samples: int = field(default=1, metadata={"help": "k of maj@k self-consistency (1 = off)."})
+    eval_max_new_tokens: int | None = field(
+        default=None, metadata={"help": "New-token budget at eval (default: response_length + 32)."}
+    )
+    num_logged_samples: int = field(default=4, metadata={"help": "Rows of the samples table per logging step."})
+    max_nonfinite_updates: int = field(
+        default=10, metadata={"help": "Stop with an error after this many non-finite updates in a row."}
+    )
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: the trainers read text columns."})
+
+    def __post_init__(self):
+        self._validate_shared()
+        if self.num_evaluations > 0 and str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
+            self.eval_strategy = "steps"
+            self.eval_steps = 1.0 / self.num_evaluations
+            if self.metric_for_best_model is None:
+                self.metric_for_best_model = "accuracy"
+                self.greater_is_better = True
+        if self.checkpoint_path and not self.resume_from_checkpoint:
+            self.resume_from_checkpoint = self.checkpoint_path
+        super().__post_init__()
+
+    @property
+    def samples_per_update(self) -> int:
+        """Samples per device per optimizer update (LaTRO's batch semantics)."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps
+
+    @property
+    def prompts_per_update(self) -> int:
+        """Distinct prompts per device per update: samples_per_update / rloo_k."""
+        return self.samples_per_update // self.rloo_k
+
+    def _validate_shared(self) -> None:
+        _check(self.rloo_k >= 2, f"rloo_k={self.rloo_k}: need at least 2 samples per prompt for a leave-one-out baseline")
+        _check(
+            self.samples_per_update % self.rloo_k == 0,
+            f"per_device_train_batch_size ({self.per_device_train_batch_size}) * gradient_accumulation_steps "
+            f"({self.gradient_accumulation_steps}) = {self.samples_per_update} must be a multiple of "
+            f"rloo_k ({self.rloo_k})",
+        )
+        _check(self.stop_token in STOP_TOKEN_CHOICES, f"stop_token={self.stop_token!r}: must be one of {STOP_TOKEN_CHOICES}")
+        _check(self.torch_dtype in DTYPE_CHOICES, f"torch_dtype={self.torch_dtype!r}: must be one of {DTYPE_CHOICES}")
+        _check(self.temperature > 0, f"temperature={self.temperature}: must be > 0 (rollouts sample)")
+        _check(0 < self.top_p <= 1, f"top_p={self.top_p}: must be in (0, 1]")
+        _check(self.top_k >= 0, f"top_k={self.top_k}: must be >= 0 (0 = off)")
+        for name in ("response_length", "rollout_batch_size", "max_prompt_length", "eval_num_samples"):
+            _check(getattr(self, name) >= 1, f"{name}={getattr(self, name)}: must be >= 1")
+        _check(self.eval_temperature >= 0, f"eval_temperature={self.eval_temperature}: must be >= 0")
+        _check(self.kl_coef >= 0, f"kl_coef={self.kl_coef}: must be >= 0")
+        _check(self.num_evaluations >= 0, f"num_evaluations={self.num_evaluations}: must be >= 0")
+        _check(self.num_logged_samples >= 0, f"num_logged_samples={self.num_logged_samples}: must be >= 0")
+        _check(self.max_nonfinite_updates >= 1, f"max_nonfinite_updates={self.max_nonfinite_updates}: must be >= 1")
+        if self.use_lora:
+            _check(self.lora_r >= 1, f"lora_r={self.lora_r}: must be >= 1 when use_lora=True")
+            _check(0 <= self.lora_dropout < 1, f"lora_dropout={self.lora_dropout}: must be in [0, 1)")
+        if self.attn_implementation == "flash_attention_2":
+            _check(
+                importlib.util.find_spec("flash_attn") is not None,
+                "attn_implementation='flash_attention_2' needs flash-attn: pip install 'implicit-reasoning[flash]'",
+            )
+
+
+@dataclass
+class LatroConfig(TrainerConfig):
+    """LaTRO (arXiv 2411.04282): the model's own log-likelihood of the gold answer is the reward.
+
+    Defaults follow the paper where it gives them (K=16, beta=0.05, lr 5e-7) except the
+    rationale budget, which users set per dataset (the paper used 500 tokens on GSM8K).
+    """
+
+    rloo_k: int = field(default=16, metadata={"help": "Samples per prompt (K); the paper used 16."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Samples (not prompts) per micro-batch."})
+    learning_rate: float = field(default=5e-7, metadata={"help": "The paper used 5e-7 for 7-8B models."})
+    sft_coef: float = field(
+        default=1.0,
+        metadata={"help": "Weight of log pi(y|x,z) in the loss. The paper's gradient has it (1.0); its script shipped 0."},
+    )
+    non_stop_penalty: bool = field(
+        default=True, metadata={"help": "Penalise rationales that never hit a stop within response_length."}
+    )
+    penalty_reward_value: float = field(
+        default=2.0, metadata={"help": "A non-stopped sample's R becomes this x the mean R of its own group."}
+    )
+
+    def __post_init__(self):
+        _check(self.sft_coef >= 0, f"sft_coef={self.sft_coef}: must be >= 0")
+        _check(
+            self.penalty_reward_value >= 1 or not self.non_stop_penalty,
+            f"penalty_reward_value={self.penalty_reward_value}: must be >= 1 (R <= 0, so < 1 would reward non-stopping)",
+        )
+        super().__post_init__()

@@ -1,0 +1,95 @@
+"""Generation-based evaluation shared by every trainer and `scripts/evaluation.py`.
+
+Greedy accuracy (or sampled, with `eval_temperature` > 0) and maj@k self-consistency
+with `eval_num_samples` samples per question, scored by the dataset's answer checker.
+"""
+
+from __future__ import annotations
+
+from transformers import GenerationConfig
+
+from .eval_utils import extract_answer, is_correct, majority_vote
+from .generation import generate
+from .model_utils import encode_prompt
+
+
+def eval_generation_config(args, tokenizer, sample: bool) -> GenerationConfig:
+    """Eval decoding: greedy unless sampling; answers end at eos (no rationale stop strings here)."""
+    temperature = args.eval_temperature if args.eval_temperature > 0 else args.temperature
+    kwargs = dict(
+        max_new_tokens=args.eval_max_new_tokens or args.response_length + 32,
+        do_sample=sample,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        use_cache=True,
+    )
+    if sample:
+        kwargs.update(temperature=temperature, top_p=args.top_p, top_k=args.top_k or None)
+    return GenerationConfig(**kwargs)
+
+
+def evaluate_dataset(
+    model,
+    tokenizer,
+    dataset,
+    checker_name: str,
+    args,
+    process_index: int = 0,
+    num_processes: int = 1,
+    progress: bool = False,
+) -> list[dict]:
+    """Per-question records for this process's shard (every `num_processes`-th row)."""
+    limit = len(dataset) if args.max_eval_samples is None else min(args.max_eval_samples, len(dataset))
+    indices = list(range(process_index, limit, num_processes))
+    rows = dataset.select(indices)
+    prompts = [encode_prompt(tokenizer, q, args.max_prompt_length) for q in rows["queries"]]
+    batch = args.per_device_eval_batch_size
+    sample_first = args.eval_temperature > 0
+    first = _decode(tokenizer, generate(model, prompts, eval_generation_config(args, tokenizer, sample_first), batch))
+    k = args.eval_num_samples
+    extra: list[list[str]] = [[] for _ in prompts]
+    if k > 1:
+        repeated = [p for p in prompts for _ in range(k)]
+        texts = _decode(tokenizer, generate(model, repeated, eval_generation_config(args, tokenizer, True), batch))
+        extra = [texts[i * k : (i + 1) * k] for i in range(len(prompts))]
+    iterator = zip(indices, rows["queries"], rows["groundtruth"], first, extra)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, total=len(indices), desc="scoring")
+    return [_record(checker_name, *row) for row in iterator]
+
+
+def _decode(tokenizer, ids) -> list[str]:
+    return tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+
+def _record(checker_name, index, query, gold, completion, samples) -> dict:
+    record = {
+        "index": index,
+        "query": query,
+        "groundtruth": gold,
+        "completion": completion,
+        "prediction": extract_answer(checker_name, completion),
+        "correct": is_correct(checker_name, completion, gold),
+    }
+    if samples:
+        predictions = [extract_answer(checker_name, s) for s in samples]
+        vote = majority_vote(predictions)
+        record.update(
+            samples=samples,
+            sample_predictions=predictions,
+            majority=vote,
+            majority_correct=vote is not None and is_correct(checker_name, f"The answer is {vote}", gold),
+        )
+    return record
+
+
+def summarize_records(records: list[dict]) -> dict[str, float]:
+    """accuracy (first completion) and maj@k (when samples were drawn) over all records."""
+    n = max(len(records), 1)
+    summary = {"accuracy": sum(r["correct"] for r in records) / n, "num_questions": float(len(records))}
+    if records and "samples" in records[0]:
+        k = len(records[0]["samples"])
+        summary[f"maj@{k}"] = sum(r["majority_correct"] for r in records) / n
+    return summary

@@ -1,0 +1,96 @@
+"""Loading any causal LM and its tokenizer generically: no model names, no per-model token ids."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def resolve_dtype(name: str):
+    """'auto' -> 'auto' (use the checkpoint's dtype), otherwise the torch dtype."""
+    return "auto" if name == "auto" else _DTYPES[name]
+
+
+def choose_pad_token(tokenizer: PreTrainedTokenizerBase) -> str:
+    """Pick a pad token: the existing one, else unk, else a reserved/pad special token, else eos."""
+    if tokenizer.pad_token is not None:
+        return tokenizer.pad_token
+    if tokenizer.unk_token is not None:
+        return tokenizer.unk_token
+    for token in tokenizer.all_special_tokens + list(tokenizer.get_added_vocab()):
+        lowered = token.lower()
+        if ("pad" in lowered or "reserved" in lowered) and token != tokenizer.eos_token:
+            return token
+    if tokenizer.eos_token is None:
+        raise ValueError("tokenizer has no pad, unk, reserved or eos token: set tokenizer.pad_token before training")
+    return tokenizer.eos_token
+
+
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Set a pad token generically and left padding (batched generation needs it)."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = choose_pad_token(tokenizer)
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code))
+
+
+def load_causal_lm(name_or_path: str, args) -> torch.nn.Module:
+    """`AutoModelForCausalLM.from_pretrained` with the config's dtype / attention / remote-code settings."""
+    return AutoModelForCausalLM.from_pretrained(
+        name_or_path,
+        dtype=resolve_dtype(args.torch_dtype),
+        attn_implementation=args.attn_implementation,
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str, max_length: int) -> list[int]:
+    """Token ids of a prompt, left-truncated to `max_length`.
+
+    Special tokens (e.g. BOS) are added unless the text already starts with the BOS string,
+    as chat-template output does.
+    """
+    bos = tokenizer.bos_token
+    add_special = not (bos and text.startswith(bos))
+    ids = tokenizer(text, add_special_tokens=add_special).input_ids
+    return ids[-max_length:]
+
+
+def encode_continuation(tokenizer: PreTrainedTokenizerBase, text: str, append_eos: bool = False) -> list[int]:
+    """Token ids of a continuation segment (no special tokens), optionally followed by eos."""
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    return ids + [tokenizer.eos_token_id] if append_eos and tokenizer.eos_token_id is not None else ids
+
+
+def stop_sequence_ids(tokenizer: PreTrainedTokenizerBase, stop_seqs: list[str]) -> list[list[int]]:
+    """Token-id variants of each stop string as it appears mid-text (bare, after a space, after a newline).
+
+    Sub-word tokenizers encode a string differently depending on what precedes it; the
+    variants cover the usual contexts. Leading tokens that only encode the prefix are dropped.
+    """
+    variants: list[list[int]] = []
+    for text in stop_seqs:
+        for prefix in ("", " ", "\n"):
+            ids = tokenizer(prefix + text, add_special_tokens=False).input_ids
+            prefix_ids = tokenizer(prefix, add_special_tokens=False).input_ids if prefix else []
+            if prefix_ids and ids[: len(prefix_ids)] == prefix_ids:
+                ids = ids[len(prefix_ids) :]
+            if ids and ids not in variants:
+                variants.append(ids)
+    return variants
+
+
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase, stop_token: str, extra: list[int]) -> list[int]:
+    """Ids of the special tokens that end a rationale: eos, pad or both, plus `extra`."""
+    ids = []
+    if stop_token in ("eos", "both") and tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    if stop_token in ("pad", "both") and tokenizer.pad_token_id is not None:
+        ids.append(tokenizer.pad_token_id)
+    return list(dict.fromkeys(ids + list(extra)))
