@@ -1,0 +1,194 @@
+"""Answer extraction and correctness, shared by training-time evaluation and scripts/evaluation.py.
+
+Each data set names a checker in the registry (:mod:`implicit_reasoning.utils.data_utils`):
+
+* ``"numeric"`` (gsm8k, arithmetic, custom files): the first number after the last
+  answer marker ("The answer is", "answer is", "Answer:"; case-insensitive), else the
+  last number in the text. ``$`` and thousands commas are dropped, ``(-5)`` and ``-5``
+  are negative; numbers are compared with tolerance 1e-6.
+* ``"math"`` (MATH): the last ``\\boxed{...}``, else the rest of the line after the last
+  answer marker; compared with math-verify when installed, plus a normalized string compare.
+* ``"multiple_choice"`` (arc_challenge, mmlu, mmmlu): the option letter A-E after the
+  last answer marker, else the last ``(B)``, else the last ``B)``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from pathlib import Path
+
+from implicit_reasoning.utils.data_utils import (
+    CHECKER_MATH,
+    CHECKER_MULTIPLE_CHOICE,
+    CHECKER_NUMERIC,
+    LOCAL_BUILDERS,
+    get_dataset_spec,
+    last_boxed_content,
+    list_datasets,
+)
+
+try:  # optional: symbolic equivalence for MATH answers
+    from math_verify import parse as _mv_parse
+    from math_verify import verify as _mv_verify
+except ImportError:  # pragma: no cover - exercised only without math-verify
+    _mv_parse = _mv_verify = None
+
+NUMERIC_TOLERANCE = 1e-6
+
+_MARKER_RE = re.compile(r"answer\s+is|answer\s*:", re.IGNORECASE)
+_THOUSANDS_COMMA_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+# "(-5)" | "-5" / "5" / "3.25" (a "-" glued to a preceding word/digit is an operator, not a sign)
+_NUMBER_RE = re.compile(r"\(\s*-\s*(\d+(?:\.\d+)?)\s*\)|(?<![\w.])(-?)(\d+(?:\.\d+)?)")
+_CHOICE_AFTER_MARKER_RE = re.compile(r"\(([A-E])\)|\b([A-E])\b")
+_PAREN_CHOICE_RE = re.compile(r"\(([A-E])\)")
+_BARE_CHOICE_RE = re.compile(r"(?:^|\s)([A-E])\)")
+
+
+def checker_for(dataset_name: str) -> str:
+    """Checker key for a registry name; local custom files or unknown paths use ``"numeric"``."""
+    try:
+        return get_dataset_spec(dataset_name).checker
+    except ValueError:
+        path = Path(dataset_name)
+        if path.exists() or "/" in dataset_name or "\\" in dataset_name or path.suffix in LOCAL_BUILDERS:
+            return CHECKER_NUMERIC
+        raise ValueError(
+            f"no answer checker for {dataset_name!r}: not a registered dataset ({', '.join(list_datasets())}) "
+            "nor a local path"
+        ) from None
+
+
+def _after_last_marker(text: str) -> str | None:
+    matches = list(_MARKER_RE.finditer(text))
+    return text[matches[-1].end():] if matches else None
+
+
+# --------------------------------------------------------------------------- numeric
+
+
+def _canonical_number(sign: str, digits: str) -> str:
+    if "." in digits:
+        digits = digits.rstrip("0").rstrip(".")
+    digits = digits.lstrip("0") or "0"
+    digits = "0" + digits if digits.startswith(".") else digits
+    return digits if digits == "0" else sign + digits
+
+
+def _numbers(text: str) -> list[str]:
+    text = _THOUSANDS_COMMA_RE.sub("", text.replace("$", "").replace("\u2212", "-"))
+    out = []
+    for match in _NUMBER_RE.finditer(text):
+        if match.group(1) is not None:
+            out.append(_canonical_number("-", match.group(1)))
+        else:
+            out.append(_canonical_number(match.group(2), match.group(3)))
+    return out
+
+
+def extract_numeric(completion: str) -> str | None:
+    """First number after the last answer marker, else the last number in the text."""
+    tail = _after_last_marker(completion)
+    found = _numbers(tail) if tail is not None else []
+    if found:
+        return found[0]
+    found = _numbers(completion)
+    return found[-1] if found else None
+
+
+def numeric_equal(prediction: str, groundtruth: str) -> bool:
+    gold = _numbers(str(groundtruth))
+    if len(gold) != 1:  # not a plain number: fall back to exact text
+        return prediction.strip() == str(groundtruth).strip()
+    return abs(float(prediction) - float(gold[0])) <= NUMERIC_TOLERANCE
+
+
+# --------------------------------------------------------------------------- math
+
+
+def extract_math(completion: str) -> str | None:
+    r"""Last ``\boxed{...}``, else the rest of the line after the last answer marker."""
+    boxed = last_boxed_content(completion)
+    if boxed:
+        return boxed
+    tail = _after_last_marker(completion)
+    if tail is None:
+        return None
+    answer = tail.strip().splitlines()[0] if tail.strip() else ""
+    answer = answer.strip().rstrip(".").strip().strip("$").strip()
+    return answer or None
+
+
+def normalize_math(answer: str) -> str:
+    r"""Light LaTeX normalization: no spaces, ``\left``/``\right``, ``\!``, ``$``, trailing ``.``."""
+    answer = re.sub(r"\\(?:left|right)(?![A-Za-z])", "", answer)
+    answer = re.sub(r"\\[dt]frac", r"\\frac", answer)
+    answer = re.sub(r"\\[!,;:]|\s+|\$", "", answer)
+    return answer.rstrip(".")
+
+
+def math_equal(prediction: str, groundtruth: str) -> bool:
+    if normalize_math(prediction) == normalize_math(groundtruth):
+        return True
+    if _mv_parse is None:
+        return False
+    # math-verify's timeouts use signal.alarm, which only works in the main thread.
+    timeout = 5 if threading.current_thread() is threading.main_thread() else None
+    gold = _mv_parse(f"${groundtruth}$", parsing_timeout=timeout)
+    pred = _mv_parse(f"${prediction}$", parsing_timeout=timeout)
+    return bool(gold and pred and _mv_verify(gold, pred, timeout_seconds=timeout))
+
+
+# --------------------------------------------------------------------------- multiple choice
+
+
+def extract_choice(completion: str) -> str | None:
+    """Option letter after the last answer marker, else the last ``(X)``, else the last ``X)``."""
+    tail = _after_last_marker(completion)
+    if tail is not None:
+        match = _CHOICE_AFTER_MARKER_RE.search(tail)
+        if match:
+            return match.group(1) or match.group(2)
+    for pattern in (_PAREN_CHOICE_RE, _BARE_CHOICE_RE):
+        found = pattern.findall(completion)
+        if found:
+            return found[-1]
+    return None
+
+
+def choice_equal(prediction: str, groundtruth: str) -> bool:
+    return prediction.strip().upper() == str(groundtruth).strip().upper()
+
+
+# --------------------------------------------------------------------------- public API
+
+_EXTRACTORS = {CHECKER_NUMERIC: extract_numeric, CHECKER_MATH: extract_math, CHECKER_MULTIPLE_CHOICE: extract_choice}
+_MATCHERS = {CHECKER_NUMERIC: numeric_equal, CHECKER_MATH: math_equal, CHECKER_MULTIPLE_CHOICE: choice_equal}
+
+
+def _checker(dataset_name: str) -> str:
+    checker = checker_for(dataset_name)
+    if checker not in _EXTRACTORS:
+        raise ValueError(f"dataset {dataset_name!r} has no answer checker (checker key {checker!r})")
+    return checker
+
+
+def extract_answer(dataset_name: str, completion: str) -> str | None:
+    """The answer a completion gives, in the dataset's checker format, or ``None``."""
+    return _EXTRACTORS[_checker(dataset_name)](completion)
+
+
+def is_correct(dataset_name: str, completion: str, groundtruth: str) -> bool:
+    """Whether ``completion``'s extracted answer matches ``groundtruth``."""
+    checker = _checker(dataset_name)
+    prediction = _EXTRACTORS[checker](completion)
+    return prediction is not None and _MATCHERS[checker](prediction, groundtruth)
+
+
+def majority_vote(answers: list[str | None]) -> str | None:
+    """Most common non-``None`` answer; ties go to the one seen first; ``None`` if none."""
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None
+    return max(counts, key=counts.__getitem__)  # Counter keeps first-seen order; max keeps the first maximum
