@@ -1,7 +1,11 @@
-"""Trainers and their configs."""
+"""Trainers and their configs. `TRAINERS` maps the `--trainer` name to (trainer class, config class)."""
 
 from .base_trainer import BaseTrainer
 from .latro_trainer import LatroTrainer
-from .trainer_config import LatroConfig, TrainerConfig
+from .trainer_config import LatroConfig, SFTBaselineConfig, TrainerConfig
 
-__all__ = ["BaseTrainer", "LatroTrainer", "LatroConfig", "TrainerConfig"]
+TRAINERS = {
+    "latro": (LatroTrainer, LatroConfig),
+}
+
+__all__ = ["BaseTrainer", "LatroTrainer", "LatroConfig", "SFTBaselineConfig", "TrainerConfig", "TRAINERS"]

@@ -119,6 +119,10 @@ class TrainerConfig(TrainingArguments):
         return self.samples_per_update // self.rloo_k
 
     def _validate_shared(self) -> None:
+        self._validate_rollout()
+        self._validate_common()
+
+    def _validate_rollout(self) -> None:
         _check(self.rloo_k >= 2, f"rloo_k={self.rloo_k}: need at least 2 samples per prompt for a leave-one-out baseline")
         _check(
             self.samples_per_update % self.rloo_k == 0,
@@ -127,10 +131,12 @@ class TrainerConfig(TrainingArguments):
             f"rloo_k ({self.rloo_k})",
         )
         _check(self.stop_token in STOP_TOKEN_CHOICES, f"stop_token={self.stop_token!r}: must be one of {STOP_TOKEN_CHOICES}")
-        _check(self.torch_dtype in DTYPE_CHOICES, f"torch_dtype={self.torch_dtype!r}: must be one of {DTYPE_CHOICES}")
         _check(self.temperature > 0, f"temperature={self.temperature}: must be > 0 (rollouts sample)")
         _check(0 < self.top_p <= 1, f"top_p={self.top_p}: must be in (0, 1]")
         _check(self.top_k >= 0, f"top_k={self.top_k}: must be >= 0 (0 = off)")
+
+    def _validate_common(self) -> None:
+        _check(self.torch_dtype in DTYPE_CHOICES, f"torch_dtype={self.torch_dtype!r}: must be one of {DTYPE_CHOICES}")
         for name in ("response_length", "rollout_batch_size", "max_prompt_length", "eval_num_samples"):
             _check(getattr(self, name) >= 1, f"{name}={getattr(self, name)}: must be >= 1")
         _check(self.eval_temperature >= 0, f"eval_temperature={self.eval_temperature}: must be >= 0")
@@ -177,3 +183,17 @@ class LatroConfig(TrainerConfig):
             f"penalty_reward_value={self.penalty_reward_value}: must be >= 1 (R <= 0, so < 1 would reward non-stopping)",
         )
         super().__post_init__()
+
+
+@dataclass
+class SFTBaselineConfig(TrainerConfig):
+    """Supervised fine-tuning on gold rationales (the baseline LaTRO is compared with).
+
+    Shares the model / data / evaluation fields; the rollout fields are unused.
+    """
+
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Examples per micro-batch."})
+    learning_rate: float = field(default=1e-5, metadata={"help": "Peak learning rate."})
+
+    def _validate_rollout(self) -> None:
+        """No rollouts in SFT: K and the stop settings do not apply."""

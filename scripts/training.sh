@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Main job.
+#   bash scripts/training.sh                  no arguments, no MODEL: the offline CPU demo (configs/demo_latro.yaml)
+#   MODEL=meta-llama/Llama-3.1-8B-Instruct DATASET=gsm8k bash scripts/training.sh [extra flags]
+#       launches: accelerate launch --config_file $ACCELERATE_CONFIG scripts/training.py --trainer $TRAINER ...
+# Environment: TRAINER (latro), MODEL, DATASET (gsm8k), ACCELERATE_CONFIG (configs/8gpu.yaml when GPUs
+# are present, else configs/cpu.yaml), TRAIN_CONFIG (a training YAML instead of MODEL/DATASET), OUTPUT_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TRAINER="${TRAINER:-latro}"
+if [[ -z "${MODEL:-}" && -z "${TRAIN_CONFIG:-}" && $# -eq 0 ]]; then
+  exec python scripts/training.py "configs/demo_${TRAINER}.yaml"
+fi
+
+if [[ -z "${ACCELERATE_CONFIG:-}" ]]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    ACCELERATE_CONFIG=configs/8gpu.yaml
+  else
+    ACCELERATE_CONFIG=configs/cpu.yaml
+  fi
+fi
+
+if [[ -n "${TRAIN_CONFIG:-}" ]]; then
+  exec accelerate launch --config_file "$ACCELERATE_CONFIG" scripts/training.py "$TRAIN_CONFIG"
+fi
+args=(--trainer "$TRAINER")
+[[ -n "${MODEL:-}" ]] && args+=(--model_name_or_path "$MODEL" --dataset_name "${DATASET:-gsm8k}" \
+  --output_dir "${OUTPUT_DIR:-outputs/${TRAINER}_${DATASET:-gsm8k}}")
+exec accelerate launch --config_file "$ACCELERATE_CONFIG" scripts/training.py "${args[@]}" "$@"
