@@ -26,7 +26,7 @@ class EvaluationArguments:
     output_dir: str | None = field(default=None, metadata={"help": "Default: <model_name_or_path>/eval_<split>."})
     eval_temperature: float = field(default=0.0, metadata={"help": "0 = greedy first completion."})
     eval_num_samples: int = field(default=8, metadata={"help": "k of maj@k (1 = off)."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of maj@k when eval_temperature=0."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of maj@k when eval_temperature=0."})
     top_p: float = 1.0
     top_k: int = 0
     response_length: int = field(default=256, metadata={"help": "Rationale budget; default from the training run."})

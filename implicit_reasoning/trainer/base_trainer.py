@@ -198,7 +198,7 @@ class BaseTrainer(Trainer):
             len(dataset),
             self.args.prompts_per_update,
             self.accelerator.num_processes,
-            self.args.gradient_accumulation_steps,
+            self.args.gradient_accumulation_steps * self.updates_per_rollout,
             self.args.seed,
         )
 
@@ -213,13 +213,27 @@ class BaseTrainer(Trainer):
             is_training=True,
         )
 
+    @property
+    def updates_per_rollout(self) -> int:
+        """Optimizer updates made from one rollout (PPO-style reuse overrides this; 1 = on-policy)."""
+        return 1
+
+    @property
+    def rollout_pass(self) -> int:
+        """Which pass over the current rollout the micro-batch being prepared belongs to (0-based)."""
+        return (self._micro_step // self.args.gradient_accumulation_steps) % self.updates_per_rollout
+
     def _prepare_inputs(self, inputs: dict) -> dict:
-        """At the first micro-step of an update, roll out for the update's prompts; then serve slices."""
+        """Roll out at the first micro-step of a rollout cycle; serve its slices for every update of the cycle.
+
+        The sampler hands the same prompts for the whole cycle (gradient_accumulation_steps x
+        updates_per_rollout micro-steps), so only the first call generates.
+        """
         accumulation = self.args.gradient_accumulation_steps
-        if self._micro_step % accumulation == 0:
+        if self._micro_step % (accumulation * self.updates_per_rollout) == 0:
             rollout = self.make_rollout(inputs)
             self._buffer = split_rows(rollout, accumulation)
-        batch = self._buffer[self._micro_step % accumulation]
+        batch = {**self._buffer[self._micro_step % accumulation], "rollout_pass": self.rollout_pass}
         self._micro_step += 1
         return batch
 
@@ -300,20 +314,24 @@ class BaseTrainer(Trainer):
         if dataset is None:
             raise ValueError(f"{type(self).__name__}.evaluate needs an eval_dataset")
         with self.generation_model() as unwrapped:
-            records = evaluate_dataset(
-                unwrapped,
-                self.processing_class,
-                dataset,
-                self.eval_checker_name(),
-                self.args,
-                process_index=self.accelerator.process_index,
-                num_processes=self.accelerator.num_processes,
-            )
+            records = self.evaluation_records(unwrapped, dataset)
         records = self._gather_records(records)
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in summarize_records(records).items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def evaluation_records(self, model, dataset) -> list[dict]:
+        """Per-question records (`index`, `correct`, ...) for this process's shard of `dataset`."""
+        return evaluate_dataset(
+            model,
+            self.processing_class,
+            dataset,
+            self.eval_checker_name(),
+            self.args,
+            process_index=self.accelerator.process_index,
+            num_processes=self.accelerator.num_processes,
+        )
 
     def eval_checker_name(self) -> str:
         """Dataset name whose answer checker scores eval completions."""

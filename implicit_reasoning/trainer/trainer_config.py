@@ -7,6 +7,7 @@ are checked in `__post_init__` with a `ValueError` naming the fields and their v
 from __future__ import annotations
 
 import importlib.util
+import math
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -197,3 +198,88 @@ class SFTBaselineConfig(TrainerConfig):
 
     def _validate_rollout(self) -> None:
         """No rollouts in SFT: K and the stop settings do not apply."""
+
+
+MARKOVIAN_SCORERS = ("critic", "actor")
+MARKOVIAN_METHODS = ("pg", "ppo", "ei")
+MARKOVIAN_INSTRUCTION = "Produce minimal text which will help you answer the question."
+
+
+@dataclass
+class MarkovianConfig(TrainerConfig):
+    """Markovian Transformers (arXiv 2404.18988): the answer is scored from the CoT alone.
+
+    rloo_k = K samples per question: K >= 2 uses the within-group z-score advantage, K = 1
+    an exponential moving baseline (`baseline_decay`). `response_length`, `stop_seqs` and
+    `kl_coef` are unused: CoTs have exactly `cot_length` tokens and the KL weight is `kl_penalty`.
+    """
+
+    cot_length: int = field(default=50, metadata={"help": "Tokens in every CoT (fixed length: min = max new tokens)."})
+    markovian: bool = field(
+        default=True, metadata={"help": "Score the answer with the question redacted; False = non-Markovian ablation."}
+    )
+    scorer: str = field(
+        default="critic", metadata={"help": f"Who scores log P(answer | CoT): {' | '.join(MARKOVIAN_SCORERS)}."}
+    )
+    method: str = field(
+        default="pg", metadata={"help": "pg (policy gradient) | ppo (clipped, ppo_epochs passes) | ei (expert iteration)."}
+    )
+    kl_penalty: float = field(default=0.1, metadata={"help": "Weight of KL(actor || critic) over CoT positions."})
+    entropy_bonus: float = field(default=0.0, metadata={"help": "Weight of the CoT entropy bonus (subtracted from the loss)."})
+    ppo_epsilon: float = field(default=0.2, metadata={"help": "PPO clip range epsilon."})
+    ppo_epochs: int = field(default=4, metadata={"help": "PPO: optimizer passes over each rollout."})
+    ei_std: float = field(default=1.0, metadata={"help": "EI: keep R > mean + ei_std * std of the reward history."})
+    ei_warmup: int = field(default=5, metadata={"help": "EI: batches of reward history collected before any sample is kept."})
+    baseline_decay: float = field(default=0.9, metadata={"help": "EMA baseline decay (used when rloo_k = 1)."})
+    actor_reward_weight: float = field(
+        default=0.0, metadata={"help": "w: adds -w * R with R differentiable through the actor (needs scorer='actor')."}
+    )
+    question_length: int = field(default=200, metadata={"help": "wiki_* tasks: question chunk length in tokens."})
+    target_length: int = field(default=200, metadata={"help": "wiki_continuation: answer chunk length in tokens."})
+    instruction: str = field(default=MARKOVIAN_INSTRUCTION, metadata={"help": "Instruction that starts every prompt."})
+    # --- vector quantisation variant ---
+    use_vq: bool = field(default=False, metadata={"help": "Train through quantised hidden states instead of sampling."})
+    vq_reason_length: int = field(default=50, metadata={"help": "VQ: number of placeholder (CoT) positions."})
+    vq_codebook_weight: float = field(default=1.0, metadata={"help": "VQ: weight of MSE(h, e.detach())."})
+    vq_sampling_temp: float = field(default=1.0, metadata={"help": "VQ: temperature on cosine similarities (sampling / Gumbel)."})
+    vq_hidden_layer: int = field(default=-1, metadata={"help": "VQ: index into hidden_states (0 = embeddings, -1 = last)."})
+    vq_use_argmax: bool = field(
+        default=True, metadata={"help": "VQ: nearest embedding (with Gumbel: hard one-hot); False samples."}
+    )
+    vq_gumbel_softmax: bool = field(default=False, metadata={"help": "VQ: choose codes by Gumbel-softmax."})
+    vq_gumbel_tau: float = field(default=1.0, metadata={"help": "VQ: Gumbel-softmax temperature tau."})
+
+    def __post_init__(self):
+        self._validate_markovian()
+        super().__post_init__()
+
+    def _validate_markovian(self) -> None:
+        _check(self.scorer in MARKOVIAN_SCORERS, f"scorer={self.scorer!r}: must be one of {MARKOVIAN_SCORERS}")
+        _check(self.method in MARKOVIAN_METHODS, f"method={self.method!r}: must be one of {MARKOVIAN_METHODS}")
+        for name in ("cot_length", "ppo_epochs", "question_length", "target_length", "vq_reason_length"):
+            _check(getattr(self, name) >= 1, f"{name}={getattr(self, name)}: must be >= 1")
+        for name in ("kl_penalty", "entropy_bonus", "actor_reward_weight", "ei_warmup", "vq_codebook_weight"):
+            _check(getattr(self, name) >= 0, f"{name}={getattr(self, name)}: must be >= 0")
+        for name in ("ppo_epsilon", "vq_sampling_temp", "vq_gumbel_tau"):
+            _check(getattr(self, name) > 0, f"{name}={getattr(self, name)}: must be > 0")
+        _check(math.isfinite(self.ei_std), f"ei_std={self.ei_std}: must be finite")
+        _check(0 <= self.baseline_decay < 1, f"baseline_decay={self.baseline_decay}: must be in [0, 1)")
+        _check(
+            self.actor_reward_weight == 0 or self.scorer == "actor",
+            f"actor_reward_weight={self.actor_reward_weight} > 0 requires scorer='actor' (got scorer={self.scorer!r})",
+        )
+        _check(
+            not self.use_vq or self.method == "pg",
+            f"use_vq=True trains by backpropagation through the critic; method={self.method!r} must stay 'pg'",
+        )
+
+    def _validate_rollout(self) -> None:
+        """rloo_k = 1 is allowed (EMA baseline); every other rollout check of TrainerConfig applies."""
+        _check(self.rloo_k >= 1, f"rloo_k={self.rloo_k}: must be >= 1 (1 = EMA baseline)")
+        if self.rloo_k >= 2:
+            super()._validate_rollout()
+            return
+        _check(self.stop_token in STOP_TOKEN_CHOICES, f"stop_token={self.stop_token!r}: must be one of {STOP_TOKEN_CHOICES}")
+        _check(self.temperature > 0, f"temperature={self.temperature}: must be > 0 (rollouts sample)")
+        _check(0 < self.top_p <= 1, f"top_p={self.top_p}: must be in (0, 1]")
+        _check(self.top_k >= 0, f"top_k={self.top_k}: must be >= 0 (0 = off)")

@@ -45,19 +45,17 @@ def evaluate_dataset(
     prompts = [encode_prompt(tokenizer, q, args.max_prompt_length) for q in rows["queries"]]
     batch = args.per_device_eval_batch_size
     sample_first = args.eval_temperature > 0
-    first = _decode(tokenizer, generate(model, prompts, eval_generation_config(args, tokenizer, sample_first), batch))
+    label = "generating" if progress else None
+    config = eval_generation_config(args, tokenizer, sample_first)
+    first = _decode(tokenizer, generate(model, prompts, config, batch, progress=label))
     k = args.eval_num_samples
     extra: list[list[str]] = [[] for _ in prompts]
     if k > 1:
         repeated = [p for p in prompts for _ in range(k)]
-        texts = _decode(tokenizer, generate(model, repeated, eval_generation_config(args, tokenizer, True), batch))
+        config = eval_generation_config(args, tokenizer, True)
+        texts = _decode(tokenizer, generate(model, repeated, config, batch, progress=label and f"maj@{k} samples"))
         extra = [texts[i * k : (i + 1) * k] for i in range(len(prompts))]
-    iterator = zip(indices, rows["queries"], rows["groundtruth"], first, extra)
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, total=len(indices), desc="scoring")
-    return [_record(checker_name, *row) for row in iterator]
+    return [_record(checker_name, *row) for row in zip(indices, rows["queries"], rows["groundtruth"], first, extra)]
 
 
 def _decode(tokenizer, ids) -> list[str]:

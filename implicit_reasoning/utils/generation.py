@@ -58,10 +58,11 @@ def generate(
     generation_config: GenerationConfig,
     batch_size: int,
     stop_seqs: Sequence[Sequence[int]] = (),
+    progress: str | None = None,
 ) -> torch.Tensor:
     """Generate for token-list prompts in chunks of `batch_size` rows.
 
-    Returns the generated tokens only, (len(prompts), max_new_tokens), right-padded with
+    `progress` (a label) shows a progress bar over batches. Returns the generated tokens only, (len(prompts), max_new_tokens), right-padded with
     the pad id (rows that stopped early are padded after their stop).
     """
     width = generation_config.max_new_tokens
@@ -70,7 +71,12 @@ def generate(
     out = torch.full((len(prompts), width), pad, dtype=torch.long)
     was_training = model.training
     model.eval()
-    for start in range(0, len(prompts), batch_size):
+    starts = range(0, len(prompts), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=progress, unit="batch")
+    for start in starts:
         ids, mask = left_pad(prompts[start : start + batch_size], pad)
         criteria = StoppingCriteriaList([StopOnSequences(stop_seqs, ids.shape[1])]) if stop_seqs else None
         seqs = model.generate(
