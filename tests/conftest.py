@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny models built from a config and tokenizers built offline."""
+
+import datasets
+import pytest
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from implicit_reasoning.demo import build_demo_tokenizer
+
+torch.set_num_threads(2)
+
+
+def addition_rows(n: int = 24) -> list[dict]:
+    """A user's own 3-column data set: queries / responses / groundtruth."""
+    rows = []
+    for i in range(n):
+        a, b = i % 7 + 1, i % 5 + 2
+        rows.append(
+            {
+                "queries": f"Question: {a} + {b}\nLet's think step by step.\n",
+                "responses": f" The answer is {a + b}.",
+                "groundtruth": str(a + b),
+            }
+        )
+    return rows
+
+
+@pytest.fixture(scope="session")
+def demo_tokenizer():
+    return build_demo_tokenizer()
+
+
+@pytest.fixture
+def tiny_llama(demo_tokenizer):
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(demo_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=demo_tokenizer.pad_token_id,
+        eos_token_id=demo_tokenizer.eos_token_id,
+        bos_token_id=demo_tokenizer.bos_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+@pytest.fixture
+def addition_dataset():
+    return datasets.Dataset.from_list(addition_rows())
+
+
+@pytest.fixture
+def word_tokenizer():
+    """A user's own word-level tokenizer with NO pad token (the trainer must choose one)."""
+    words = ["[UNK]", "[EOS]", "Question:", "Let's", "think", "step", "by", "step.", "The", "answer", "is", "+", "="]
+    words += [str(i) for i in range(40)] + [f"{i}." for i in range(40)]
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", eos_token="[EOS]")
+
+
+@pytest.fixture
+def tiny_gpt2(word_tokenizer):
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(word_tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=128)
+    config.eos_token_id = word_tokenizer.eos_token_id
+    return GPT2LMHeadModel(config)

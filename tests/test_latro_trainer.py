@@ -1,0 +1,226 @@
+"""LatroTrainer end to end on tiny models: training, saving, resuming, LoRA, forward counts, errors."""
+
+import json
+import os
+
+import datasets
+import pytest
+import torch
+from accelerate.data_loader import BatchSamplerShard
+from torch.utils.data import BatchSampler
+from transformers import AutoModelForCausalLM
+
+from implicit_reasoning.trainer import LatroConfig, LatroTrainer
+from implicit_reasoning.trainer.base_trainer import PromptGroupSampler
+
+
+def latro_args(tmp_path, **overrides) -> LatroConfig:
+    values = dict(
+        output_dir=str(tmp_path),
+        rloo_k=2,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        max_steps=2,
+        response_length=6,
+        rollout_batch_size=64,
+        learning_rate=1e-2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        dataset_name="arithmetic",
+        per_device_eval_batch_size=8,
+        max_eval_samples=8,
+        eval_max_new_tokens=8,
+    )
+    values.update(overrides)
+    return LatroConfig(**values)
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_user_script_trains_saves_and_resumes(tmp_path, tiny_gpt2, word_tokenizer, addition_dataset):
+    args = latro_args(tmp_path, save_strategy="steps", save_steps=2, stop_seqs=["The answer is"])
+    before = snapshot(tiny_gpt2)
+    trainer = LatroTrainer(tiny_gpt2, args, train_dataset=addition_dataset, processing_class=word_tokenizer)
+    assert word_tokenizer.pad_token == "[UNK]"  # chosen generically: no pad -> unk
+    trainer.train()
+    assert trainer.state.global_step == 2
+    changed = [n for n, p in tiny_gpt2.named_parameters() if not torch.equal(p.detach(), before[n])]
+    assert len(changed) > len(before) // 2
+
+    final = tmp_path / "final"
+    trainer.save_model(str(final))
+    reloaded = AutoModelForCausalLM.from_pretrained(str(final))
+    ids = torch.tensor([[3, 4, 5, 6]])
+    assert torch.allclose(reloaded.eval()(ids).logits, tiny_gpt2.eval()(ids).logits, atol=1e-5)
+
+    rows = [json.loads(line) for line in open(tmp_path / "samples.jsonl")]
+    assert rows and set(rows[0]) >= {"step", "prompt", "rationale", "answer", "reward", "advantage"}
+    logged = [h for h in trainer.state.log_history if "reward" in h]
+    assert logged and all(-1e6 < h["reward"] <= 0 for h in logged)
+
+    resumed_args = latro_args(tmp_path, max_steps=4, save_strategy="no", stop_seqs=["The answer is"])
+    resumed = LatroTrainer(
+        AutoModelForCausalLM.from_pretrained(str(final)),
+        resumed_args,
+        train_dataset=addition_dataset,
+        processing_class=word_tokenizer,
+    )
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    assert resumed.state.global_step == 4
+    steps = [h["step"] for h in resumed.state.log_history if "loss" in h]
+    assert steps == [1, 2, 3, 4]  # history continues from the checkpoint, no restart at 1
+
+
+def test_one_policy_and_one_reference_forward_per_rollout(tmp_path, tiny_llama, demo_tokenizer, addition_dataset):
+    args = latro_args(tmp_path, max_steps=1, rloo_k=4, per_device_train_batch_size=4, gradient_accumulation_steps=2)
+    trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
+    calls = {"policy_no_grad": 0, "policy_grad": 0, "reference": 0}
+    generating = {"on": False}
+
+    def count(kind):
+        def hook(module, inputs):
+            if generating["on"]:
+                return
+            if kind == "policy":
+                calls["policy_grad" if torch.is_grad_enabled() else "policy_no_grad"] += 1
+            else:
+                calls["reference"] += 1
+
+        return hook
+
+    tiny_llama.register_forward_pre_hook(count("policy"))
+    trainer.ref_model.register_forward_pre_hook(count("reference"))
+    sample = trainer.sample
+
+    def counted_sample(*a, **k):
+        generating["on"] = True
+        try:
+            return sample(*a, **k)
+        finally:
+            generating["on"] = False
+
+    trainer.sample = counted_sample
+    trainer.train()
+    # one update = 2 prompts x K=4 = 8 samples in one scoring chunk, 2 micro-batches
+    assert calls == {"policy_no_grad": 1, "policy_grad": 2, "reference": 1}
+
+
+def test_lora_trains_adapter_only_and_reference_is_disabled_adapter(
+    tmp_path, tiny_llama, demo_tokenizer, addition_dataset
+):
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    base_logits = tiny_llama(ids).logits.detach().clone()
+    args = latro_args(tmp_path, use_lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0, learning_rate=5e-2)
+    trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
+    assert trainer.ref_model is None  # no second model: the reference is the same weights, adapter off
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    before = snapshot(trainer.model)
+    trainer.train()
+    after = snapshot(trainer.model)
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed and changed <= trainable  # only adapter weights moved
+    with trainer.reference_model() as ref:
+        assert torch.allclose(ref(ids).logits, base_logits, atol=1e-5)
+    assert not torch.allclose(trainer.model(ids).logits, base_logits, atol=1e-5)
+
+
+def test_nonfinite_loss_skips_update_then_stops(tmp_path, tiny_llama, demo_tokenizer, addition_dataset):
+    args = latro_args(tmp_path, max_steps=3, gradient_accumulation_steps=1, max_nonfinite_updates=3)
+    trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
+    objective = trainer.compute_objective
+
+    def nan_objective(model, batch):
+        parts = objective(model, batch)
+        return {**parts, "loss": parts["loss"] * float("nan")}
+
+    trainer.compute_objective = nan_objective
+    before = snapshot(tiny_llama)
+    with pytest.raises(RuntimeError, match="3 non-finite losses in a row"):
+        trainer.train()
+    assert trainer.nonfinite_updates == 3
+    assert all(torch.equal(p.detach(), before[n]) for n, p in tiny_llama.named_parameters())
+
+
+def test_missing_column_names_dataset_and_column(tmp_path, tiny_llama, demo_tokenizer):
+    bad = datasets.Dataset.from_list([{"queries": "q", "groundtruth": "1"}])
+    with pytest.raises(ValueError, match=r"train dataset is missing column\(s\) \['responses'\]"):
+        LatroTrainer(tiny_llama, latro_args(tmp_path), train_dataset=bad, processing_class=demo_tokenizer)
+
+
+def test_evaluate_reports_accuracy_and_maj_at_k(tmp_path, tiny_llama, demo_tokenizer, addition_dataset):
+    args = latro_args(tmp_path, eval_num_samples=3)
+    trainer = LatroTrainer(
+        tiny_llama, args, train_dataset=addition_dataset, eval_dataset=addition_dataset, processing_class=demo_tokenizer
+    )
+    metrics = trainer.evaluate()
+    assert metrics["eval_num_questions"] == 8
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and 0.0 <= metrics["eval_maj@3"] <= 1.0
+
+
+@pytest.mark.parametrize("updates_per_rollout", [1, 2])
+def test_sampler_gives_each_process_its_own_prompts_for_a_whole_update(updates_per_rollout):
+    repeats = 3 * updates_per_rollout  # gradient_accumulation_steps x updates per rollout
+    sampler = PromptGroupSampler(num_prompts=16, prompts_per_process=2, num_processes=2, repeats=repeats, seed=0)
+    seen = []
+    for rank in range(2):
+        shard = BatchSamplerShard(BatchSampler(sampler, 2, drop_last=False), num_processes=2, process_index=rank)
+        seen.append(list(shard))
+    assert len(seen[0]) == len(seen[1]) == (16 // 4) * repeats
+    for rank in range(2):
+        cycles = [seen[rank][i : i + repeats] for i in range(0, len(seen[rank]), repeats)]
+        assert all(all(b == c[0] for b in c) for c in cycles)  # same prompts for every micro-step of the cycle
+    first = {tuple(seen[r][0]) for r in range(2)}
+    assert len(first) == 2  # the two processes draw different prompts
+    everything = [i for r in range(2) for c in seen[r][::repeats] for i in c]
+    assert sorted(everything) == list(range(16))  # an epoch covers every prompt once
+
+
+def test_config_errors_name_the_fields():
+    with pytest.raises(ValueError, match=r"per_device_train_batch_size \(4\) \* gradient_accumulation_steps \(3\) = 12.*rloo_k \(8\)"):
+        LatroConfig(output_dir="x", rloo_k=8, per_device_train_batch_size=4, gradient_accumulation_steps=3)
+    with pytest.raises(ValueError, match="rloo_k=1"):
+        LatroConfig(output_dir="x", rloo_k=1, per_device_train_batch_size=4)
+    with pytest.raises(ValueError, match="stop_token='bos'"):
+        LatroConfig(output_dir="x", rloo_k=2, per_device_train_batch_size=4, stop_token="bos")
+    with pytest.raises(ValueError, match="temperature=0"):
+        LatroConfig(output_dir="x", rloo_k=2, per_device_train_batch_size=4, temperature=0)
+    with pytest.raises(ValueError, match="penalty_reward_value=0.5"):
+        LatroConfig(output_dir="x", rloo_k=2, per_device_train_batch_size=4, penalty_reward_value=0.5)
+    config = LatroConfig(output_dir="x", rloo_k=4, per_device_train_batch_size=8, gradient_accumulation_steps=6)
+    assert config.prompts_per_update == 12
+    assert (config.kl_coef, config.sft_coef, config.rloo_k) == (0.05, 1.0, 4)
+
+
+def test_latro_paper_defaults():
+    config = LatroConfig(output_dir="x")
+    assert (config.rloo_k, config.kl_coef, config.sft_coef, config.learning_rate) == (16, 0.05, 1.0, 5e-7)
+    assert config.non_stop_penalty and config.penalty_reward_value == 2.0
+    assert "The answer is" in config.stop_seqs
+
+
+def test_temperature_is_honoured(tmp_path, tiny_llama, demo_tokenizer, addition_dataset):
+    args = latro_args(tmp_path, temperature=0.3, top_k=5)
+    trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
+    seen = {}
+    generate = tiny_llama.generate
+
+    def spy(*a, generation_config=None, **k):
+        seen["config"] = generation_config
+        return generate(*a, generation_config=generation_config, **k)
+
+    tiny_llama.generate = spy
+    trainer.sample([[5, 6, 7]], k=2)
+    assert seen["config"].temperature == 0.3 and seen["config"].top_k == 5 and seen["config"].do_sample
+
+
+def test_flash_attention_without_package_is_a_clear_error():
+    if os.environ.get("IR_HAS_FLASH"):
+        pytest.skip("flash-attn installed")
+    with pytest.raises(ValueError, match="flash_attention_2.*implicit-reasoning\\[flash\\]"):
+        LatroConfig(output_dir="x", rloo_k=2, per_device_train_batch_size=4, attn_implementation="flash_attention_2")

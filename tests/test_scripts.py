@@ -1,0 +1,114 @@
+"""The user-facing entry points: argument parsing, accelerate re-launch, torchrun, evaluation, the demo."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from transformers import HfArgumentParser
+
+from implicit_reasoning.pipeline import parse_training_args, relaunch_command, split_config_file
+from implicit_reasoning.trainer import LatroConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+
+
+def test_yaml_as_sole_argument_and_flags_override_trainer(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"trainer": "latro", "output_dir": str(tmp_path), "rloo_k": 4, "stop_seqs": ["X"]}))
+    name, config = parse_training_args([str(path)])
+    assert name == "latro" and isinstance(config, LatroConfig)
+    assert (config.rloo_k, config.stop_seqs, config.per_device_train_batch_size) == (4, ["X"], 16)
+    name, config = parse_training_args(["--trainer", "latro", "--output_dir", "o", "--rloo_k", "8", "--kl_coef", "0.1"])
+    assert (config.rloo_k, config.kl_coef) == (8, 0.1)
+    with pytest.raises(ValueError, match="--trainer 'nope': unknown"):
+        parse_training_args(["--trainer", "nope"])
+
+
+def test_every_shipped_training_yaml_parses():
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        if "distributed_type" in data or "compute_environment" in data:
+            continue  # accelerate configs: tested in test_configs.py
+        if "sft" in path.name:
+            continue
+        data.pop("trainer", None)
+        data.update(bf16=False, use_cpu=True)  # the GPU recipes ask for bf16, which this CPU cannot do
+        (config,) = HfArgumentParser(LatroConfig).parse_dict(data)  # unknown keys would raise
+        assert config.output_dir and config.rloo_k >= 2, path
+
+
+def test_accelerate_config_after_the_script_relaunches(tmp_path):
+    argv = ["--config_file", str(ROOT / "configs/8gpu.yaml"), "--trainer", "latro"]
+    command = relaunch_command(argv, "scripts/training.py")
+    assert command == ["accelerate", "launch", "--config_file", str(ROOT / "configs/8gpu.yaml"),
+                       "scripts/training.py", "--trainer", "latro"]
+    training_yaml = tmp_path / "t.yaml"
+    training_yaml.write_text("rloo_k: 4\noutput_dir: o\n")
+    argv = ["--config_file", str(training_yaml)]
+    assert relaunch_command(argv, "scripts/training.py") is None
+    assert split_config_file(argv) == [str(training_yaml)]
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny")
+    tokenizer = build_demo_tokenizer(str(path))
+    build_demo_model(tokenizer, hidden_size=32, intermediate_size=64, num_heads=2).save_pretrained(path)
+    return path
+
+
+def test_torchrun_two_processes_data_parallel(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+        str(ROOT / "scripts/training.py"), "--trainer", "latro",
+        "--model_name_or_path", str(tiny_model_dir), "--dataset_name", "arithmetic",
+        "--dataset_config", "num_terms=2,max_value=5,num_examples=32", "--output_dir", str(out),
+        "--rloo_k", "2", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2",
+        "--max_steps", "2", "--response_length", "8", "--learning_rate", "1e-3", "--logging_steps", "1",
+        "--per_device_eval_batch_size", "16", "--save_strategy", "no", "--report_to", "none", "--use_cpu",
+        "--ddp_backend", "gloo", "--disable_tqdm", "true",
+    ]
+    result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "model.safetensors").exists()
+    assert json.loads((out / "run_config.json").read_text())["trainer"] == "latro"
+    # 2 updates x (2 processes x 2 prompts) = 8 of 32 prompts per update -> epoch 0.5 (one process: 0.25)
+    assert "'epoch': 0.5" in result.stdout and "'eval_accuracy'" in result.stdout
+
+
+def test_evaluation_script_writes_summary_and_predictions(tmp_path, tiny_model_dir):
+    out = tmp_path / "eval"
+    command = [
+        sys.executable, str(ROOT / "scripts/evaluation.py"), "--model_name_or_path", str(tiny_model_dir),
+        "--dataset_name", "arithmetic", "--dataset_config", "num_terms=2,max_value=5,num_examples=12",
+        "--split", "test", "--eval_num_samples", "3", "--response_length", "8", "--output_dir", str(out),
+    ]
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_questions"] == 12 and "accuracy" in summary and "maj@3" in summary
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and len(rows[0]["samples"]) == 3
+    assert summary["accuracy"] == sum(r["correct"] for r in rows) / 12
+
+
+def test_builtin_demo_raises_accuracy(tmp_path):
+    """The README's main job, as shipped (configs/demo_latro.yaml), on a fresh output dir."""
+    from implicit_reasoning.demo import run_demo
+
+    with open(ROOT / "configs/demo_latro.yaml") as f:
+        values = yaml.safe_load(f)
+    values.pop("trainer")
+    values.update(output_dir=str(tmp_path / "demo"), disable_tqdm=True)
+    (config,) = HfArgumentParser(LatroConfig).parse_dict(values)
+    result = run_demo("latro", config)
+    assert result["eval_questions"] >= 200
+    assert result["accuracy_after"] >= result["accuracy_before"] + 0.10, result
