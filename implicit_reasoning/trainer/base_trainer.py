@@ -78,7 +78,6 @@ class BaseTrainer(Trainer):
     """Shared machinery; see the module docstring. Subclasses set `required_columns`."""
 
     required_columns: tuple[str, ...] = ()
-    _tag_names = ["implicit-reasoning"]
 
     def __init__(
         self,
