@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 
 TRAINER="${TRAINER:-latro}"
 if [[ -z "${MODEL:-}" && -z "${TRAIN_CONFIG:-}" && $# -eq 0 ]]; then
-  exec python scripts/training.py "configs/demo_${TRAINER}.yaml"
+  # the demo needs nothing from a hub: say so, so that no library tries the network
+  HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" HF_DATASETS_OFFLINE="${HF_DATASETS_OFFLINE:-1}" \
+    exec python scripts/training.py "configs/demo_${TRAINER}.yaml"
 fi
 
 if [[ -z "${ACCELERATE_CONFIG:-}" ]]; then
