@@ -8,7 +8,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 
 from implicit_reasoning.demo import build_demo_tokenizer
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny models: overhead-bound, and robust on a shared machine
 
 
 def addition_rows(n: int = 24) -> list[dict]:
