@@ -268,7 +268,6 @@ class BaseTrainer(Trainer):
         """Replace a non-finite loss by an exact zero that still touches every trainable parameter."""
         self.nonfinite_updates += 1
         self._nonfinite_in_a_row += 1
-        self._metrics["nonfinite_updates"].append(float(self.nonfinite_updates))
         if self._nonfinite_in_a_row >= self.args.max_nonfinite_updates:
             raise RuntimeError(
                 f"{self._nonfinite_in_a_row} non-finite losses in a row (max_nonfinite_updates="
@@ -284,10 +283,18 @@ class BaseTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self._metrics and "loss" in logs:
-            logs = {**{k: sum(v) / len(v) for k, v in self._metrics.items()}, **logs}
+            logs = {**self._gathered_metrics(), **logs}
             self._metrics.clear()
             self._write_samples()
         super().log(logs, start_time)
+
+    def _gathered_metrics(self) -> dict[str, float]:
+        """Means of the metrics accumulated since the last log, averaged over all processes."""
+        self._metrics["nonfinite_updates"] = [float(self.nonfinite_updates)]
+        keys = sorted(self._metrics)  # every process logs the same keys at the same steps
+        local = torch.tensor([sum(self._metrics[k]) / len(self._metrics[k]) for k in keys], device=self.args.device)
+        means = self.accelerator.gather(local.unsqueeze(0)).mean(dim=0) if self.accelerator.num_processes > 1 else local
+        return dict(zip(keys, means.tolist()))
 
     def _write_samples(self) -> None:
         if not self._samples or not self.accelerator.is_main_process:
