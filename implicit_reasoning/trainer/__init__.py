@@ -2,10 +2,21 @@
 
 from .base_trainer import BaseTrainer
 from .latro_trainer import LatroTrainer
-from .trainer_config import LatroConfig, SFTBaselineConfig, TrainerConfig
+from .markovian_trainer import MarkovianTrainer
+from .trainer_config import LatroConfig, MarkovianConfig, SFTBaselineConfig, TrainerConfig
 
 TRAINERS = {
     "latro": (LatroTrainer, LatroConfig),
+    "markovian": (MarkovianTrainer, MarkovianConfig),
 }
 
-__all__ = ["BaseTrainer", "LatroTrainer", "LatroConfig", "SFTBaselineConfig", "TrainerConfig", "TRAINERS"]
+__all__ = [
+    "BaseTrainer",
+    "LatroTrainer",
+    "LatroConfig",
+    "MarkovianTrainer",
+    "MarkovianConfig",
+    "SFTBaselineConfig",
+    "TrainerConfig",
+    "TRAINERS",
+]

@@ -222,14 +222,15 @@ class MarkovianConfig(TrainerConfig):
         default="critic", metadata={"help": f"Who scores log P(answer | CoT): {' | '.join(MARKOVIAN_SCORERS)}."}
     )
     method: str = field(
-        default="pg", metadata={"help": "pg (policy gradient) | ppo (clipped, ppo_epochs passes) | ei (expert iteration)."}
+        default="pg",
+        metadata={"help": "pg (policy gradient) | ppo (clipped, ppo_epochs passes) | ei (expert iteration)."},
     )
     kl_penalty: float = field(default=0.1, metadata={"help": "Weight of KL(actor || critic) over CoT positions."})
-    entropy_bonus: float = field(default=0.0, metadata={"help": "Weight of the CoT entropy bonus (subtracted from the loss)."})
+    entropy_bonus: float = field(default=0.0, metadata={"help": "Weight of the CoT entropy bonus (subtracted)."})
     ppo_epsilon: float = field(default=0.2, metadata={"help": "PPO clip range epsilon."})
     ppo_epochs: int = field(default=4, metadata={"help": "PPO: optimizer passes over each rollout."})
     ei_std: float = field(default=1.0, metadata={"help": "EI: keep R > mean + ei_std * std of the reward history."})
-    ei_warmup: int = field(default=5, metadata={"help": "EI: batches of reward history collected before any sample is kept."})
+    ei_warmup: int = field(default=5, metadata={"help": "EI: batches of reward history before any sample is kept."})
     baseline_decay: float = field(default=0.9, metadata={"help": "EMA baseline decay (used when rloo_k = 1)."})
     actor_reward_weight: float = field(
         default=0.0, metadata={"help": "w: adds -w * R with R differentiable through the actor (needs scorer='actor')."}
@@ -241,8 +242,8 @@ class MarkovianConfig(TrainerConfig):
     use_vq: bool = field(default=False, metadata={"help": "Train through quantised hidden states instead of sampling."})
     vq_reason_length: int = field(default=50, metadata={"help": "VQ: number of placeholder (CoT) positions."})
     vq_codebook_weight: float = field(default=1.0, metadata={"help": "VQ: weight of MSE(h, e.detach())."})
-    vq_sampling_temp: float = field(default=1.0, metadata={"help": "VQ: temperature on cosine similarities (sampling / Gumbel)."})
-    vq_hidden_layer: int = field(default=-1, metadata={"help": "VQ: index into hidden_states (0 = embeddings, -1 = last)."})
+    vq_sampling_temp: float = field(default=1.0, metadata={"help": "VQ: temperature on cosine similarities."})
+    vq_hidden_layer: int = field(default=-1, metadata={"help": "VQ: hidden_states index (0 = embeddings, -1 = last)."})
     vq_use_argmax: bool = field(
         default=True, metadata={"help": "VQ: nearest embedding (with Gumbel: hard one-hot); False samples."}
     )
@@ -279,7 +280,8 @@ class MarkovianConfig(TrainerConfig):
         if self.rloo_k >= 2:
             super()._validate_rollout()
             return
-        _check(self.stop_token in STOP_TOKEN_CHOICES, f"stop_token={self.stop_token!r}: must be one of {STOP_TOKEN_CHOICES}")
+        choices = STOP_TOKEN_CHOICES
+        _check(self.stop_token in choices, f"stop_token={self.stop_token!r}: must be one of {choices}")
         _check(self.temperature > 0, f"temperature={self.temperature}: must be > 0 (rollouts sample)")
         _check(0 < self.top_p <= 1, f"top_p={self.top_p}: must be in (0, 1]")
         _check(self.top_k >= 0, f"top_k={self.top_k}: must be >= 0 (0 = off)")

@@ -456,6 +456,66 @@ def load_task_dataset(name, split, tokenizer, dataset_config=None, dataset_path=
     return build_latro_dataset(examples, tokenizer)
 
 
+# --------------------------------------------------------------------------- wiki tasks (Markovian)
+
+WIKI_TASKS = ("wiki_continuation", "wiki_compression")
+"""Registry names built from wikitext by token slicing (see :func:`build_wiki_examples`)."""
+
+_ARTICLE_TITLE_RE = re.compile(r"^ = [^=].* = \s*$")
+
+
+def wikitext_articles(lines: list[str]) -> list[str]:
+    """Join wikitext rows into articles; a level-1 heading (`` = Title = ``) starts a new one."""
+    articles: list[list[str]] = []
+    for line in lines:
+        if _ARTICLE_TITLE_RE.match(line) or not articles:
+            articles.append([])
+        articles[-1].append(line)
+    return [text for text in ("".join(a).strip() for a in articles) if text]
+
+
+def build_wiki_examples(lines: list[str], tokenizer, task: str, question_length: int, target_length: int,
+                        dataset: str = "wikitext", split: str = "-") -> datasets.Dataset:
+    """Token-sliced examples from wikitext rows (no per-model ids: slicing uses ``tokenizer``).
+
+    * ``wiki_continuation``: question = ``question_length`` tokens of an article, answer = the
+      next ``target_length`` tokens.
+    * ``wiki_compression``: question = answer = a chunk of ``question_length`` tokens (the CoT
+      must carry enough to reconstruct it).
+    Every article yields consecutive non-overlapping chunks; texts are decoded and stripped.
+    """
+    if task not in WIKI_TASKS:
+        raise ValueError(f"build_wiki_examples: task {task!r} must be one of {WIKI_TASKS}")
+    chunk = question_length + (target_length if task == "wiki_continuation" else 0)
+    out = {"question": [], "rationale": [], "answer": []}
+    for article in wikitext_articles(lines):
+        ids = tokenizer(article, add_special_tokens=False).input_ids
+        for start in range(0, len(ids) - chunk + 1, chunk):
+            question = ids[start : start + question_length]
+            answer = ids[start + question_length : start + chunk] if task == "wiki_continuation" else question
+            out["question"].append(tokenizer.decode(question, skip_special_tokens=True).strip())
+            out["answer"].append(tokenizer.decode(answer, skip_special_tokens=True).strip())
+            out["rationale"].append("")
+    if not out["question"]:
+        raise ValueError(
+            f"dataset {dataset!r} split {split!r}: no article has {chunk} tokens for {task} "
+            f"(question_length={question_length}, target_length={target_length}); lower them or add data"
+        )
+    return datasets.Dataset.from_dict(out)
+
+
+def load_markovian_examples(name, split, tokenizer, question_length=200, target_length=200, dataset_config=None,
+                            dataset_path=None, sanity_check=False, seed=0) -> datasets.Dataset:
+    """Columns ``question``, ``rationale``, ``answer`` for the Markovian trainer.
+
+    Wiki tasks are sliced by tokens with ``tokenizer``; every other name is :func:`load_examples`.
+    """
+    if name in WIKI_TASKS:
+        raw = load_raw_dataset(name, split, dataset_config, dataset_path, sanity_check, seed)
+        return build_wiki_examples(raw["text"], tokenizer, name, question_length, target_length, name, split)
+    return load_examples(name, split, dataset_config, dataset_path, sanity_check, seed)
+
+
 # --------------------------------------------------------------------------- the registry
 
 _OUR_SPLITS_TRAIN_TEST = {"train": "train", "eval": "test", "test": "test"}  # no hub validation split
@@ -481,6 +541,10 @@ for _spec in (
     DatasetSpec("wikitext", "Salesforce/wikitext", "wikitext-103-raw-v1",
                 {"train": "train", "eval": "validation", "test": "test"},
                 ("text",), _wikitext_example, CHECKER_NONE),
+    # Markovian wiki tasks: the wikitext rows, sliced by tokens in load_markovian_examples.
+    *(DatasetSpec(_task, "Salesforce/wikitext", "wikitext-103-raw-v1",
+                  {"train": "train", "eval": "validation", "test": "test"},
+                  ("text",), _wikitext_example, CHECKER_NONE) for _task in WIKI_TASKS),
     DatasetSpec("arithmetic", None, None, {s: s for s in GENERATED_SPLIT_SIZES},
                 ("terms",), _arithmetic_example, CHECKER_NUMERIC, generator=generate_arithmetic),
     DatasetSpec("arithmetic_negative", None, None, {s: s for s in GENERATED_SPLIT_SIZES},

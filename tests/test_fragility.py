@@ -1,0 +1,84 @@
+"""scripts/fragility.py on two tiny saved models: perturbations, JSON table and plots."""
+
+import importlib.util
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fragility.py"
+SAMPLES = [
+    {"prompt": "3 + 4 + 5", "rationale": " 3 + 4 = 7. 7 + 5 = 12.", "answer": "12", "reward": 0.1},
+    {"prompt": "10 + 2 + 9", "rationale": " 10 + 2 = 12. 12 + 9 = 21.", "answer": "21"},
+    {"question": "1 + 1 + 1", "rationale": " 1 + 1 = 2. 2 + 1 = 3.", "answer": "3"},
+]
+
+
+@pytest.fixture(scope="module")
+def fragility():
+    spec = importlib.util.spec_from_file_location("fragility_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _save_run(tmp_path, name, seed, markovian):
+    path = tmp_path / name
+    tok = build_demo_tokenizer(save_dir=str(path))
+    build_demo_model(tok, hidden_size=64, num_layers=2, intermediate_size=128, seed=seed).save_pretrained(path)
+    (path / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in SAMPLES))
+    (path / "run_config.json").write_text(json.dumps({"trainer": "markovian", "markovian": markovian}))
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["delete", "truncate_front", "truncate_back", "digit_replace", "char_replace"])
+def test_perturbations_by_fraction(fragility, kind):
+    text = " 12 + 35 = 47. 47 + 8 = 55."
+    assert fragility.perturb(text, kind, 0.0, random.Random(0)) == text
+    full = fragility.perturb(text, kind, 1.0, random.Random(0))
+    half = fragility.perturb(text, kind, 0.4, random.Random(0))
+    if kind in ("delete", "truncate_front", "truncate_back"):
+        assert full == "" and len(half) == len(text) - round(0.4 * len(text))
+    elif kind == "digit_replace":
+        assert len(full) == len(text)
+        assert all((a != b) == a.isdigit() for a, b in zip(text, full))  # every digit changed, nothing else
+    else:
+        assert len(full) == len(text) and all(a != b for a, b in zip(text, full))
+    assert fragility.perturb(text, "truncate_front", 0.2, random.Random(0)) == text[round(0.2 * len(text)) :]
+
+
+def test_fragility_compares_two_checkpoints(fragility, tmp_path):
+    torch.set_num_threads(1)
+    markovian = _save_run(tmp_path, "markovian", seed=0, markovian=True)
+    ablation = _save_run(tmp_path, "ablation", seed=1, markovian=False)
+    out = tmp_path / "out"
+    results = fragility.main(["--markovian", markovian, "--non_markovian", ablation, "--output_dir", str(out)])
+    table = json.loads((out / "fragility.json").read_text())
+    assert table["fractions"] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert table["perturbations"] == list(fragility.PERTURBATIONS)
+    assert set(table["models"]) == {"markovian", "non_markovian"}
+    assert table["models"]["markovian"]["markovian"] is True and table["models"]["non_markovian"]["markovian"] is False
+    for model in table["models"].values():
+        assert model["num_samples"] == 3 and model["original_logprob"] < 0
+        assert set(model["drop"]) == set(fragility.PERTURBATIONS)
+        for kind, row in model["drop"].items():
+            assert len(row["mean_drop"]) == len(row["std_drop"]) == 6
+            assert row["mean_drop"][0] == 0.0 and row["std_drop"][0] == 0.0  # 0 % perturbation: no drop
+            assert all(v == v for v in row["mean_drop"])  # no NaN
+        assert any(v != 0.0 for v in model["drop"]["char_replace"]["mean_drop"][1:])
+    assert table["models"]["markovian"]["drop"] != table["models"]["non_markovian"]["drop"]
+    names = {f"fragility_{k}.png" for k in fragility.PERTURBATIONS} | {"fragility_all.png"}
+    assert names <= set(os.listdir(out))
+    assert all(os.path.getsize(p) > 1000 for p in results["plots"])
+
+
+def test_bad_samples_file_is_a_clear_error(fragility, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"prompt": "1 + 1"}) + "\n")
+    with pytest.raises(ValueError, match="line 1.*rationale"):
+        fragility.load_samples(str(path), None)
