@@ -244,14 +244,21 @@ DEMO_RESULTS_FILE = "demo_results.json"
 
 
 def warm_start_dataset(dataset, guess_fraction: float = DEMO_GUESS_FRACTION, seed: int = 0):
-    """Replace the rationale and response of a `guess_fraction` share of rows by a wrong quick guess."""
+    """Replace the rationale and response of a `guess_fraction` share of rows by a wrong quick guess.
+
+    Adds `target`: the answer each row's completion states (the guess, or the gold answer).
+    """
     rng = random.Random(seed)
 
     def maybe_guess(row):
         if rng.random() >= guess_fraction:
-            return {}
+            return {"target": row["groundtruth"]}
         guess = int(row["groundtruth"]) + rng.choice(DEMO_GUESS_OFFSETS)
-        return {"rationale": f"Roughly, {row['question']} is {guess}.", "responses": f" The answer is {guess}."}
+        return {
+            "rationale": f"Roughly, {row['question']} is {guess}.",
+            "responses": f" The answer is {guess}.",
+            "target": str(guess),
+        }
 
     return dataset.map(maybe_guess, desc="Warm-start data")
 
@@ -271,8 +278,11 @@ def _sft_args(output_dir: str, seed: int, **overrides) -> transformers.TrainingA
     )
 
 
-def build_warm_start(config, directory: str):
-    """Demo tokenizer + model after the warm-start SFT; cached in `directory` (reused if present)."""
+def build_warm_start(config, directory: str, trainer_cls):
+    """Demo tokenizer + model after the warm-start SFT in `trainer_cls`'s prompt format.
+
+    Cached in `directory` (reused if present).
+    """
     from .sft import sft_trainer
     from .utils.data_utils import load_task_dataset
 
@@ -286,7 +296,8 @@ def build_warm_start(config, directory: str):
     model = build_demo_model(tokenizer, seed=config.seed)
     train = load_task_dataset(config.dataset_name, "train", tokenizer, dataset_config=config.dataset_config, seed=config.seed)
     print(f"[demo] warm start: {DEMO_WARM_START['max_steps']} SFT steps on mixed careful/guess solutions")
-    sft_trainer(model, tokenizer, warm_start_dataset(train, seed=config.seed), _sft_args(directory, config.seed)).train()
+    rows = trainer_cls.sft_rows(config, warm_start_dataset(train, seed=config.seed))
+    sft_trainer(model, tokenizer, rows, _sft_args(directory, config.seed)).train()
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return model, tokenizer
@@ -328,9 +339,10 @@ def run_demo(name: str, config) -> dict:
 
     _demo_threads()
     started = time.time()
-    model, tokenizer = build_warm_start(config, os.path.join(config.output_dir, "warm_start"))
-    train, evaluation = load_datasets(config, tokenizer)
-    trainer = TRAINERS[name][0](model, config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer)
+    trainer_cls = TRAINERS[name][0]
+    model, tokenizer = build_warm_start(config, os.path.join(config.output_dir, "warm_start"), trainer_cls)
+    train, evaluation = load_datasets(config, tokenizer, trainer_cls)
+    trainer = trainer_cls(model, config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer)
     save_run_config(config, name)
     before = trainer.evaluate()
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
@@ -343,12 +355,13 @@ def run_sft_demo(config) -> dict:
     """The SFT baseline on the demo: the same warm start, then SFT on gold rationales for `max_steps`."""
     from .pipeline import load_datasets, save_run_config
     from .sft import sft_trainer
+    from .trainer import BaseTrainer
     from .utils.evaluation import evaluate_dataset, summarize_records
 
     _demo_threads()
     started = time.time()
-    model, tokenizer = build_warm_start(config, os.path.join(config.output_dir, "warm_start"))
-    train, evaluation = load_datasets(config, tokenizer)
+    model, tokenizer = build_warm_start(config, os.path.join(config.output_dir, "warm_start"), BaseTrainer)
+    train, evaluation = load_datasets(config, tokenizer, BaseTrainer)
 
     def accuracy() -> dict:
         summary = summarize_records(evaluate_dataset(model, tokenizer, evaluation, config.dataset_name, config))

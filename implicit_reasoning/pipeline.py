@@ -15,7 +15,6 @@ import yaml
 from transformers import HfArgumentParser
 
 from .trainer import TRAINERS
-from .utils.data_utils import load_task_dataset
 
 RUN_CONFIG_NAME = "run_config.json"
 
@@ -87,17 +86,11 @@ def split_config_file(argv: list[str]) -> list[str]:
     return argv
 
 
-def load_datasets(config, tokenizer):
-    """Train and eval splits of `config.dataset_name` from the registry (or a local file)."""
-    common = dict(
-        dataset_config=config.dataset_config,
-        dataset_path=config.dataset_path,
-        sanity_check=config.sanity_check,
-        seed=config.seed,
-    )
-    train = load_task_dataset(config.dataset_name, "train", tokenizer, **common)
+def load_datasets(config, tokenizer, trainer_cls):
+    """Train and eval splits of `config.dataset_name`, in the columns `trainer_cls` reads."""
+    train = trainer_cls.load_split(config, "train", tokenizer)
     try:
-        evaluation = load_task_dataset(config.dataset_name, "eval", tokenizer, **common)
+        evaluation = trainer_cls.load_split(config, "eval", tokenizer)
     except (ValueError, FileNotFoundError) as error:  # a custom file may have no eval split
         print(f"[implicit_reasoning] no eval split for {config.dataset_name}: {error}", file=sys.stderr)
         evaluation = None
@@ -120,7 +113,7 @@ def run_training(name: str, config, model=None, tokenizer=None) -> dict:
 
     model = model if model is not None else load_causal_lm(config.model_name_or_path, config)
     tokenizer = tokenizer or load_tokenizer(config.model_name_or_path, config.trust_remote_code)
-    train, evaluation = load_datasets(config, tokenizer)
+    train, evaluation = load_datasets(config, tokenizer, trainer_cls)
     trainer = trainer_cls(model, config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer)
     if trainer.accelerator.is_main_process:
         save_run_config(config, name)
@@ -132,12 +125,13 @@ def run_training(name: str, config, model=None, tokenizer=None) -> dict:
 def run_sft_baseline(config, model=None, tokenizer=None) -> dict:
     """SFT on the dataset's gold rationales, then the same generation eval as the RL trainers."""
     from .sft import sft_trainer
+    from .trainer import BaseTrainer
     from .utils.evaluation import evaluate_dataset, summarize_records
     from .utils.model_utils import load_causal_lm, load_tokenizer
 
     model = model if model is not None else load_causal_lm(config.model_name_or_path, config)
     tokenizer = tokenizer or load_tokenizer(config.model_name_or_path, config.trust_remote_code)
-    train, evaluation = load_datasets(config, tokenizer)
+    train, evaluation = load_datasets(config, tokenizer, BaseTrainer)
     trainer = sft_trainer(model, tokenizer, train, config, config.max_prompt_length)
     if trainer.accelerator.is_main_process:
         save_run_config(config, "sft")

@@ -21,6 +21,7 @@ from transformers import PreTrainedModel, Trainer
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..utils import model_utils
+from ..utils.data_utils import load_task_dataset
 from ..utils.evaluation import evaluate_dataset, summarize_records
 from ..utils.generation import generate, sampling_config
 from .trainer_config import TrainerConfig
@@ -118,6 +119,29 @@ class BaseTrainer(Trainer):
         self._micro_step = 0
         self._nonfinite_in_a_row = 0
         self.nonfinite_updates = 0
+
+    # -------------------------------------------------------------------- data
+    @classmethod
+    def load_split(cls, config: TrainerConfig, split: str, tokenizer):
+        """The `split` of `config.dataset_name`, in the columns this trainer reads (`required_columns`)."""
+        return load_task_dataset(
+            config.dataset_name,
+            split,
+            tokenizer,
+            dataset_config=config.dataset_config,
+            dataset_path=config.dataset_path,
+            sanity_check=config.sanity_check,
+            seed=config.seed,
+        )
+
+    @classmethod
+    def sft_rows(cls, config: TrainerConfig, rows):
+        """`queries` / `rationale` / `responses` texts for supervised warm starts, in this trainer's format.
+
+        `rows` are registry rows (`queries`, `question`, `rationale`, `responses`, and `target`: the
+        answer the completion states). LaTRO's format is the registry's, so nothing changes.
+        """
+        return rows
 
     # ------------------------------------------------------------------ models
     def _check_columns(self, split: str, dataset) -> None:

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 
 import torch
 
-from ..utils.data_utils import CHECKER_NONE
+from ..utils.data_utils import CHECKER_NONE, load_markovian_examples
 from ..utils.eval_utils import checker_for, extract_answer, is_correct
 from ..utils.generation import generate, sampling_config
 from ..utils.markovian import (
@@ -67,12 +67,6 @@ def scoring_prompt(instruction: str, question: str, markovian: bool = True) -> s
     return actor_prompt(instruction, REDACTED if markovian else question)
 
 
-def sft_pair(instruction: str, question: str, rationale: str, answer: str, markovian: bool = False):
-    """(prompt, completion) text in the trainer's format, e.g. for a supervised warm start."""
-    prompt = scoring_prompt(instruction, question, markovian)
-    return prompt, f" {rationale}{ANSWER_MARKER} {answer}"
-
-
 def _repeat(rows: list, k: int) -> list:
     return [row for row in rows for _ in range(k)]
 
@@ -101,6 +95,38 @@ class MarkovianTrainer(BaseTrainer):
         self._logits_to_keep = "logits_to_keep" in inspect.signature(self._base_model().forward).parameters
         if self.args.use_vq:
             self._check_vq_shapes()
+
+    @classmethod
+    def load_split(cls, config: MarkovianConfig, split: str, tokenizer):
+        """`question` / `answer` rows; wiki tasks are sliced into question_length / target_length tokens."""
+        return load_markovian_examples(
+            config.dataset_name,
+            split,
+            tokenizer,
+            question_length=config.question_length,
+            target_length=config.target_length,
+            dataset_config=config.dataset_config,
+            dataset_path=config.dataset_path,
+            sanity_check=config.sanity_check,
+            seed=config.seed,
+        )
+
+    @classmethod
+    def sft_rows(cls, config: MarkovianConfig, rows):
+        """Warm-start text in the scoring format: "{instruction} {question}\nReasoning: {CoT} Answer: {y}".
+
+        Every other row redacts the question, so that the critic (a copy of the warm start)
+        learns to read the answer off the CoT alone.
+        """
+
+        def convert(row, index):
+            return {
+                "queries": scoring_prompt(config.instruction, row["question"], markovian=index % 2 == 1),
+                "rationale": f" {row['rationale']}",
+                "responses": f"{ANSWER_MARKER} {row['target']}",
+            }
+
+        return rows.map(convert, with_indices=True, desc="Markovian warm-start format")
 
     @property
     def updates_per_rollout(self) -> int:

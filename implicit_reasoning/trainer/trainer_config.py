@@ -123,8 +123,10 @@ class TrainerConfig(TrainingArguments):
         self._validate_rollout()
         self._validate_common()
 
+    min_rloo_k = 2  # a leave-one-out baseline needs two samples per prompt
+
     def _validate_rollout(self) -> None:
-        _check(self.rloo_k >= 2, f"rloo_k={self.rloo_k}: need at least 2 samples per prompt for a leave-one-out baseline")
+        _check(self.rloo_k >= self.min_rloo_k, f"rloo_k={self.rloo_k}: must be >= {self.min_rloo_k} samples per prompt")
         _check(
             self.samples_per_update % self.rloo_k == 0,
             f"per_device_train_batch_size ({self.per_device_train_batch_size}) * gradient_accumulation_steps "
@@ -214,6 +216,8 @@ class MarkovianConfig(TrainerConfig):
     `kl_coef` are unused: CoTs have exactly `cot_length` tokens and the KL weight is `kl_penalty`.
     """
 
+    min_rloo_k = 1  # K = 1 uses the EMA baseline instead of a group statistic
+
     cot_length: int = field(default=50, metadata={"help": "Tokens in every CoT (fixed length: min = max new tokens)."})
     markovian: bool = field(
         default=True, metadata={"help": "Score the answer with the question redacted; False = non-Markovian ablation."}
@@ -274,14 +278,3 @@ class MarkovianConfig(TrainerConfig):
             f"use_vq=True trains by backpropagation through the critic; method={self.method!r} must stay 'pg'",
         )
 
-    def _validate_rollout(self) -> None:
-        """rloo_k = 1 is allowed (EMA baseline); every other rollout check of TrainerConfig applies."""
-        _check(self.rloo_k >= 1, f"rloo_k={self.rloo_k}: must be >= 1 (1 = EMA baseline)")
-        if self.rloo_k >= 2:
-            super()._validate_rollout()
-            return
-        choices = STOP_TOKEN_CHOICES
-        _check(self.stop_token in choices, f"stop_token={self.stop_token!r}: must be one of {choices}")
-        _check(self.temperature > 0, f"temperature={self.temperature}: must be > 0 (rollouts sample)")
-        _check(0 < self.top_p <= 1, f"top_p={self.top_p}: must be in (0, 1]")
-        _check(self.top_k >= 0, f"top_k={self.top_k}: must be >= 0 (0 = off)")
