@@ -313,7 +313,8 @@ def _demo_threads() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
 
-def _report(config, name: str, before: dict, after: dict, seconds: float) -> dict:
+def _report(config, name: str, before: dict, after: dict, seconds: float, history=()) -> dict:
+    rewards = [h["reward"] for h in history if "reward" in h]
     result = {
         "trainer": name,
         "dataset": f"{config.dataset_name} ({config.dataset_config})",
@@ -322,6 +323,8 @@ def _report(config, name: str, before: dict, after: dict, seconds: float) -> dic
         "eval_questions": int(after["eval_num_questions"]),
         "total_seconds": round(seconds, 1),
     }
+    if rewards:
+        result.update(reward_first_log=round(rewards[0], 3), reward_last_log=round(rewards[-1], 3))
     with open(os.path.join(config.output_dir, DEMO_RESULTS_FILE), "w") as f:
         json.dump(result, f, indent=2)
     print(
@@ -329,6 +332,8 @@ def _report(config, name: str, before: dict, after: dict, seconds: float) -> dic
         f"{result['accuracy_after']:.1%} after training, on {result['eval_questions']} questions "
         f"({result['total_seconds']} s in all, warm start and evaluations included)"
     )
+    if rewards:
+        print(f"[demo] {name}: mean reward {rewards[0]:.3f} at the first log -> {rewards[-1]:.3f} at the last")
     return result
 
 
@@ -348,7 +353,7 @@ def run_demo(name: str, config) -> dict:
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model(config.output_dir)
     after = trainer.evaluate()
-    return _report(config, name, before, after, time.time() - started)
+    return _report(config, name, before, after, time.time() - started, trainer.state.log_history)
 
 
 def run_sft_demo(config) -> dict:

@@ -99,15 +99,18 @@ def test_evaluation_script_writes_summary_and_predictions(tmp_path, tiny_model_d
     assert summary["accuracy"] == sum(r["correct"] for r in rows) / 12
 
 
-def test_builtin_demo_raises_accuracy(tmp_path):
-    """The README's main job, as shipped (configs/demo_latro.yaml), on a fresh output dir."""
+@pytest.mark.parametrize("name", ["latro", "markovian"])
+def test_builtin_demo_raises_accuracy(tmp_path, name):
+    """The README's main job, as shipped (configs/demo_<name>.yaml), on a fresh output dir."""
     from implicit_reasoning.demo import run_demo
 
-    with open(ROOT / "configs/demo_latro.yaml") as f:
+    with open(ROOT / f"configs/demo_{name}.yaml") as f:
         values = yaml.safe_load(f)
-    values.pop("trainer")
+    assert values.pop("trainer") == name
     values.update(output_dir=str(tmp_path / "demo"), disable_tqdm=True)
-    (config,) = HfArgumentParser(LatroConfig).parse_dict(values)
-    result = run_demo("latro", config)
+    (config,) = HfArgumentParser(TRAINERS[name][1]).parse_dict(values)
+    result = run_demo(name, config)
     assert result["eval_questions"] >= 200
     assert result["accuracy_after"] >= result["accuracy_before"] + 0.10, result
+    if name == "markovian":  # the normalized reward R = log P(y | CoT) - log P(y | CoT') rises too
+        assert result["reward_last_log"] > result["reward_first_log"], result
