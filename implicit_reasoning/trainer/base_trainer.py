@@ -79,6 +79,7 @@ class BaseTrainer(Trainer):
     """Shared machinery; see the module docstring. Subclasses set `required_columns`."""
 
     required_columns: tuple[str, ...] = ()
+    eval_uses_reference = False  # True when evaluation_records needs the frozen reference model
 
     def __init__(
         self,
@@ -361,6 +362,7 @@ class BaseTrainer(Trainer):
             self.args,
             process_index=self.accelerator.process_index,
             num_processes=self.accelerator.num_processes,
+            progress=self.is_in_train is False and self.accelerator.is_main_process,
         )
 
     def eval_checker_name(self) -> str:

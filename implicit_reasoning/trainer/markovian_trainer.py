@@ -79,6 +79,7 @@ class MarkovianTrainer(BaseTrainer):
     """Markovian training on any causal LM. Datasets need string columns `question`, `answer`."""
 
     required_columns = ("question", "answer")
+    eval_uses_reference = True  # the critic answers from the CoT
     args: MarkovianConfig
 
     def __init__(self, *args, **kwargs):

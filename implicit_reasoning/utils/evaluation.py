@@ -87,6 +87,8 @@ def summarize_records(records: list[dict]) -> dict[str, float]:
     """accuracy (first completion) and maj@k (when samples were drawn) over all records."""
     n = max(len(records), 1)
     summary = {"accuracy": sum(r["correct"] for r in records) / n, "num_questions": float(len(records))}
+    if records and "answer_logprob" in records[0]:  # Markovian: the scorer's mean log-prob of the answer
+        summary["answer_logprob"] = sum(r["answer_logprob"] for r in records) / n
     if records and "samples" in records[0]:
         k = len(records[0]["samples"])
         summary[f"maj@{k}"] = sum(r["majority_correct"] for r in records) / n
