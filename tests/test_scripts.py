@@ -83,6 +83,22 @@ def test_torchrun_two_processes_data_parallel(tmp_path, tiny_model_dir):
     assert "'epoch': 0.5" in result.stdout and "'eval_accuracy'" in result.stdout
 
 
+def test_sft_baseline_script_trains_and_evaluates(tmp_path, tiny_model_dir):
+    out = tmp_path / "sft"
+    command = [
+        sys.executable, str(ROOT / "scripts/sft_baseline.py"), "--model_name_or_path", str(tiny_model_dir),
+        "--dataset_name", "arithmetic", "--dataset_config", "num_terms=2,max_value=5,num_examples=16",
+        "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
+        "--learning_rate", "1e-3", "--response_length", "8", "--report_to", "none", "--save_strategy", "no",
+        "--use_cpu", "--disable_tqdm", "true",
+    ]
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "'eval_accuracy'" in result.stdout and "'eval_num_questions': 16" in result.stdout
+    assert (out / "model.safetensors").exists()
+    assert json.loads((out / "run_config.json").read_text())["trainer"] == "sft"
+
+
 def test_evaluation_script_writes_summary_and_predictions(tmp_path, tiny_model_dir):
     out = tmp_path / "eval"
     command = [
