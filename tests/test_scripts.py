@@ -63,22 +63,30 @@ def tiny_model_dir(tmp_path_factory):
     return path
 
 
-def test_torchrun_two_processes_data_parallel(tmp_path, tiny_model_dir):
+METHOD_FLAGS = {
+    "latro": ["--response_length", "8"],
+    "markovian": ["--cot_length", "6", "--method", "ppo", "--ppo_epochs", "1", "--max_prompt_length", "48"],
+}
+
+
+@pytest.mark.parametrize("name", ["latro", "markovian"])
+def test_torchrun_two_processes_data_parallel(tmp_path, tiny_model_dir, name):
     out = tmp_path / "run"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-        str(ROOT / "scripts/training.py"), "--trainer", "latro",
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(29531 + len(name)),
+        str(ROOT / "scripts/training.py"), "--trainer", name,
         "--model_name_or_path", str(tiny_model_dir), "--dataset_name", "arithmetic",
         "--dataset_config", "num_terms=2,max_value=5,num_examples=32", "--output_dir", str(out),
         "--rloo_k", "2", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2",
-        "--max_steps", "2", "--response_length", "8", "--learning_rate", "1e-3", "--logging_steps", "1",
+        "--max_steps", "2", "--learning_rate", "1e-3", "--logging_steps", "1",
         "--per_device_eval_batch_size", "16", "--save_strategy", "no", "--report_to", "none", "--use_cpu",
-        "--ddp_backend", "gloo", "--disable_tqdm", "true",
+        "--ddp_backend", "gloo", "--disable_tqdm", "true", *METHOD_FLAGS[name],
     ]
     result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "model.safetensors").exists()
-    assert json.loads((out / "run_config.json").read_text())["trainer"] == "latro"
+    assert json.loads((out / "run_config.json").read_text())["trainer"] == name
     # 2 updates x (2 processes x 2 prompts) = 8 of 32 prompts per update -> epoch 0.5 (one process: 0.25)
     assert "'epoch': 0.5" in result.stdout and "'eval_accuracy'" in result.stdout
 
