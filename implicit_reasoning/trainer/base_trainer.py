@@ -344,6 +344,7 @@ class BaseTrainer(Trainer):
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         if dataset is None:
             raise ValueError(f"{type(self).__name__}.evaluate needs an eval_dataset")
+        self._prepare_deepspeed_for_eval()
         with self.generation_model() as unwrapped:
             records = self.evaluation_records(unwrapped, dataset)
         records = self._gather_records(records)
@@ -351,6 +352,14 @@ class BaseTrainer(Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def _prepare_deepspeed_for_eval(self) -> None:
+        """evaluate() before train() under DeepSpeed: build the inference engine as Trainer's own eval loop does."""
+        if self.is_deepspeed_enabled and self.deepspeed is None and not self.is_in_train:
+            from transformers.integrations.deepspeed import deepspeed_init
+
+            deepspeed_init(self, num_training_steps=0, inference=True)
+            self.model_wrapped = self.deepspeed = self.accelerator.prepare(self.model)
 
     def evaluation_records(self, model, dataset) -> list[dict]:
         """Per-question records (`index`, `correct`, ...) for this process's shard of `dataset`."""
