@@ -21,6 +21,9 @@ from .utils.evaluation import summarize_records
 from .utils.model_utils import load_tokenizer, resolve_dtype
 
 DEMO_OUTPUT_DIR = "outputs/demo_latro"
+# taken from the training run unless given on the command line: prompts and budgets as trained
+INHERITED = ("max_prompt_length", "response_length", "eval_max_new_tokens", "stop_token", "stop_token_ids",
+             "stop_seqs", "cot_trigger", "torch_dtype")
 
 
 @dataclass
@@ -40,9 +43,9 @@ class EvaluationArguments:
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of maj@k when eval_temperature=0."})
     top_p: float = 1.0
     top_k: int = 0
-    response_length: int = field(default=256, metadata={"help": "Rationale budget; default from the training run."})
+    response_length: int = field(default=256, metadata={"help": "Rationale budget (default: the training run's)."})
     eval_max_new_tokens: int | None = None
-    max_prompt_length: int = 512
+    max_prompt_length: int = field(default=512, metadata={"help": "Default: the training run's."})
     max_eval_samples: int | None = None
     per_device_eval_batch_size: int = 64
     torch_dtype: str = "auto"
@@ -56,8 +59,6 @@ def _run_config(args: EvaluationArguments) -> dict:
     for name in ("dataset_name", "dataset_config", "dataset_path"):
         if getattr(args, name) is None:
             setattr(args, name, run.get(name))
-    if "response_length" in run and args.response_length == EvaluationArguments.response_length:
-        args.response_length = run["response_length"]
     if args.dataset_name is None:
         raise ValueError(f"--dataset_name is required: {path} does not exist to take it from")
     return run
@@ -67,8 +68,11 @@ def _eval_config(config_cls, run: dict, args: EvaluationArguments, output_dir: s
     """The trainer's config: its method fields from the run, the evaluation fields from `args`."""
     method_fields = {f.name for f in fields(config_cls) if f.init} - {f.name for f in fields(TrainerConfig)}
     shared = {f.name for f in fields(EvaluationArguments)} & {f.name for f in fields(TrainerConfig) if f.init}
-    values = {k: run[k] for k in method_fields if k in run}
-    values.update({k: getattr(args, k) for k in shared if k not in ("model_name_or_path", "ref_model_name_or_path")})
+    values = {k: run[k] for k in method_fields | set(INHERITED) if k in run}
+    for name in shared - {"model_name_or_path", "ref_model_name_or_path"}:
+        given = getattr(args, name)
+        if name not in values or given != EvaluationArguments.__dataclass_fields__[name].default:
+            values[name] = given  # an explicit flag wins over the run's setting
     values.update(output_dir=output_dir, report_to=[], use_cpu=not torch.cuda.is_available())
     return config_cls(**values)
 

@@ -101,6 +101,8 @@ def save_run_config(config, name: str) -> None:
     """The run's config as JSON (HF masks token fields) next to the model, for evaluation defaults."""
     os.makedirs(config.output_dir, exist_ok=True)
     data = json.loads(config.to_json_string())
+    if hasattr(config, "stop_token"):  # HF masks every *_token field as a secret; this one is eos/pad/both
+        data["stop_token"] = config.stop_token
     data["trainer"] = name
     with open(os.path.join(config.output_dir, RUN_CONFIG_NAME), "w") as f:
         json.dump(data, f, indent=2)

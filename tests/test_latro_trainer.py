@@ -154,13 +154,24 @@ def test_missing_column_names_dataset_and_column(tmp_path, tiny_llama, demo_toke
 
 
 def test_evaluate_reports_accuracy_and_maj_at_k(tmp_path, tiny_llama, demo_tokenizer, addition_dataset):
+    from implicit_reasoning.utils.eval_utils import extract_answer, is_correct, majority_vote
+
     args = latro_args(tmp_path, eval_num_samples=3)
     trainer = LatroTrainer(
         tiny_llama, args, train_dataset=addition_dataset, eval_dataset=addition_dataset, processing_class=demo_tokenizer
     )
+    seen = {}
+    gather = trainer._gather_records
+    trainer._gather_records = lambda records: seen.setdefault("records", gather(records))
     metrics = trainer.evaluate()
-    assert metrics["eval_num_questions"] == 8
-    assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and 0.0 <= metrics["eval_maj@3"] <= 1.0
+    records = seen["records"]
+    assert [r["index"] for r in records] == list(range(8)) and metrics["eval_num_questions"] == 8
+    for r in records:  # every verdict is the dataset checker's, on the record's own texts
+        assert r["correct"] == is_correct("arithmetic", r["completion"], r["groundtruth"])
+        votes = [extract_answer("arithmetic", s) for s in r["samples"]]
+        assert len(votes) == 3 and r["majority"] == majority_vote(votes)
+    assert metrics["eval_accuracy"] == sum(r["correct"] for r in records) / 8
+    assert metrics["eval_maj@3"] == sum(r["majority_correct"] for r in records) / 8
 
 
 @pytest.mark.parametrize("updates_per_rollout", [1, 2])
@@ -240,3 +251,64 @@ def test_wandb_offline_logs_samples_table(tmp_path, tiny_llama, demo_tokenizer, 
     table = json.loads(tables[0].read_text())
     assert table["columns"] == ["prompt", "rationale", "answer", "reward", "advantage"]
     assert len(table["data"]) == args.num_logged_samples
+
+
+def test_eval_shards_are_padded_to_equal_length():
+    from implicit_reasoning.utils.evaluation import shard_indices
+
+    shards = [shard_indices(5, rank, 2) for rank in range(2)]
+    assert shards == [([0, 2, 4], 3), ([1, 3, 0], 2)]  # rank 1 pads with row 0, keeps 2 real rows
+    assert [shard_indices(1, rank, 3) for rank in range(3)] == [([0], 1), ([0], 0), ([0], 0)]
+    assert shard_indices(0, 0, 2) == ([], 0)
+
+
+class TwoUpdatesPerRollout(LatroTrainer):
+    """Reuses each rollout for two optimizer updates (as PPO does) and records what it served."""
+
+    @property
+    def updates_per_rollout(self) -> int:
+        return 2
+
+    def make_rollout(self, prompts):
+        self.rollouts = getattr(self, "rollouts", 0) + 1
+        self.rollout_prompts = list(prompts["queries"])
+        return super().make_rollout(prompts)
+
+    def _prepare_inputs(self, inputs):
+        batch = super()._prepare_inputs(inputs)
+        self.served = getattr(self, "served", []) + [(batch["rollout_pass"], inputs["queries"] == self.rollout_prompts)]
+        return batch
+
+
+def test_resume_inside_a_rollout_cycle_keeps_rollouts_aligned_with_prompts(
+    tmp_path, tiny_llama, demo_tokenizer, addition_dataset
+):
+    args = latro_args(tmp_path, max_steps=3, gradient_accumulation_steps=1, save_strategy="steps", save_steps=3)
+    first = TwoUpdatesPerRollout(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
+    first.train()
+    assert first.rollouts == 2 and [p for p, _ in first.served] == [0, 1, 0]
+    # resume from step 3, which is the middle of the second cycle (updates 3-4)
+    resumed = TwoUpdatesPerRollout(
+        AutoModelForCausalLM.from_pretrained(str(tmp_path / "checkpoint-3")),
+        latro_args(tmp_path, max_steps=6, gradient_accumulation_steps=1),
+        train_dataset=addition_dataset,
+        processing_class=demo_tokenizer,
+    )
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
+    # update 4 rolls out afresh for the cycle's prompts; updates 5-6 are a normal cycle
+    assert [p for p, _ in resumed.served] == [0, 0, 1] and resumed.rollouts == 2
+    assert all(aligned for _, aligned in first.served + resumed.served)
+
+
+def test_num_evaluations_spreads_evaluations_and_one_means_the_last_step(tmp_path):
+    import math
+
+    for n, expected in ((4, 25), (1, 100)):
+        config = LatroConfig(output_dir="x", rloo_k=2, per_device_train_batch_size=4, num_evaluations=n, max_steps=100)
+        assert math.ceil(100 * config.eval_steps) == expected  # how Trainer turns a ratio into a step count
+        assert config.metric_for_best_model == "accuracy" and config.greater_is_better
+
+
+def test_lora_with_a_separate_reference_is_an_error():
+    with pytest.raises(ValueError, match="ref_model_name_or_path='m' with use_lora=True"):
+        LatroConfig(output_dir="x", rloo_k=2, per_device_train_batch_size=4, use_lora=True, ref_model_name_or_path="m")

@@ -138,3 +138,15 @@ def test_builtin_demo_raises_accuracy(tmp_path, name):
     assert result["accuracy_after"] >= result["accuracy_before"] + 0.10, result
     if name == "markovian":  # the normalized reward R = log P(y | CoT) - log P(y | CoT') rises too
         assert result["reward_last_log"] > result["reward_first_log"], result
+
+
+def test_run_config_keeps_settings_but_never_secrets(tmp_path):
+    from implicit_reasoning.pipeline import RUN_CONFIG_NAME, save_run_config
+
+    config = LatroConfig(output_dir=str(tmp_path), rloo_k=2, per_device_train_batch_size=4,
+                         stop_token="both", hub_token="hf_SECRETvalue123")
+    save_run_config(config, "latro")
+    text = (tmp_path / RUN_CONFIG_NAME).read_text()
+    assert "hf_SECRETvalue123" not in text
+    saved = json.loads(text)
+    assert saved["stop_token"] == "both" and saved["trainer"] == "latro" and saved["rloo_k"] == 2

@@ -118,6 +118,7 @@ class BaseTrainer(Trainer):
         self._samples: list[dict] = []
         self._buffer: list[dict] = []
         self._micro_step = 0
+        self._rollout_start = 0
         self._nonfinite_in_a_row = 0
         self.nonfinite_updates = 0
 
@@ -245,18 +246,22 @@ class BaseTrainer(Trainer):
     @property
     def rollout_pass(self) -> int:
         """Which pass over the current rollout the micro-batch being prepared belongs to (0-based)."""
-        return (self._micro_step // self.args.gradient_accumulation_steps) % self.updates_per_rollout
+        return (self._micro_step - self._rollout_start) // self.args.gradient_accumulation_steps
 
     def _prepare_inputs(self, inputs: dict) -> dict:
         """Roll out at the first micro-step of a rollout cycle; serve its slices for every update of the cycle.
 
         The sampler hands the same prompts for the whole cycle (gradient_accumulation_steps x
-        updates_per_rollout micro-steps), so only the first call generates.
+        updates_per_rollout micro-steps), so only the first call generates. After a resume the
+        micro-step count continues from global_step; a resume inside a cycle rolls out afresh
+        for the cycle's remaining updates (the buffer is not checkpointed).
         """
         accumulation = self.args.gradient_accumulation_steps
-        if self._micro_step % (accumulation * self.updates_per_rollout) == 0:
-            rollout = self.make_rollout(inputs)
-            self._buffer = split_rows(rollout, accumulation)
+        if self._micro_step == 0 and self.state.global_step > 0:
+            self._micro_step = self.state.global_step * accumulation
+        if not self._buffer or self._micro_step % (accumulation * self.updates_per_rollout) == 0:
+            self._buffer = split_rows(self.make_rollout(inputs), accumulation)
+            self._rollout_start = self._micro_step
         batch = {**self._buffer[self._micro_step % accumulation], "rollout_pass": self.rollout_pass}
         self._micro_step += 1
         return batch
@@ -281,13 +286,20 @@ class BaseTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         parts = self.compute_objective(model, inputs)
         loss = parts["loss"]
-        if not torch.isfinite(loss.detach()).all():
+        if not self._all_finite(loss):
             loss = self._skip_nonfinite_update(model)
         else:
             self._nonfinite_in_a_row = 0
         for name, value in parts.items():
             self._metrics[name].append(float(value.detach().mean()))
         return (loss, None) if return_outputs else loss
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on EVERY process: all ranks then skip (or raise) together."""
+        bad = (~torch.isfinite(loss.detach())).any().float().reshape(1)
+        if self.accelerator.num_processes > 1:
+            bad = self.accelerator.reduce(bad, reduction="sum")
+        return bool(bad.item() == 0)
 
     def _skip_nonfinite_update(self, model) -> torch.Tensor:
         """Replace a non-finite loss by an exact zero that still touches every trainable parameter."""

@@ -101,7 +101,9 @@ class TrainerConfig(TrainingArguments):
         self._validate_shared()
         if self.num_evaluations > 0 and str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
             self.eval_strategy = "steps"
-            self.eval_steps = 1.0 / self.num_evaluations
+            # a ratio of the total steps; HF reads values >= 1 as a step count, so one evaluation
+            # (ratio 1.0) is expressed just below 1: the eval lands on the last step
+            self.eval_steps = min(1.0 / self.num_evaluations, 0.999999)
             if self.metric_for_best_model is None:
                 self.metric_for_best_model = "accuracy"
                 self.greater_is_better = True
@@ -148,6 +150,11 @@ class TrainerConfig(TrainingArguments):
         _check(self.num_logged_samples >= 0, f"num_logged_samples={self.num_logged_samples}: must be >= 0")
         _check(self.max_nonfinite_updates >= 1, f"max_nonfinite_updates={self.max_nonfinite_updates}: must be >= 1")
         if self.use_lora:
+            _check(
+                self.ref_model_name_or_path is None,
+                f"ref_model_name_or_path={self.ref_model_name_or_path!r} with use_lora=True: with LoRA the reference "
+                "is the adapter-disabled base model; drop one of the two",
+            )
             _check(self.lora_r >= 1, f"lora_r={self.lora_r}: must be >= 1 when use_lora=True")
             _check(0 <= self.lora_dropout < 1, f"lora_dropout={self.lora_dropout}: must be in [0, 1)")
         if self.attn_implementation == "flash_attention_2":

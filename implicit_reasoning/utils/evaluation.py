@@ -13,6 +13,19 @@ from .generation import generate
 from .model_utils import encode_prompt
 
 
+def shard_indices(limit: int, process_index: int, num_processes: int) -> tuple[list[int], int]:
+    """This process's rows of `range(limit)` (every `num_processes`-th), padded to the same length on every rank.
+
+    Returns (indices, num_real): the first `num_real` are this rank's own rows, the rest repeat
+    row 0 so that every rank makes the same number of generate / forward calls (ZeRO-3
+    gathers parameters collectively, so a rank with fewer batches would hang the others).
+    Callers drop the records of the padding rows.
+    """
+    own = list(range(process_index, limit, num_processes))
+    per_rank = -(-limit // num_processes)  # ceil
+    return own + [0] * (per_rank - len(own)), len(own)
+
+
 def eval_generation_config(args, tokenizer, sample: bool) -> GenerationConfig:
     """Eval decoding: greedy unless sampling; answers end at eos (no rationale stop strings here)."""
     temperature = args.eval_temperature if args.eval_temperature > 0 else args.temperature
@@ -40,7 +53,9 @@ def evaluate_dataset(
 ) -> list[dict]:
     """Per-question records for this process's shard (every `num_processes`-th row)."""
     limit = len(dataset) if args.max_eval_samples is None else min(args.max_eval_samples, len(dataset))
-    indices = list(range(process_index, limit, num_processes))
+    indices, num_real = shard_indices(limit, process_index, num_processes)
+    if not indices:  # an empty eval set: the same on every rank
+        return []
     rows = dataset.select(indices)
     prompts = [encode_prompt(tokenizer, q, args.max_prompt_length) for q in rows["queries"]]
     batch = args.per_device_eval_batch_size
@@ -55,7 +70,8 @@ def evaluate_dataset(
         config = eval_generation_config(args, tokenizer, True)
         texts = _decode(tokenizer, generate(model, repeated, config, batch, progress=label and f"maj@{k} samples"))
         extra = [texts[i * k : (i + 1) * k] for i in range(len(prompts))]
-    return [_record(checker_name, *row) for row in zip(indices, rows["queries"], rows["groundtruth"], first, extra)]
+    records = [_record(checker_name, *row) for row in zip(indices, rows["queries"], rows["groundtruth"], first, extra)]
+    return records[:num_real]
 
 
 def _decode(tokenizer, ids) -> list[str]:
