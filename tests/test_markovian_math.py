@@ -86,12 +86,30 @@ def test_masked_kl_uses_aligned_positions_and_the_mask():
 
 
 def test_masked_kl_is_zero_for_identical_models_and_differentiable():
+    torch.manual_seed(0)
     logits = torch.randn(2, 4, 5, requires_grad=True)
     mask = torch.tensor([[0, 1, 1, 0], [0, 0, 1, 1]])
     kl = masked_kl(logits, logits.detach(), mask)
     assert torch.allclose(kl, torch.zeros(2), atol=1e-7)
     kl.sum().backward()
-    assert logits.grad is not None
+    assert torch.allclose(logits.grad, torch.zeros_like(logits), atol=1e-7)  # KL(p || p) is at its minimum
+
+    # differing critic: d KL(softmax(a) || q) / d a = p * (log p - log q - KL), per row / its target count,
+    # only at the predicting columns t-1 of the masked targets t; exactly zero everywhere else
+    critic = torch.randn(2, 4, 5)
+    logits.grad = None
+    masked_kl(logits, critic, mask).sum().backward()
+    expected = torch.zeros_like(logits)
+    with torch.no_grad():
+        for row in range(2):
+            columns = [t - 1 for t in range(1, 4) if mask[row, t]]
+            for c in columns:
+                logp, logq = torch.log_softmax(logits[row, c], -1), torch.log_softmax(critic[row, c], -1)
+                kl_c = (logp.exp() * (logp - logq)).sum()
+                expected[row, c] = logp.exp() * (logp - logq - kl_c) / len(columns)
+    assert torch.allclose(logits.grad, expected, atol=1e-6)
+    assert logits.grad[0, [0, 1]].abs().sum() > 0 and logits.grad[1, [1, 2]].abs().sum() > 0
+    assert logits.grad[0, [2, 3]].abs().sum() == 0 and logits.grad[1, [0, 3]].abs().sum() == 0
 
 
 def test_masked_entropy_by_hand():

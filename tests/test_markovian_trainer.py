@@ -9,6 +9,7 @@ import torch
 
 from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
 from implicit_reasoning.trainer import TRAINERS, MarkovianConfig, MarkovianTrainer
+from implicit_reasoning.trainer import markovian_trainer
 from implicit_reasoning.trainer.base_trainer import EXTRA_STATE_NAME
 from implicit_reasoning.trainer.markovian_trainer import ANSWER_MARKER, REDACTED, actor_prompt, scoring_prompt
 from implicit_reasoning.utils.data_utils import load_markovian_examples
@@ -77,6 +78,11 @@ def test_registered_and_required_columns():
         (dict(ppo_epsilon=0.0), "ppo_epsilon=0.0"),
         (dict(kl_penalty=-1.0), "kl_penalty=-1.0"),
         (dict(use_vq=True, method="ppo"), "use_vq=True.*method='ppo'"),
+        (  # the critic forward runs with the adapter disabled; checkpoint recomputation would not
+            dict(use_vq=True, use_lora=True, gradient_checkpointing=True),
+            "use_vq=True.*use_lora=True.*gradient_checkpointing=True",
+        ),
+        (dict(use_vq=True, use_lora=True, activation_checkpointing=True), "use_vq=True.*use_lora=True"),
         (dict(vq_gumbel_tau=0.0), "vq_gumbel_tau=0.0"),
         (dict(rloo_k=1, temperature=0.0), "temperature=0.0"),  # K=1 keeps the other rollout checks
         (dict(rloo_k=3), "multiple of rloo_k"),
@@ -85,6 +91,15 @@ def test_registered_and_required_columns():
 def test_config_errors_name_the_field(tmp_path, overrides, pattern):
     with pytest.raises(ValueError, match=pattern):
         MarkovianConfig(output_dir=str(tmp_path), report_to=[], per_device_train_batch_size=4, **overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(use_vq=True, use_lora=True), dict(use_vq=True, gradient_checkpointing=True),
+     dict(use_lora=True, gradient_checkpointing=True)],
+)
+def test_config_allows_each_pair_of_vq_lora_checkpointing(tmp_path, overrides):
+    MarkovianConfig(output_dir=str(tmp_path), report_to=[], per_device_train_batch_size=4, **overrides)
 
 
 def test_config_allows_k1_and_defaults(tmp_path):
@@ -170,7 +185,10 @@ def test_end_to_end_training_changes_parameters(tok, data, tmp_path, overrides):
     after = _params(trainer.model)
     assert any(not torch.equal(before[n], after[n]) for n in before)
     metrics = trainer.evaluate()
-    assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and metrics["eval_num_questions"] == 3
+    records = trainer.evaluation_records(trainer.model, trainer.eval_dataset)  # greedy: the same records again
+    assert [r["index"] for r in records] == [0, 1, 2] and metrics["eval_num_questions"] == 3
+    assert metrics["eval_accuracy"] == pytest.approx(sum(r["correct"] for r in records) / 3)
+    assert metrics["eval_answer_logprob"] == pytest.approx(sum(r["answer_logprob"] for r in records) / 3, abs=1e-5)
     samples = [json.loads(line) for line in open(os.path.join(tmp_path, "samples.jsonl"))]
     assert {"prompt", "rationale", "answer", "reward", "advantage"} <= set(samples[0])
 
@@ -183,6 +201,32 @@ def test_kl_is_zero_before_the_first_update_and_uses_the_critic(tok, data, tmp_p
         for p in trainer.model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     assert trainer.compute_objective(trainer.model, batch)["kl"].item() > 0.0
+
+
+def test_entropy_is_logged_row_by_row_without_a_graph_unless_it_is_a_bonus(tok, data, tmp_path, monkeypatch):
+    trainer = make_trainer(tok, data, tmp_path, kl_penalty=0.0)
+    batch = {**trainer.make_rollout(_prompts(data)), "rollout_pass": 0}
+    calls = []
+    original = markovian_trainer.masked_entropy
+
+    def recording(logits, mask):
+        calls.append((logits.shape[0], logits.requires_grad))
+        return original(logits, mask)
+
+    monkeypatch.setattr(markovian_trainer, "masked_entropy", recording)
+    logged = trainer.compute_objective(trainer.model, batch)
+    assert calls == [(1, False)] * 4  # entropy_bonus = 0: one row at a time, nothing kept for backward
+    with torch.no_grad():
+        logits, window = trainer._window_forward(trainer.model, batch)
+    assert logged["entropy"].item() == pytest.approx(original(logits, window["cot_mask"]).mean().item(), rel=1e-5)
+    assert logged["entropy"].item() > 0
+
+    calls.clear()
+    trainer.args.entropy_bonus = 0.5
+    bonus = trainer.compute_objective(trainer.model, batch)
+    assert calls == [(4, True)]  # a bonus: one differentiable call over the batch
+    assert bonus["entropy"].item() == pytest.approx(logged["entropy"].item(), rel=1e-5)
+    assert bonus["loss"].item() == pytest.approx(logged["loss"].item() - 0.5 * logged["entropy"].item(), rel=1e-5)
 
 
 class RatioRecorder(MarkovianTrainer):
@@ -237,6 +281,52 @@ def test_actor_reward_weight_changes_the_gradient(tok, data, tmp_path, markovian
     baseline = trainer._critic_baseline(*_prompts(data).values(), [[]] * 2)[1]  # cached critic score of CoT'
     scores = batch["rewards"].cpu() + baseline.repeat_interleave(2)
     assert parts["actor_reward"].item() == pytest.approx(scores.mean().item(), abs=1e-4)
+
+
+# ------------------------------------------------------------------------ eval sharding
+@pytest.mark.parametrize("use_vq", [False, True], ids=["sampled", "vq"])
+@pytest.mark.parametrize("limit", [1, 3])
+def test_eval_shards_make_the_same_model_calls_on_every_rank(tok, data, tmp_path, monkeypatch, use_vq, limit):
+    """ZeRO-3: every rank must make the same generate / forward calls, even with an empty shard (limit 1)."""
+    vq = dict(use_vq=True, vq_reason_length=COT, rloo_k=1) if use_vq else {}
+    trainer = make_trainer(tok, data, tmp_path, per_device_eval_batch_size=1, rollout_batch_size=1,
+                           max_eval_samples=limit, **vq)
+    accelerator = type(trainer.accelerator)
+    rank = {"index": 0}
+    monkeypatch.setattr(accelerator, "num_processes", property(lambda self: 2))
+    monkeypatch.setattr(accelerator, "process_index", property(lambda self: rank["index"]))
+    calls = []
+
+    def counted(name, function, rows):
+        def wrapper(*args, **kwargs):
+            calls.append((name, rows(*args)))
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(markovian_trainer, "generate",
+                        counted("generate", markovian_trainer.generate, lambda model, prompts, *a: len(prompts)))
+    monkeypatch.setattr(trainer, "_window_forward",
+                        counted("forward", trainer._window_forward, lambda model, rows, *a: len(rows["input_ids"])))
+    monkeypatch.setattr(trainer, "_vq_hidden",
+                        counted("vq_hidden", trainer._vq_hidden, lambda model, rows: len(rows["input_ids"])))
+
+    def run(index):
+        rank["index"] = index
+        calls.clear()
+        records = trainer.evaluation_records(trainer.model, trainer.eval_dataset)
+        return records, list(calls)
+
+    records_0, calls_0 = run(0)
+    records_1, calls_1 = run(1)
+    per_rank = -(-limit // 2)  # ceil: rank 1 pads its shard (limit 1: an empty shard, padded to one row)
+    # CoTs (VQ: one hidden-state forward per chunk), greedy answers, then one log P(answer) forward per chunk;
+    # generate() runs model.generate once per chunk of its prompts, the chunk size here is 1 row
+    cot = [("vq_hidden", 1)] * per_rank if use_vq else [("generate", per_rank)]
+    expected = cot + [("generate", per_rank)] + [("forward", 1)] * per_rank
+    assert calls_0 == calls_1 == expected
+    assert [r["index"] for r in records_0] == list(range(0, limit, 2))
+    assert [r["index"] for r in records_1] == list(range(1, limit, 2))  # padding rows are dropped
 
 
 # --------------------------------------------------------------------------------- resume

@@ -5,7 +5,7 @@ import torch
 
 from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
 from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer
-from implicit_reasoning.trainer.markovian_trainer import ANSWER_MARKER
+from implicit_reasoning.trainer.markovian_trainer import ANSWER_MARKER, actor_prompt
 from implicit_reasoning.utils.data_utils import load_markovian_examples
 from implicit_reasoning.utils.vq import (
     codebook_loss,
@@ -72,10 +72,55 @@ def test_quantize_feeds_exact_embeddings_and_passes_gradient():
     assert hidden.grad.abs().sum() > 0
 
 
+def _soft_weights(hidden, seed, **kwargs):
+    """The Gumbel-softmax weights quantize draws with the same seed (recomputed independently)."""
+    torch.manual_seed(seed)
+    _, similarity = cosine_similarity_logits(hidden, TABLE)
+    indices, weights = select_codes(similarity, gumbel=True, use_argmax=False, **kwargs)
+    return indices, weights
+
+
 def test_quantize_soft_gumbel_mixes_codes():
     embedding = torch.nn.Embedding.from_pretrained(TABLE.clone())
-    out = quantize(torch.tensor([[[0.6, 0.8]]]), embedding.weight, embedding, gumbel=True, use_argmax=False)
-    assert out["inputs"].shape == (1, 1, 2) and torch.isfinite(out["inputs"]).all()
+    hidden = torch.tensor([[[0.6, 0.8]] * 16], requires_grad=True)
+    torch.manual_seed(0)
+    out = quantize(hidden, embedding.weight, embedding, gumbel=True, use_argmax=False, gumbel_tau=1.0)
+    indices, weights = _soft_weights(hidden.detach(), 0, gumbel_tau=1.0)
+    assert torch.equal(out["indices"], indices) and torch.equal(indices, weights.argmax(-1))
+    assert torch.allclose(weights.sum(-1), torch.ones(1, 16)) and (weights >= 0).all()
+    assert (weights.max(-1).values < 0.99).any()  # tau = 1: genuinely soft weights
+    # the critic sees the weighted mix of table rows (nn.Embedding does not rescale: scale 1) ...
+    assert torch.allclose(out["inputs"], weights @ TABLE, atol=1e-5)
+    # ... which is no single row for some position
+    distance_to_rows = (out["inputs"].detach()[0, :, None, :] - TABLE[None]).norm(dim=-1).min(dim=-1).values
+    assert (distance_to_rows > 0.1).any()
+    # codebook loss against the unit mix; the gradient reaches h (straight-through)
+    mixed_unit = torch.nn.functional.normalize(weights @ TABLE, dim=-1)
+    assert out["codebook_loss"].item() == pytest.approx(((out["unit"] - mixed_unit) ** 2).mean().item(), rel=1e-5)
+    out["inputs"].sum().backward()
+    assert hidden.grad.abs().sum() > 0
+
+
+def test_quantize_soft_gumbel_scales_like_the_embedding_and_hardens_as_tau_shrinks():
+    base = torch.nn.Embedding.from_pretrained(TABLE.clone())
+
+    def embed(ids):  # an input-embedding module that scales the table (e.g. Gemma's sqrt(d))
+        return 3.0 * base(ids)
+
+    hidden = torch.tensor([[[0.6, 0.8], [-3.0, -2.9], [5.0, 0.1]]])
+    torch.manual_seed(1)
+    out = quantize(hidden, TABLE, embed, gumbel=True, use_argmax=False, gumbel_tau=2.0)
+    _, weights = _soft_weights(hidden, 1, gumbel_tau=2.0)
+    assert torch.allclose(out["inputs"], 3.0 * (weights @ TABLE), atol=1e-5)
+    # tau -> 0: the soft weights become the one-hot of their argmax, the input that token's embedding
+    torch.manual_seed(2)
+    cold = quantize(hidden, TABLE, embed, gumbel=True, use_argmax=False, gumbel_tau=1e-4)
+    assert torch.allclose(cold["inputs"], embed(cold["indices"]), atol=1e-4)
+    # and with a sharp similarity temperature as well, that token is the nearest code by cosine
+    torch.manual_seed(3)
+    nearest = quantize(hidden, TABLE, embed, temperature=1e-3, gumbel=True, use_argmax=False, gumbel_tau=1e-4)
+    assert nearest["indices"].tolist() == [[1, 2, 0]]
+    assert torch.allclose(nearest["inputs"], embed(torch.tensor([[1, 2, 0]])), atol=1e-4)
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -98,6 +143,25 @@ def make_vq_trainer(tok, data, tmp_path, **overrides):
     values.update(overrides)
     model = build_demo_model(tok, hidden_size=64, num_layers=2, intermediate_size=128)
     return MarkovianTrainer(model, MarkovianConfig(**values), train_dataset=data, processing_class=tok)
+
+
+@torch.no_grad()
+def _last_hidden(model, batch):
+    """Last-layer hidden states at the placeholder columns, from a plain forward."""
+    columns = batch["cot_mask"].any(dim=0)
+    out = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
+        output_hidden_states=True,
+    )
+    return out.hidden_states[-1][:, columns].float()
+
+
+def _argmax_cosine(hidden, table):
+    """Nearest row by cosine similarity (a zero row, e.g. the padding embedding, has similarity 0)."""
+    h = hidden / hidden.norm(dim=-1, keepdim=True)
+    norms = table.float().norm(dim=-1, keepdim=True)
+    t = torch.where(norms > 0, table.float() / norms.clamp_min(1e-30), torch.zeros_like(table.float()))
+    return torch.einsum("bld,vd->blv", h, t).argmax(dim=-1)
 
 
 def _snapshot(module):
@@ -125,7 +189,13 @@ def test_gradients_flow_through_the_frozen_critic_into_the_actor(tok, train_data
     batch = {**trainer.make_rollout({k: train_data[k][:4] for k in ("question", "answer")}), "rollout_pass": 0}
     parts = trainer.compute_objective(trainer.model, batch)
     parts["loss"].backward()
-    assert parts["answer_nll"] > 0 and parts["codebook_loss"] >= 0
+    assert parts["answer_nll"] > 0 and parts["loss"].item() == pytest.approx(parts["answer_nll"].item())
+    # codebook loss by hand: mean squared distance of unit h to the unit nearest (cosine) embedding row
+    hidden = _last_hidden(trainer.model, batch)
+    table = trainer.ref_model.get_input_embeddings().weight.detach()
+    unit = torch.nn.functional.normalize(hidden, dim=-1)
+    nearest = torch.nn.functional.normalize(table[_argmax_cosine(hidden, table)], dim=-1)
+    assert parts["codebook_loss"].item() == pytest.approx(((unit - nearest) ** 2).mean().item(), rel=1e-5)
     grads = [p.grad for p in trainer.model.parameters()]
     assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
     assert all(p.grad is None for p in trainer.ref_model.parameters())
@@ -167,11 +237,34 @@ def test_vq_with_lora_keeps_base_weights(tok, train_data, tmp_path):
     assert any(not torch.equal(lora[n], params[n]) for n in lora)
 
 
-def test_vq_evaluation_uses_argmax_codes(tok, train_data, tmp_path):
-    trainer = make_vq_trainer(tok, train_data, tmp_path, max_eval_samples=2)
-    records = trainer.evaluation_records(trainer.model, train_data)
-    assert [r["index"] for r in records] == [0, 1]
-    assert all(len(tok(r["rationale"]).input_ids) >= 1 for r in records)
+@pytest.mark.parametrize("use_lora", [False, True], ids=["full", "lora"])
+def test_vq_evaluation_uses_argmax_codes_of_the_trained_actor(tok, train_data, tmp_path, use_lora):
+    torch.set_num_threads(1)
+    lora = dict(use_lora=True, lora_r=4, lora_dropout=0.0) if use_lora else {}
+    trainer = make_vq_trainer(tok, train_data, tmp_path, max_eval_samples=3, per_device_eval_batch_size=2, **lora)
+    model = trainer.model
+    if use_lora:  # a trained adapter: lora_B != 0, so adapter on and off disagree
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0.0, 0.5)
+    questions = list(train_data["question"][:3])
+    pad = tok.pad_token_id
+    batch = trainer._actor_rows(
+        [trainer._encode(actor_prompt(trainer.args.instruction, q)) for q in questions], [[pad] * REASON] * 3
+    )
+    with trainer.reference_model() as critic:
+        table = critic.get_input_embeddings().weight.detach().clone()
+    expected = _argmax_cosine(_last_hidden(model, batch), table).tolist()  # the actor's (adapter-on) codes
+    if use_lora:
+        with model.disable_adapter():
+            base_codes = _argmax_cosine(_last_hidden(model, batch), table).tolist()
+        assert base_codes != expected  # precondition: the check below can tell them apart
+    assert trainer._eval_cots(model, questions) == expected
+    records = trainer.evaluation_records(model, train_data)
+    assert [r["index"] for r in records] == [0, 1, 2]
+    assert [r["rationale"] for r in records] == tok.batch_decode(expected)
 
 
 def test_vq_hidden_layer_out_of_range_is_an_error(tok, train_data, tmp_path):

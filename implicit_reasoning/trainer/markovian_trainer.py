@@ -30,6 +30,7 @@ import torch
 
 from ..utils.data_utils import CHECKER_NONE, load_markovian_examples
 from ..utils.eval_utils import checker_for, extract_answer, is_correct
+from ..utils.evaluation import shard_indices
 from ..utils.generation import generate, sampling_config
 from ..utils.markovian import (
     RewardHistory,
@@ -256,13 +257,22 @@ class MarkovianTrainer(BaseTrainer):
         if args.kl_penalty > 0:  # + kl_penalty * KL(pi || critic), full vocabulary, aligned, masked
             parts["kl"] = self._critic_kl(logits, window, batch).mean()
             loss = loss + args.kl_penalty * parts["kl"]
-        entropy_logits = logits if args.entropy_bonus > 0 else logits.detach()
-        parts["entropy"] = masked_entropy(entropy_logits, cot_mask).mean()
-        loss = loss - args.entropy_bonus * parts["entropy"]
+        if args.entropy_bonus > 0:  # - entropy_bonus * H, differentiable
+            parts["entropy"] = masked_entropy(logits, cot_mask).mean()
+            loss = loss - args.entropy_bonus * parts["entropy"]
+        else:  # logged only: one row at a time, so the float32 full-vocabulary temporaries stay one row big
+            parts["entropy"] = self._entropy_metric(logits, cot_mask)
         if args.actor_reward_weight > 0:  # - w * R_actor, differentiable
             parts["actor_reward"] = self._actor_reward(model, batch, logps, window).mean()
             loss = loss - args.actor_reward_weight * parts["actor_reward"]
         return {"loss": loss, **{k: v.detach() for k, v in parts.items()}}
+
+    @staticmethod
+    @torch.no_grad()
+    def _entropy_metric(logits: torch.Tensor, cot_mask: torch.Tensor) -> torch.Tensor:
+        """masked_entropy(logits, cot_mask).mean() for logging, row by row (no graph, small temporaries)."""
+        rows = [masked_entropy(row, mask) for row, mask in zip(logits.detach().split(1), cot_mask.split(1))]
+        return torch.cat(rows).mean()
 
     def _policy_loss(self, logps: torch.Tensor, cot_mask: torch.Tensor, batch: dict) -> dict:
         """pg: -mean_t log pi * A; ei: the same with A = keep-weights; ppo: clipped surrogate vs the rollout policy."""
@@ -393,17 +403,21 @@ class MarkovianTrainer(BaseTrainer):
         """Greedy CoT of cot_length tokens (VQ: argmax codes), then the scorer's greedy answer from x~ + CoT."""
         args = self.args
         limit = len(dataset) if args.max_eval_samples is None else min(args.max_eval_samples, len(dataset))
-        indices = list(range(self.accelerator.process_index, limit, self.accelerator.num_processes))
+        # padded to the same length on every rank (ZeRO-3: same generate / forward calls everywhere);
+        # empty only when the eval set is, i.e. on every rank at once
+        indices, num_real = shard_indices(limit, self.accelerator.process_index, self.accelerator.num_processes)
+        if not indices:
+            return []
         rows = dataset.select(indices)
         questions, answers = list(rows["question"]), list(rows["answer"])
         cots = self._eval_cots(model, questions)
         with self._scorer(model) as scorer:
             completions = self._eval_answers(scorer, questions, answers, cots)
-            logps = self._score(scorer, self.scoring_rows(questions, answers, cots)) if questions else []
+            logps = self._score(scorer, self.scoring_rows(questions, answers, cots))
         decode = self.processing_class.batch_decode
+        rows = list(zip(indices, questions, answers, decode(cots), completions, logps))[:num_real]  # drop padding
         return [
-            self._eval_record(i, q, a, cot, completion, float(lp))
-            for i, q, a, cot, completion, lp in zip(indices, questions, answers, decode(cots), completions, logps)
+            self._eval_record(i, q, a, cot, completion, float(lp)) for i, q, a, cot, completion, lp in rows
         ]
 
     def _eval_cots(self, model, questions: list[str]) -> list[list[int]]:
@@ -414,10 +428,13 @@ class MarkovianTrainer(BaseTrainer):
         for start in range(0, len(prompts), self.args.per_device_eval_batch_size):
             chunk = prompts[start : start + self.args.per_device_eval_batch_size]
             batch = self._actor_rows(chunk, [[pad] * self.args.vq_reason_length for _ in chunk])
-            with torch.no_grad(), self.reference_model() as critic:
+            with torch.no_grad():
+                # the actor's hidden states BEFORE entering the critic: with LoRA the critic is the same
+                # module with its adapter disabled, so a forward inside would quantise the base model
                 hidden = self._vq_hidden(model, {k: v.to(self.accelerator.device) for k, v in batch.items()})
-                embedding = critic.get_input_embeddings()
-                cots += quantize(hidden, embedding.weight, embedding)["indices"].tolist()  # argmax codes
+                with self.reference_model() as critic:
+                    embedding = critic.get_input_embeddings()
+                    cots += quantize(hidden, embedding.weight, embedding)["indices"].tolist()  # argmax codes
         return cots
 
     def _eval_answers(self, scorer, questions, answers, cots) -> list[str]:

@@ -284,4 +284,12 @@ class MarkovianConfig(TrainerConfig):
             not self.use_vq or self.method == "pg",
             f"use_vq=True trains by backpropagation through the critic; method={self.method!r} must stay 'pg'",
         )
+        # read before TrainingArguments resolves the deprecated alias: either name turns checkpointing on
+        checkpointing = bool(self.gradient_checkpointing or getattr(self, "activation_checkpointing", None))
+        _check(
+            not (self.use_vq and self.use_lora and checkpointing),
+            "use_vq=True with use_lora=True and gradient_checkpointing=True (activation_checkpointing) is not "
+            "supported: the critic forward runs with the adapter disabled, but checkpointing recomputes it during "
+            "backward after the adapter is back on (an error, or wrong gradients). Drop one of the three",
+        )
 
