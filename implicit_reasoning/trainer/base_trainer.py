@@ -126,15 +126,7 @@ class BaseTrainer(Trainer):
     @classmethod
     def load_split(cls, config: TrainerConfig, split: str, tokenizer):
         """The `split` of `config.dataset_name`, in the columns this trainer reads (`required_columns`)."""
-        return load_task_dataset(
-            config.dataset_name,
-            split,
-            tokenizer,
-            dataset_config=config.dataset_config,
-            dataset_path=config.dataset_path,
-            sanity_check=config.sanity_check,
-            seed=config.seed,
-        )
+        return load_task_dataset(config.dataset_name, split, tokenizer, **config.dataset_kwargs)
 
     @classmethod
     def sft_rows(cls, config: TrainerConfig, rows):

@@ -107,10 +107,7 @@ class MarkovianTrainer(BaseTrainer):
             tokenizer,
             question_length=config.question_length,
             target_length=config.target_length,
-            dataset_config=config.dataset_config,
-            dataset_path=config.dataset_path,
-            sanity_check=config.sanity_check,
-            seed=config.seed,
+            **config.dataset_kwargs,
         )
 
     @classmethod

@@ -117,6 +117,16 @@ class TrainerConfig(TrainingArguments):
         return self.per_device_train_batch_size * self.gradient_accumulation_steps
 
     @property
+    def dataset_kwargs(self) -> dict:
+        """Keyword arguments of the registry loaders (`load_task_dataset`, `load_markovian_examples`)."""
+        return dict(
+            dataset_config=self.dataset_config,
+            dataset_path=self.dataset_path,
+            sanity_check=self.sanity_check,
+            seed=self.seed,
+        )
+
+    @property
     def prompts_per_update(self) -> int:
         """Distinct prompts per device per update: samples_per_update / rloo_k."""
         return self.samples_per_update // self.rloo_k
