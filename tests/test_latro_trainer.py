@@ -305,6 +305,7 @@ def test_num_evaluations_spreads_evaluations_and_one_means_the_last_step(tmp_pat
 
     for n, expected in ((4, 25), (1, 100)):
         config = LatroConfig(output_dir="x", rloo_k=2, per_device_train_batch_size=4, num_evaluations=n, max_steps=100)
+        assert 0 < config.eval_steps < 1  # Trainer reads eval_steps >= 1 as a step count, not a ratio
         assert math.ceil(100 * config.eval_steps) == expected  # how Trainer turns a ratio into a step count
         assert config.metric_for_best_model == "accuracy" and config.greater_is_better
 
