@@ -150,3 +150,46 @@ def test_run_config_keeps_settings_but_never_secrets(tmp_path):
     assert "hf_SECRETvalue123" not in text
     saved = json.loads(text)
     assert saved["stop_token"] == "both" and saved["trainer"] == "latro" and saved["rloo_k"] == 2
+
+
+NAN_ON_RANK_1 = """
+import sys, datasets
+from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
+from implicit_reasoning.trainer import LatroConfig, LatroTrainer
+
+tok = build_demo_tokenizer()
+model = build_demo_model(tok, hidden_size=32, intermediate_size=64, num_heads=2)
+rows = [{"queries": f"Question: {i} + 1\\n", "responses": f" The answer is {i + 1}.", "groundtruth": str(i + 1)}
+        for i in range(16)]
+args = LatroConfig(output_dir=sys.argv[1], rloo_k=2, per_device_train_batch_size=4, max_steps=4, response_length=4,
+                   use_cpu=True, ddp_backend="gloo", report_to="none", save_strategy="no", disable_tqdm=True,
+                   max_nonfinite_updates=2)
+trainer = LatroTrainer(model, args, train_dataset=datasets.Dataset.from_list(rows), processing_class=tok)
+objective = trainer.compute_objective
+
+def nan_on_rank_1(model, batch):
+    parts = objective(model, batch)
+    if trainer.accelerator.process_index == 1:
+        parts["loss"] = parts["loss"] * float("nan")
+    return parts
+
+trainer.compute_objective = nan_on_rank_1
+try:
+    trainer.train()
+except RuntimeError as error:
+    print(f"rank {trainer.accelerator.process_index} stopped at step {trainer.state.global_step}: {error}", flush=True)
+    sys.exit(3)
+"""
+
+
+def test_nonfinite_loss_on_one_rank_stops_every_rank_together(tmp_path):
+    """A NaN on one process must not leave the others waiting in an all-reduce (a hang)."""
+    script = tmp_path / "nan_on_rank_1.py"
+    script.write_text(NAN_ON_RANK_1)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29547",
+               str(script), str(tmp_path / "out")]
+    result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    for rank in (0, 1):  # both ranks skipped the same updates and raised at the same step
+        assert f"rank {rank} stopped at step 1: 2 non-finite losses in a row" in output, output[-3000:]
