@@ -1,9 +1,12 @@
 """The evaluation job behind `scripts/evaluation.py`: load a checkpoint, generate, score, write files.
 
-The checkpoint is evaluated the way its trainer evaluates during training: the run's
-`run_config.json` names the trainer, whose `load_split` gives the data and whose
-`evaluation_records` generates and checks (LaTRO/SFT: rationale and answer from the
-prompt; Markovian: a CoT, then the critic's answer from the redacted context).
+A checkpoint is evaluated the way its trainer evaluates during training. The trainer saves
+`run_config.json` beside every model it saves (script or Python API): it names the trainer
+(`--trainer` overrides), whose `load_split` gives the data and whose `evaluation_records`
+generates and checks (LaTRO / SFT: rationale and answer from the prompt; Markovian: a CoT,
+then the critic's answer from the redacted context). Every setting of the run (prompt
+format, budgets, sampling temperature / top-p / top-k for maj@k) is taken from it unless a
+flag here says otherwise.
 """
 
 from __future__ import annotations
@@ -14,21 +17,28 @@ import tempfile
 from dataclasses import dataclass, field, fields
 
 import torch
+from transformers import TrainingArguments
 
-from .pipeline import RUN_CONFIG_NAME
-from .trainer import TRAINERS, TrainerConfig
+from .trainer import trainer_class, trainer_entry
+from .trainer.state import load_run_config
 from .utils.evaluation import summarize_records
 from .utils.model_utils import load_tokenizer, resolve_dtype
 
-DEMO_OUTPUT_DIR = "outputs/demo_latro"
-# taken from the training run unless given on the command line: prompts and budgets as trained
-INHERITED = ("max_prompt_length", "response_length", "eval_max_new_tokens", "stop_token", "stop_token_ids",
-             "stop_seqs", "cot_trigger", "torch_dtype")
+# settings of the run that do not carry over to an evaluation
+NOT_INHERITED = {
+    "model_name_or_path", "tokenizer_name_or_path", "ref_model_name_or_path", "checkpoint_path",
+    "num_evaluations", "use_lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+}
 
 
 @dataclass
 class EvaluationArguments:
-    model_name_or_path: str = field(default=DEMO_OUTPUT_DIR, metadata={"help": "Checkpoint dir, LoRA adapter dir or hub id."})
+    model_name_or_path: str = field(metadata={"help": "Checkpoint dir, LoRA adapter dir or hub id."})
+    trainer: str | None = field(default=None, metadata={"help": "latro | markovian | sft (default: the run's)."})
+    tokenizer_name_or_path: str | None = field(default=None, metadata={"help": "Default: the checkpoint's."})
+    base_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Base model of a LoRA adapter (default: the adapter's own record)."}
+    )
     dataset_name: str | None = field(default=None, metadata={"help": "Default: the dataset of the training run."})
     dataset_config: str | None = field(default=None, metadata={"help": "Default: the training run's."})
     dataset_path: str | None = field(default=None, metadata={"help": "Local copy with the hub schema."})
@@ -38,86 +48,93 @@ class EvaluationArguments:
     )
     split: str = field(default="test", metadata={"help": "train | eval | test"})
     output_dir: str | None = field(default=None, metadata={"help": "Default: <model_name_or_path>/eval_<split>."})
-    eval_temperature: float = field(default=0.0, metadata={"help": "0 = greedy first completion."})
+    eval_temperature: float | None = field(default=None, metadata={"help": "0 = greedy first completion (default: the run's)."})
     eval_num_samples: int = field(default=8, metadata={"help": "k of maj@k (1 = off)."})
-    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature of maj@k when eval_temperature=0."})
-    top_p: float = 1.0
-    top_k: int = 0
-    response_length: int = field(default=256, metadata={"help": "Rationale budget (default: the training run's)."})
-    eval_max_new_tokens: int | None = None
-    max_prompt_length: int = field(default=512, metadata={"help": "Default: the training run's."})
+    temperature: float | None = field(default=None, metadata={"help": "maj@k temperature when eval_temperature=0 (default: the run's)."})
+    top_p: float | None = field(default=None, metadata={"help": "Default: the run's."})
+    top_k: int | None = field(default=None, metadata={"help": "Default: the run's."})
+    response_length: int | None = field(default=None, metadata={"help": "Rationale budget (default: the run's)."})
+    eval_max_new_tokens: int | None = field(default=None, metadata={"help": "Default: the run's."})
+    max_prompt_length: int | None = field(default=None, metadata={"help": "Default: the run's."})
     max_eval_samples: int | None = None
     per_device_eval_batch_size: int = 64
     torch_dtype: str = "auto"
     seed: int = 0
 
 
-def _run_config(args: EvaluationArguments) -> dict:
-    """The training run's saved config (empty for a checkpoint trained elsewhere); fills unset dataset args."""
-    path = os.path.join(args.model_name_or_path, RUN_CONFIG_NAME)
-    run = json.load(open(path)) if os.path.exists(path) else {}
-    for name in ("dataset_name", "dataset_config", "dataset_path"):
-        if getattr(args, name) is None:
-            setattr(args, name, run.get(name))
-    if args.dataset_name is None:
-        raise ValueError(f"--dataset_name is required: {path} does not exist to take it from")
-    return run
-
-
 def _eval_config(config_cls, run: dict, args: EvaluationArguments, output_dir: str):
-    """The trainer's config: its method fields from the run, the evaluation fields from `args`."""
-    method_fields = {f.name for f in fields(config_cls) if f.init} - {f.name for f in fields(TrainerConfig)}
-    shared = {f.name for f in fields(EvaluationArguments)} & {f.name for f in fields(TrainerConfig) if f.init}
-    values = {k: run[k] for k in method_fields | set(INHERITED) if k in run}
-    for name in shared - {"model_name_or_path", "ref_model_name_or_path"}:
-        given = getattr(args, name)
-        if name not in values or given != EvaluationArguments.__dataclass_fields__[name].default:
-            values[name] = given  # an explicit flag wins over the run's setting
-    values.update(output_dir=output_dir, report_to=[], use_cpu=not torch.cuda.is_available())
+    """The trainer's config: the run's own settings, then every flag given here."""
+    ours = {f.name for f in fields(config_cls) if f.init} - {f.name for f in fields(TrainingArguments)}
+    values = {k: run[k] for k in ours - NOT_INHERITED if k in run}
+    accepted = {f.name for f in fields(config_cls) if f.init}
+    for item in fields(EvaluationArguments):
+        given = getattr(args, item.name)
+        if item.name in ("model_name_or_path", "tokenizer_name_or_path", "ref_model_name_or_path", "trainer",
+                         "base_model_name_or_path", "split", "output_dir") or given is None:
+            continue
+        if item.name not in accepted:
+            raise ValueError(f"--{item.name}: the {run.get('trainer', config_cls.__name__)} trainer has no such setting")
+        values[item.name] = given
+    values.update(output_dir=output_dir, report_to=[], use_cpu=not torch.cuda.is_available(),
+                  model_name_or_path=args.model_name_or_path)
     return config_cls(**values)
 
 
 def _critic_path(args: EvaluationArguments, run: dict) -> str:
-    """Markovian critic: --ref_model_name_or_path, else the run's reference/base model, else the demo warm start."""
-    demo_warm_start = os.path.join(args.model_name_or_path, "warm_start")
-    for path in (args.ref_model_name_or_path, run.get("ref_model_name_or_path"), run.get("model_name_or_path")):
-        if path:
-            return path
-    if os.path.isdir(demo_warm_start):
-        return demo_warm_start
+    """Markovian critic: --ref_model_name_or_path, else the run's reference / base model."""
+    path = args.ref_model_name_or_path or run.get("ref_model_name_or_path") or run.get("base_model_name_or_path")
+    if path:
+        return path
     raise ValueError("--ref_model_name_or_path is required: the run's config names no base model to use as critic")
 
 
-def load_for_eval(path: str, dtype: str):
-    """A full checkpoint, or base model + LoRA adapter when the dir holds adapter_config.json."""
-    if os.path.exists(os.path.join(path, "adapter_config.json")):
-        from peft import AutoPeftModelForCausalLM
+def load_for_eval(path: str, dtype: str, base_model: str | None = None):
+    """A full checkpoint, or base model + LoRA adapter (merged) when the dir holds adapter_config.json."""
+    from transformers import AutoModelForCausalLM
 
-        model = AutoPeftModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype)).merge_and_unload()
+    adapter_config = os.path.join(path, "adapter_config.json")
+    if os.path.exists(adapter_config):
+        from peft import PeftModel
+
+        with open(adapter_config) as f:
+            base_model = base_model or json.load(f).get("base_model_name_or_path")
+        if not base_model:
+            raise ValueError(
+                f"{adapter_config} records no base model (base_model_name_or_path is null); "
+                "pass --base_model_name_or_path <hub id or directory of the base weights>"
+            )
+        base = AutoModelForCausalLM.from_pretrained(base_model, dtype=resolve_dtype(dtype))
+        model = PeftModel.from_pretrained(base, path).merge_and_unload()
     else:
-        from transformers import AutoModelForCausalLM
-
         model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return model.to(device).eval()
 
 
 def run_evaluation(args: EvaluationArguments) -> dict:
-    run = _run_config(args)
-    name = run.get("trainer", "latro")
-    trainer_cls, config_cls = TRAINERS["latro" if name == "sft" else name]
+    run = load_run_config(args.model_name_or_path)
+    name = args.trainer or run.get("trainer")
+    if name is None:
+        raise ValueError(
+            f"--trainer is required: {args.model_name_or_path} has no run_config.json naming the trainer "
+            "that trained it (latro, markovian, sft)"
+        )
+    config_cls = trainer_entry(name)[1]
+    if args.dataset_name is None and not run.get("dataset_name"):
+        raise ValueError("--dataset_name is required: the checkpoint's run config names no dataset")
     torch.manual_seed(args.seed)
-    tokenizer = load_tokenizer(args.model_name_or_path)
-    model = load_for_eval(args.model_name_or_path, args.torch_dtype)
+    tokenizer = load_tokenizer(args.tokenizer_name_or_path or args.model_name_or_path)
+    model = load_for_eval(args.model_name_or_path, args.torch_dtype, args.base_model_name_or_path)
     with tempfile.TemporaryDirectory() as scratch:
         config = _eval_config(config_cls, run, args, scratch)
+        trainer_cls = trainer_class(name, config)
         dataset = trainer_cls.load_split(config, args.split, tokenizer)
         # LaTRO-style evaluation never calls the reference: hand it the model itself (no second copy)
         critic = load_for_eval(_critic_path(args, run), args.torch_dtype) if trainer_cls.eval_uses_reference else model
         trainer = trainer_cls(model, config, eval_dataset=dataset, processing_class=tokenizer, ref_model=critic)
         records = trainer.evaluation_records(model, dataset)
     summary = {**summarize_records(records), "model": args.model_name_or_path, "trainer": name,
-               "dataset": args.dataset_name, "split": args.split}
+               "dataset": config.dataset_name, "split": args.split}
     out = args.output_dir or os.path.join(args.model_name_or_path, f"eval_{args.split}")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "predictions.jsonl"), "w") as f:

@@ -1,28 +1,22 @@
-"""End-to-end jobs behind the scripts: parse a config, build a trainer, train, evaluate.
+"""The one job runner behind the scripts: parse a config, build a trainer, train, evaluate.
 
-`scripts/training.py` is a thin wrapper over `parse_training_args` + `run_training` /
-`run_demo`, so the same code paths are unit-tested.
+`scripts/training.py` is a thin wrapper over `parse_training_args` + `run_training` (and the
+demo's `run_demo`, which calls `run_training` too), so the same code paths are unit-tested.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+from dataclasses import dataclass, field
 
 import yaml
 from transformers import HfArgumentParser
 
-from .trainer import TRAINERS
+from .trainer import TRAINERS, trainer_class, trainer_entry
 
-RUN_CONFIG_NAME = "run_config.json"
-
-
-def _trainer_entry(name: str):
-    if name not in TRAINERS:
-        raise ValueError(f"--trainer {name!r}: unknown; available: {sorted(TRAINERS)}")
-    return TRAINERS[name]
+DEFAULT_TRAINER = "latro"
 
 
 def is_accelerate_config(path: str) -> bool:
@@ -32,25 +26,54 @@ def is_accelerate_config(path: str) -> bool:
     return isinstance(data, dict) and ("distributed_type" in data or "compute_environment" in data)
 
 
-def parse_training_args(argv: list[str]) -> tuple[str, object]:
-    """(trainer name, config) from CLI flags, or from a YAML file given as the only argument.
+def trainers_help() -> str:
+    """The `--help` text without `--trainer`: the trainers and how to list one's fields."""
+    lines = ["usage: training.py [--trainer NAME] [--FIELD VALUE ...] | training.py CONFIG.yaml", "", "trainers:"]
+    for name, (trainer_cls, config_cls) in sorted(TRAINERS.items()):
+        summary = (trainer_cls.__doc__ or "").strip().splitlines()[0]
+        lines.append(f"  {name:<10} {trainer_cls.__name__} / {config_cls.__name__}: {summary}")
+    lines += ["", f"--trainer defaults to {DEFAULT_TRAINER!r}. `--help --trainer NAME` lists that trainer's fields."]
+    return "\n".join(lines)
 
-    A YAML may carry `trainer: latro`; `--trainer` on the command line wins.
+
+def check_config_keys(values: dict, config_cls, source: str) -> None:
+    """Every key must be a field of `config_cls`; an unknown one is an error naming it and its closest field."""
+    import difflib
+    from dataclasses import fields
+
+    known = [f.name for f in fields(config_cls) if f.init]
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{source}: unknown key {key!r} for {config_cls.__name__}{hint}")
+
+
+def parse_training_args(argv: list[str]) -> tuple[str, object]:
+    """(trainer name, config) from CLI flags, or from a YAML file (first argument) plus flags that override it.
+
+    A YAML may carry `trainer: latro`; `--trainer` on the command line wins. `--help`
+    without `--trainer` prints the trainers and exits.
     """
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--trainer", default=None)
     known, rest = pre.parse_known_args(argv)
-    if len(rest) == 1 and rest[0].endswith((".yaml", ".yml")):
+    if known.trainer is None and ("-h" in rest or "--help" in rest):
+        print(trainers_help())
+        raise SystemExit(0)
+    values: dict = {}
+    if rest and rest[0].endswith((".yaml", ".yml")):
         with open(rest[0]) as f:
             values = yaml.safe_load(f) or {}
-        name = known.trainer or values.pop("trainer", "latro")
-        values.pop("trainer", None)
-        config_cls = _trainer_entry(name)[1]
-        (config,) = HfArgumentParser(config_cls).parse_dict(values)
-        return name, config
-    name = known.trainer or "latro"
-    config_cls = _trainer_entry(name)[1]
-    (config,) = HfArgumentParser(config_cls).parse_args_into_dataclasses(args=rest)
+        values.pop("trainer", None) if known.trainer else None
+        known.trainer = known.trainer or values.pop("trainer", None)
+        source, rest = rest[0], rest[1:]
+    name = known.trainer or DEFAULT_TRAINER
+    config_cls = trainer_entry(name)[1]
+    check_config_keys(values, config_cls, source if values else "config")
+    parser = HfArgumentParser(config_cls)
+    parser.set_defaults(**values)  # the YAML's values; flags given after it override them
+    (config,) = parser.parse_args_into_dataclasses(args=rest)
     return name, config
 
 
@@ -97,49 +120,34 @@ def load_datasets(config, tokenizer, trainer_cls):
     return train, evaluation
 
 
-def save_run_config(config, name: str) -> None:
-    """The run's config as JSON (HF masks token fields) next to the model, for evaluation defaults."""
-    os.makedirs(config.output_dir, exist_ok=True)
-    data = json.loads(config.to_json_string())
-    if hasattr(config, "stop_token"):  # HF masks every *_token field as a secret; this one is eos/pad/both
-        data["stop_token"] = config.stop_token
-    data["trainer"] = name
-    with open(os.path.join(config.output_dir, RUN_CONFIG_NAME), "w") as f:
-        json.dump(data, f, indent=2)
+@dataclass
+class RunResult:
+    """What a training job returns: eval metrics before (if asked) and after, and the log history."""
+
+    after: dict
+    before: dict | None = None
+    log_history: list = field(default_factory=list)
 
 
-def run_training(name: str, config, model=None, tokenizer=None) -> dict:
-    """Train with the named trainer on a hub/local model, save it, and return final eval metrics."""
-    trainer_cls = _trainer_entry(name)[0]
+def build_trainer(name: str, config, model=None, tokenizer=None):
+    """The trainer for `config` (`--trainer name`) with its train / eval splits; model and tokenizer
+    are loaded from `model_name_or_path` / `tokenizer_name_or_path` unless given."""
     from .utils.model_utils import load_causal_lm, load_tokenizer
 
+    cls = trainer_class(name, config)
     model = model if model is not None else load_causal_lm(config.model_name_or_path, config)
-    tokenizer = tokenizer or load_tokenizer(config.model_name_or_path, config.trust_remote_code)
-    train, evaluation = load_datasets(config, tokenizer, trainer_cls)
-    trainer = trainer_cls(model, config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer)
-    if trainer.accelerator.is_main_process:
-        save_run_config(config, name)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(config.tokenizer_name_or_path or config.model_name_or_path, config.trust_remote_code)
+    train, evaluation = load_datasets(config, tokenizer, cls)
+    return cls(model, config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer)
+
+
+def run_training(name: str, config, model=None, tokenizer=None, evaluate_before: bool = False) -> RunResult:
+    """Train with the named trainer, save the model (and its run_config.json), evaluate."""
+    trainer = build_trainer(name, config, model, tokenizer)
+    has_eval = trainer.eval_dataset is not None
+    before = trainer.evaluate() if evaluate_before and has_eval else None
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model(config.output_dir)
-    return trainer.evaluate() if evaluation is not None else {}
-
-
-def run_sft_baseline(config, model=None, tokenizer=None) -> dict:
-    """SFT on the dataset's gold rationales, then the same generation eval as the RL trainers."""
-    from .sft import sft_trainer
-    from .trainer import BaseTrainer
-    from .utils.evaluation import evaluate_dataset, summarize_records
-    from .utils.model_utils import load_causal_lm, load_tokenizer
-
-    model = model if model is not None else load_causal_lm(config.model_name_or_path, config)
-    tokenizer = tokenizer or load_tokenizer(config.model_name_or_path, config.trust_remote_code)
-    train, evaluation = load_datasets(config, tokenizer, BaseTrainer)
-    trainer = sft_trainer(model, tokenizer, train, config, config.max_prompt_length)
-    if trainer.accelerator.is_main_process:
-        save_run_config(config, "sft")
-    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    trainer.save_model(config.output_dir)
-    if evaluation is None:
-        return {}
-    records = evaluate_dataset(model, tokenizer, evaluation, config.dataset_name, config)
-    return {f"eval_{k}": v for k, v in summarize_records(records).items()}
+    after = trainer.evaluate() if has_eval else {}
+    return RunResult(after=after, before=before, log_history=list(trainer.state.log_history))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Evaluate a checkpoint (full model or LoRA adapter dir): greedy accuracy and maj@k.
 
-  python scripts/evaluation.py                                  # the demo checkpoint training.sh wrote
+  python scripts/evaluation.py --model_name_or_path outputs/demo_latro   # the demo checkpoint training.sh wrote
   python scripts/evaluation.py --model_name_or_path outputs/latro_gsm8k --dataset_name gsm8k --split test
 
 Writes <output_dir>/predictions.jsonl (one line per question) and <output_dir>/summary.json.

@@ -4,4 +4,7 @@
 #   bash scripts/evaluation.sh --model_name_or_path DIR --dataset_name gsm8k --split test --eval_num_samples 8
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ $# -eq 0 ]]; then
+  set -- --model_name_or_path outputs/demo_latro   # what `bash scripts/training.sh` wrote
+fi
 exec python scripts/evaluation.py "$@"

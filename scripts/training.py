@@ -5,10 +5,12 @@
   python scripts/training.py --trainer latro --model_name_or_path M --dataset_name gsm8k ...
   accelerate launch --config_file configs/8gpu.yaml scripts/training.py --trainer latro ...
   accelerate launch scripts/training.py --config_file configs/8gpu.yaml ...   # re-launches itself
+  python scripts/training.py --help                                  # the trainers
+  python scripts/training.py --help --trainer markovian              # one trainer's fields
 
-Every config field is a flag (see `--help` with `--trainer NAME`). With no
-`model_name_or_path`, the built-in offline demo runs: a tiny model is built, warm-started
-with SFT, evaluated, trained with the chosen method and evaluated again.
+Every config field is a flag. With no `model_name_or_path`, the built-in offline demo runs:
+a tiny model is built, warm-started with SFT, evaluated, trained with the chosen method and
+evaluated again.
 """
 
 import os
@@ -30,7 +32,7 @@ def main(argv: list[str]) -> None:
 
         run_demo(name, config)
         return
-    metrics = run_training(name, config)
+    metrics = run_training(name, config).after
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
 
 

@@ -10,6 +10,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from implicit_reasoning.utils import data_utils as du
+from implicit_reasoning.utils.data_sources import arithmetic_example
+from implicit_reasoning.utils.prompts import format_prompt, question_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TERM_RE = re.compile(r"\(-\d+\)|\d+")
@@ -245,7 +247,7 @@ def test_arithmetic_defaults_sums_and_determinism():
 
 
 def test_arithmetic_rationale_format_and_splits_differ():
-    row = du._arithmetic_example({"terms": [12, 35, 8]})
+    row = arithmetic_example({"terms": [12, 35, 8]})
     assert row == {"question": "12 + 35 + 8", "rationale": "12 + 35 = 47. 47 + 8 = 55.", "answer": "55"}
     train = du.load_raw_dataset("arithmetic", "train", sanity_check=True)["terms"]
     test = du.load_raw_dataset("arithmetic", "test", sanity_check=True)["terms"]
@@ -292,21 +294,35 @@ def test_generator_config_errors(config, pattern):
 
 def test_format_prompt_plain_text():
     tok = _tokenizer()
-    assert du.format_prompt(tok, "What is 2+2?") == "Question: What is 2+2?\nLet's think step by step.\n"
-    assert du.format_prompt(tok, "Q", cot_trigger="Think.") == "Question: Q\nThink.\n"
+    assert format_prompt(tok, question_text("What is 2+2?")) == "Question: What is 2+2?\nLet's think step by step.\n"
+    assert format_prompt(tok, question_text("Q", "Think.")) == "Question: Q\nThink.\n"
+    assert format_prompt(tok, question_text("Q", "")) == "Question: Q\n"
+    assert format_prompt(tok, "Add. 3 + 4", "Reasoning:") == "Add. 3 + 4\nReasoning:"  # Markovian's prompt
 
 
-def test_format_prompt_chat_template():
+def test_format_prompt_chat_template_one_rule_for_every_trainer():
     tok = _tokenizer(CHAT_TEMPLATE)
-    prompt = du.format_prompt(tok, "What is 2+2?")
-    assert prompt == "<|user|>What is 2+2?\nLet's think step by step.<|end|><|assistant|>"
+    prompt = format_prompt(tok, question_text("What is 2+2?"))
+    assert prompt == "<|user|>Question: What is 2+2?\nLet's think step by step.<|end|><|assistant|>"
+    assert format_prompt(tok, "Add. 3 + 4", "Reasoning:") == "<|user|>Add. 3 + 4<|end|><|assistant|>Reasoning:"
+    plain = format_prompt(tok, "Add. 3 + 4", "Reasoning:", use_chat_template=False)
+    assert plain == "Add. 3 + 4\nReasoning:"
+
+
+def test_cot_trigger_reaches_every_prompt():
+    tok = _tokenizer()
+    ds = du.load_task_dataset("arithmetic", "eval", tok, dataset_config="num_examples=5", cot_trigger="Add carefully.")
+    assert all(q.endswith("\nAdd carefully.\n") for q in ds["queries"])
+    chat = du.load_task_dataset("arithmetic", "eval", _tokenizer(CHAT_TEMPLATE), dataset_config="num_examples=5",
+                                cot_trigger="Add carefully.")
+    assert all("Add carefully.<|end|><|assistant|>" in q for q in chat["queries"])
 
 
 def test_load_task_dataset_latro_columns():
     ds = du.load_task_dataset("gsm8k", "train", _tokenizer(CHAT_TEMPLATE), dataset_path=_fixture("gsm8k"))
     assert set(ds.column_names) == {"queries", "responses", "groundtruth", "question", "rationale"}
     assert ds[1]["responses"] == " The answer is 1285." and ds[1]["groundtruth"] == "1285"
-    assert ds[0]["queries"].startswith("<|user|>A bakery") and ds[0]["queries"].endswith("<|assistant|>")
+    assert ds[0]["queries"].startswith("<|user|>Question: A bakery") and ds[0]["queries"].endswith("<|assistant|>")
     mc = du.load_task_dataset("arc_challenge", "test", _tokenizer(), dataset_path=_fixture("arc_challenge"))
     assert mc[1]["responses"] == " The answer is C." and mc[1]["queries"].startswith("Question: A student")
 

@@ -1,7 +1,8 @@
-"""scripts/fragility.py on two tiny saved models: perturbations, JSON table and plots."""
+"""Fragility analysis (implicit_reasoning.analysis.fragility, scripts/fragility.py) on two tiny saved models."""
 
-import importlib.util
 import json
+import subprocess
+import sys
 import os
 import random
 from pathlib import Path
@@ -21,10 +22,30 @@ SAMPLES = [
 
 @pytest.fixture(scope="module")
 def fragility():
-    spec = importlib.util.spec_from_file_location("fragility_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from implicit_reasoning.analysis import fragility as module
+
     return module
+
+
+def test_script_is_a_thin_wrapper_over_the_package():
+    out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True)
+    assert "--markovian" in out.stdout and "--non_markovian" in out.stdout
+
+
+def test_answer_logprobs_match_a_plain_forward(fragility):
+    tok = build_demo_tokenizer()
+    model = build_demo_model(tok, hidden_size=64, num_layers=2, intermediate_size=128).eval()
+    settings = {"markovian": True, "instruction": "Add.", "use_chat_template": True}
+    rows = [("3 + 4", " 3 + 4 = 7.", "7"), ("10 + 2 + 9", " 10 + 2 = 12. 12 + 9 = 21.", "21")]
+    ours = fragility.answer_logprobs(model, tok, rows, settings, batch_size=1)
+    for (question, cot, answer), value in zip(rows, ours):
+        context = tok("Add. <Redacted>\nReasoning:" + cot + " Answer:").input_ids
+        target = tok(" " + answer).input_ids
+        ids = torch.tensor([context + target])
+        with torch.no_grad():
+            logps = torch.log_softmax(model(ids).logits[0, :-1].double(), -1)
+        expected = logps[torch.arange(len(context) - 1, ids.shape[1] - 1), ids[0, len(context):]].mean()
+        assert value == pytest.approx(float(expected), abs=1e-5)
 
 
 def _save_run(tmp_path, name, seed, markovian):

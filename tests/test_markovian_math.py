@@ -6,43 +6,46 @@ import pytest
 import torch
 
 from implicit_reasoning.utils.markovian import (
+    ANSWER,
+    COT,
+    EMABaseline,
+    MarkovianPrompts,
     RewardHistory,
     ei_keep_mask,
     ei_weights,
-    ema_advantages,
     masked_entropy,
     masked_kl,
-    masked_mean,
-    pack_fixed_cot,
     policy_gradient_loss,
     ppo_clipped_loss,
-    window_token_logps,
     zscore_advantages,
 )
+from implicit_reasoning.utils.scoring import masked_mean, pack_rows, token_logprobs
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 
 
 # ----------------------------------------------------------------------------- packing
-def test_pack_fixed_cot_aligns_cots_and_counts_positions():
-    out = pack_fixed_cot([[1, 2], [3]], [[4, 5], [6, 7]], [[8], [8]], [[9], [10, 11]], pad_token_id=0)
+def test_scoring_rows_align_cots_and_count_positions():
+    out = pack_rows([[[1, 2], [3]], [[4, 5], [6, 7]], [[8], [8]], [[9], [10, 11]]], pad_token_id=0, align=COT - 1)
     assert out["input_ids"].tolist() == [[1, 2, 4, 5, 8, 9, 0], [0, 3, 6, 7, 8, 10, 11]]
     assert out["attention_mask"].tolist() == [[1, 1, 1, 1, 1, 1, 0], [0, 1, 1, 1, 1, 1, 1]]
     # left padding does not shift positions: the first real token is position 0
     assert out["position_ids"].tolist() == [[0, 1, 2, 3, 4, 5, 5], [0, 0, 1, 2, 3, 4, 5]]
-    assert out["cot_mask"].int().tolist() == [[0, 0, 1, 1, 0, 0, 0]] * 2
-    assert out["answer_mask"].int().tolist() == [[0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 1, 1]]
+    assert (out["segment_ids"] == COT).int().tolist() == [[0, 0, 1, 1, 0, 0, 0]] * 2
+    assert (out["segment_ids"] == ANSWER).int().tolist() == [[0, 0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 1, 1]]
 
 
-def test_pack_fixed_cot_rejects_unequal_cot_lengths():
-    with pytest.raises(ValueError, match="same length"):
-        pack_fixed_cot([[1], [1]], [[2, 3], [2]], [[], []], [[], []], 0)
+def test_markovian_prompts_build_the_same_rows_from_text(demo_tokenizer):
+    prompts = MarkovianPrompts(demo_tokenizer, "Add.", markovian=True)
+    rows = prompts.scoring_rows([prompts.scoring_ids("3 + 4")], [[5, 6]], ["7"])
+    ids = rows["input_ids"][0][rows["attention_mask"][0].bool()].tolist()
+    assert demo_tokenizer.decode(ids) == "Add. <Redacted>\nReasoning:" + demo_tokenizer.decode([5, 6]) + " Answer: 7"
 
 
 def test_window_token_logps_are_aligned():
     # logits at column t-1 predict the token at column t
     logits = torch.log(torch.tensor([[[0.5, 0.5], [0.25, 0.75], [0.9, 0.1]]]))
-    logps = window_token_logps(logits, torch.tensor([[0, 1, 0]]))
+    logps = token_logprobs(logits, torch.tensor([[0, 1, 0]]))
     assert torch.allclose(logps, torch.tensor([[0.0, math.log(0.5), math.log(0.25)]]), atol=1e-6)
 
 
@@ -128,13 +131,17 @@ def test_zscore_advantages_by_hand():
     assert torch.allclose(a3, torch.tensor([-2 / std, -1 / std, 3 / std]), atol=1e-6)
 
 
-def test_ema_baseline_by_hand():
-    a, b = ema_advantages(torch.tensor([1.0, 3.0]), None, 0.9)  # first batch: b starts at its mean 2
-    assert a.tolist() == [-1.0, 1.0] and b == pytest.approx(2.0)
-    a, b = ema_advantages(torch.tensor([4.0, 6.0]), b, 0.9)  # A uses the old b; b <- 0.9*2 + 0.1*5
-    assert a.tolist() == [2.0, 4.0] and b == pytest.approx(2.3)
-    a, b = ema_advantages(torch.tensor([4.0, 6.0]), 2.0, 0.5, batch_mean=10.0)  # mean over all processes
-    assert a.tolist() == [2.0, 4.0] and b == pytest.approx(6.0)
+def test_ema_baseline_by_hand_and_state_roundtrip():
+    baseline = EMABaseline(0.9)
+    a = baseline.advantages(torch.tensor([1.0, 3.0]))  # first batch: b starts at its mean 2
+    assert a.tolist() == [-1.0, 1.0] and baseline.value == pytest.approx(2.0)
+    a = baseline.advantages(torch.tensor([4.0, 6.0]))  # A uses the old b; b <- 0.9*2 + 0.1*5
+    assert a.tolist() == [2.0, 4.0] and baseline.value == pytest.approx(2.3)
+    other = EMABaseline(0.5)
+    other.load_state_dict({"value": 2.0})
+    a = other.advantages(torch.tensor([4.0, 6.0]), batch_mean=10.0)  # mean over all processes
+    assert a.tolist() == [2.0, 4.0] and other.value == pytest.approx(6.0)
+    assert EMABaseline(0.5).state_dict() == {"value": None}
 
 
 # ------------------------------------------------------------------ expert iteration
@@ -145,7 +152,9 @@ def test_reward_history_mean_std_and_state_roundtrip():
     history.update(torch.tensor([4.0]))
     assert (history.count, history.batches) == (4, 2)
     assert history.mean == pytest.approx(2.5) and history.std == pytest.approx(math.sqrt(1.25))
-    assert RewardHistory.from_state_dict(history.state_dict()) == history
+    restored = RewardHistory()
+    restored.load_state_dict(history.state_dict())
+    assert restored == history
 
 
 def test_ei_threshold_and_kept_mask_by_hand():
@@ -165,6 +174,8 @@ def test_ei_threshold_and_kept_mask_by_hand():
 def test_ei_weights_average_over_kept_samples():
     assert ei_weights(torch.tensor([False, True, False, True])).tolist() == [0.0, 2.0, 0.0, 2.0]
     assert ei_weights(torch.tensor([False, False])).tolist() == [0.0, 0.0]
+    # data parallel: 2 processes x 4 rows, 1 kept here + 3 kept elsewhere -> every kept row weighs 8 / 4
+    assert ei_weights(torch.tensor([True, False, False, False]), total=8, total_kept=4).tolist() == [2.0, 0, 0, 0]
     logps = torch.tensor([[0.0, -1.0], [0.0, -2.0], [0.0, -3.0], [0.0, -5.0]])
     mask = torch.tensor([[0, 1]] * 4)
     loss = policy_gradient_loss(logps, ei_weights(torch.tensor([False, True, False, True])), mask)

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
-from implicit_reasoning.trainer import TRAINERS, MarkovianConfig, MarkovianTrainer
+from implicit_reasoning.trainer import TRAINERS, MarkovianConfig, MarkovianTrainer, MarkovianVQTrainer, trainer_class
 from implicit_reasoning.trainer import markovian_trainer
-from implicit_reasoning.trainer.base_trainer import EXTRA_STATE_NAME
-from implicit_reasoning.trainer.markovian_trainer import ANSWER_MARKER, REDACTED, actor_prompt, scoring_prompt
+from implicit_reasoning.trainer.state import STATE_FILE
 from implicit_reasoning.utils.data_utils import load_markovian_examples
+from implicit_reasoning.utils.markovian import ANSWER, ANSWER_MARKER, COT as COT_SEGMENT, REDACTED
 
 COT = 4
 QUESTION = "77 + 88 + 99"
@@ -48,8 +48,12 @@ def make_trainer(tok, data, tmp_path, seed=0, **overrides):
     )
     values.update(overrides)
     model = build_demo_model(tok, hidden_size=64, num_layers=2, intermediate_size=128, seed=seed)
-    return MarkovianTrainer(model, MarkovianConfig(**values), train_dataset=data[0], eval_dataset=data[1],
-                            processing_class=tok)
+    if values.get("use_lora"):  # an adapter records where its base weights load from
+        model.save_pretrained(os.path.join(tmp_path, "base"))
+        values["model_name_or_path"] = os.path.join(tmp_path, "base")
+    config = MarkovianConfig(**values)
+    return trainer_class("markovian", config)(model, config, train_dataset=data[0], eval_dataset=data[1],
+                                              processing_class=tok)
 
 
 def _params(model):
@@ -64,6 +68,16 @@ def _prompts(data, n=2):
 def test_registered_and_required_columns():
     assert TRAINERS["markovian"] == (MarkovianTrainer, MarkovianConfig)
     assert MarkovianTrainer.required_columns == ("question", "answer")
+    assert trainer_class("markovian", MarkovianConfig(output_dir="x", use_vq=True)) is MarkovianVQTrainer
+
+
+def test_each_variant_rejects_the_other_config(tok, data, tmp_path):
+    model = build_demo_model(tok, hidden_size=64, num_layers=2, intermediate_size=128)
+    with pytest.raises(ValueError, match="use_vq=True: use MarkovianVQTrainer"):
+        MarkovianTrainer(model, MarkovianConfig(output_dir=str(tmp_path), use_vq=True, report_to=[]),
+                         processing_class=tok)
+    with pytest.raises(ValueError, match="MarkovianVQTrainer needs use_vq=True"):
+        MarkovianVQTrainer(model, MarkovianConfig(output_dir=str(tmp_path), report_to=[]), processing_class=tok)
 
 
 @pytest.mark.parametrize(
@@ -109,29 +123,48 @@ def test_config_allows_k1_and_defaults(tmp_path):
 
 
 # -------------------------------------------------------------------------- scoring context
+def _scoring_row(trainer, question, answer, cot):
+    return trainer.prompts.scoring_rows([trainer.scoring_prefix(question)], [cot], [answer])
+
+
 def test_scoring_rows_redact_the_question_at_token_level(tok, data, tmp_path):
     trainer = make_trainer(tok, data, tmp_path)
     cot = tok(" so the sum is").input_ids  # shares no token with the question
-    row = trainer.scoring_rows([QUESTION], ["264"], [cot])
+    row = _scoring_row(trainer, QUESTION, "264", cot)
     ids = row["input_ids"][0][row["attention_mask"][0].bool()].tolist()
     instruction = trainer.args.instruction
-    expected = tok(scoring_prompt(instruction, QUESTION)).input_ids + cot + tok(ANSWER_MARKER).input_ids
+    expected = tok(f"{instruction} {REDACTED}\nReasoning:").input_ids + cot + tok(ANSWER_MARKER).input_ids
     assert ids == expected + tok(" 264").input_ids  # the space sits before the answer
     question_ids = set(tok(QUESTION).input_ids) | set(tok(" " + QUESTION).input_ids)
     assert question_ids and not question_ids & set(ids)
     assert REDACTED in tok.decode(ids) and "77" not in tok.decode(ids)
-    answer = row["input_ids"][0][row["answer_mask"][0]].tolist()
+    answer = row["input_ids"][0][row["segment_ids"][0] == ANSWER].tolist()
     assert answer == tok(" 264").input_ids
 
 
 def test_non_markovian_ablation_keeps_the_question(tok, data, tmp_path):
     trainer = make_trainer(tok, data, tmp_path, markovian=False)
-    row = trainer.scoring_rows([QUESTION], ["264"], [tok(" 1 + 2 = 3.").input_ids])
+    row = _scoring_row(trainer, QUESTION, "264", tok(" 1 + 2 = 3.").input_ids)
     text = tok.decode(row["input_ids"][0][row["attention_mask"][0].bool()].tolist())
-    assert text.startswith(actor_prompt(trainer.args.instruction, QUESTION)) and REDACTED not in text
+    assert text.startswith(f"{trainer.args.instruction} {QUESTION}\nReasoning:") and REDACTED not in text
 
 
-def test_cots_have_exactly_cot_length_tokens_even_when_eos_is_likely(tok, data, tmp_path):
+def test_chat_template_wraps_actor_and_scoring_prompts_alike(tok, data, tmp_path):
+    chat = build_demo_tokenizer()
+    chat.chat_template = "{% for m in messages %}<s>{{ m['content'] }}</s>{% endfor %}{% if add_generation_prompt %}>{% endif %}"
+    values = dict(output_dir=str(tmp_path), rloo_k=2, per_device_train_batch_size=4, report_to=[], use_cpu=True)
+    model = build_demo_model(tok, hidden_size=64, num_layers=2, intermediate_size=128)
+    trainer = MarkovianTrainer(model, MarkovianConfig(**values), processing_class=chat)
+    instruction = trainer.args.instruction
+    assert trainer.prompts.text(QUESTION) == f"<s>{instruction} {QUESTION}</s>>Reasoning:"
+    assert trainer.prompts.text(QUESTION, redact=True) == f"<s>{instruction} {REDACTED}</s>>Reasoning:"
+    plain = MarkovianTrainer(model, MarkovianConfig(**values, use_chat_template=False), processing_class=chat)
+    assert plain.prompts.text(QUESTION) == f"{instruction} {QUESTION}\nReasoning:"
+
+
+def test_cots_have_exactly_cot_length_tokens_and_eos_is_not_suppressed(tok, data, tmp_path):
+    """A CoT is exactly cot_length tokens sampled from pi itself: eos neither stops it nor is masked out
+    (masking it would sample from a renormalised pi while the gradient uses log pi)."""
     trainer = make_trainer(tok, data, tmp_path)
 
     def push_eos(module, inputs, output):
@@ -140,10 +173,10 @@ def test_cots_have_exactly_cot_length_tokens_even_when_eos_is_likely(tok, data, 
         return output
 
     handle = trainer.model.lm_head.register_forward_hook(push_eos)
-    cots = trainer._generate_cots(trainer.model, [tok("Add 1 + 2\nReasoning:").input_ids] * 3, greedy=False)
+    cots = trainer.sample([tok("Add 1 + 2\nReasoning:").input_ids], 3, COT).tolist()
     handle.remove()
     assert [len(c) for c in cots] == [COT] * 3
-    assert all(tok.eos_token_id not in c for c in cots)
+    assert all(c == [tok.eos_token_id] * COT for c in cots)
 
 
 def test_rollout_layout_and_baseline_once_per_question(tok, data, tmp_path):
@@ -154,14 +187,14 @@ def test_rollout_layout_and_baseline_once_per_question(tok, data, tmp_path):
         model, prompts, greedy
     )
     batch = trainer.make_rollout(_prompts(data))
-    assert calls == [(4, False), (2, True)]  # K actor samples per question, one greedy critic CoT per question
-    assert batch["cot_mask"].sum(dim=1).tolist() == [COT] * 4
+    assert calls == [(2, True)]  # one greedy critic CoT per question (the K actor samples come from sample())
+    assert (batch["segment_ids"] == COT_SEGMENT).sum(dim=1).tolist() == [COT] * 4
     assert batch["advantages"].shape == (4,) and torch.isfinite(batch["advantages"]).all()
     # group z-score: each question's two advantages are -1/+1 (or 0/0 on a tie)
     assert torch.allclose(batch["advantages"].view(2, 2).sum(dim=1), torch.zeros(2), atol=1e-5)
     calls.clear()
     trainer.make_rollout(_prompts(data))
-    assert calls == [(4, False)]  # the frozen critic's CoT' and its score are cached
+    assert calls == []  # the frozen critic's CoT' and its score are cached
 
 
 # ------------------------------------------------------------------------------ end to end
@@ -181,7 +214,7 @@ def test_end_to_end_training_changes_parameters(tok, data, tmp_path, overrides):
     before = _params(trainer.model)
     result = trainer.train()
     assert math.isfinite(result.training_loss)
-    assert trainer.state.global_step == 2 and trainer.nonfinite_updates == 0
+    assert trainer.state.global_step == 2 and trainer.update_guard.skipped_updates == 0
     after = _params(trainer.model)
     assert any(not torch.equal(before[n], after[n]) for n in before)
     metrics = trainer.evaluate()
@@ -217,8 +250,10 @@ def test_entropy_is_logged_row_by_row_without_a_graph_unless_it_is_a_bonus(tok, 
     logged = trainer.compute_objective(trainer.model, batch)
     assert calls == [(1, False)] * 4  # entropy_bonus = 0: one row at a time, nothing kept for backward
     with torch.no_grad():
-        logits, window = trainer._window_forward(trainer.model, batch)
-    assert logged["entropy"].item() == pytest.approx(original(logits, window["cot_mask"]).mean().item(), rel=1e-5)
+        segments = batch["segment_ids"]
+        logits, window = markovian_trainer.forward_window(trainer.model, batch, segments == COT_SEGMENT)
+    cot_mask = window["segment_ids"] == COT_SEGMENT
+    assert logged["entropy"].item() == pytest.approx(original(logits, cot_mask).mean().item(), rel=1e-5)
     assert logged["entropy"].item() > 0
 
     calls.clear()
@@ -265,6 +300,9 @@ def _grads(trainer, batch, weight):
 def test_actor_reward_weight_changes_the_gradient(tok, data, tmp_path, markovian, actor_forwards):
     trainer = make_trainer(tok, data, tmp_path, scorer="actor", actor_reward_weight=0.5, markovian=markovian,
                            kl_penalty=0.0)
+    scored = []
+    answer_logprob = trainer._answer_logprob
+    trainer._answer_logprob = lambda model, rows: scored.append(answer_logprob(model, rows)) or scored[-1]
     batch = {**trainer.make_rollout(_prompts(data)), "rollout_pass": 0}
     calls = []
     handle = trainer.model.register_forward_hook(lambda *args: calls.append(1))
@@ -278,8 +316,7 @@ def test_actor_reward_weight_changes_the_gradient(tok, data, tmp_path, markovian
     # and the differentiable R is the same quantity the rollout scored
     trainer.args.actor_reward_weight = 0.5
     parts = trainer.compute_objective(trainer.model, batch)
-    baseline = trainer._critic_baseline(*_prompts(data).values(), [[]] * 2)[1]  # cached critic score of CoT'
-    scores = batch["rewards"].cpu() + baseline.repeat_interleave(2)
+    scores = scored[-1]  # the rollout's log P_actor(y | x~, CoT), after the critic baseline's own scoring
     assert parts["actor_reward"].item() == pytest.approx(scores.mean().item(), abs=1e-4)
 
 
@@ -306,10 +343,11 @@ def test_eval_shards_make_the_same_model_calls_on_every_rank(tok, data, tmp_path
 
     monkeypatch.setattr(markovian_trainer, "generate",
                         counted("generate", markovian_trainer.generate, lambda model, prompts, *a: len(prompts)))
-    monkeypatch.setattr(trainer, "_window_forward",
-                        counted("forward", trainer._window_forward, lambda model, rows, *a: len(rows["input_ids"])))
-    monkeypatch.setattr(trainer, "_vq_hidden",
-                        counted("vq_hidden", trainer._vq_hidden, lambda model, rows: len(rows["input_ids"])))
+    monkeypatch.setattr(markovian_trainer, "score_rows",
+                        counted("score", markovian_trainer.score_rows, lambda model, rows, *a, **k: len(rows["input_ids"])))
+    if use_vq:
+        monkeypatch.setattr(trainer, "_hidden", counted("vq_hidden", trainer._hidden,
+                                                        lambda model, rows: len(rows["input_ids"])))
 
     def run(index):
         rank["index"] = index
@@ -320,10 +358,10 @@ def test_eval_shards_make_the_same_model_calls_on_every_rank(tok, data, tmp_path
     records_0, calls_0 = run(0)
     records_1, calls_1 = run(1)
     per_rank = -(-limit // 2)  # ceil: rank 1 pads its shard (limit 1: an empty shard, padded to one row)
-    # CoTs (VQ: one hidden-state forward per chunk), greedy answers, then one log P(answer) forward per chunk;
-    # generate() runs model.generate once per chunk of its prompts, the chunk size here is 1 row
+    # CoTs (VQ: one hidden-state forward per chunk), greedy answers, then log P(answer) (one forward per row
+    # here: score_rows chunks by rollout_batch_size = 1); generate() chunks by the eval batch size (1)
     cot = [("vq_hidden", 1)] * per_rank if use_vq else [("generate", per_rank)]
-    expected = cot + [("generate", per_rank)] + [("forward", 1)] * per_rank
+    expected = cot + [("generate", per_rank)] + [("score", per_rank)]
     assert calls_0 == calls_1 == expected
     assert [r["index"] for r in records_0] == list(range(0, limit, 2))
     assert [r["index"] for r in records_1] == list(range(1, limit, 2))  # padding rows are dropped
@@ -334,17 +372,17 @@ def test_checkpoint_resume_restores_ema_baseline_and_ei_history(tok, data, tmp_p
     common = dict(method="ei", rloo_k=1, ei_warmup=0, ei_std=0.0, save_strategy="steps", save_steps=1)
     first = make_trainer(tok, data, tmp_path, **common)
     first.train()
-    state = first.extra_state()
-    assert state["ema_baseline"] is not None and state["ei_history"]["batches"] == 2
-    with open(os.path.join(tmp_path, "checkpoint-2", EXTRA_STATE_NAME)) as f:
+    state = first._checkpointed.state_dict()
+    assert state["ema_baseline"]["value"] is not None and state["ei_history"]["batches"] == 2
+    with open(os.path.join(tmp_path, "checkpoint-2", STATE_FILE)) as f:
         assert json.load(f) == state
-    with open(os.path.join(tmp_path, "checkpoint-1", EXTRA_STATE_NAME)) as f:
+    with open(os.path.join(tmp_path, "checkpoint-1", STATE_FILE)) as f:
         state_1 = json.load(f)
     assert state_1["ei_history"]["batches"] == 1
 
     resumed = make_trainer(tok, data, tmp_path, seed=1, **common)
     resumed.train(resume_from_checkpoint=os.path.join(tmp_path, "checkpoint-2"))
-    assert resumed.ema_baseline == state["ema_baseline"]
+    assert resumed.ema_baseline.value == state["ema_baseline"]["value"]
     assert resumed.reward_history.state_dict() == state["ei_history"]
 
     continued = make_trainer(tok, data, tmp_path, seed=1, **common)

@@ -1,4 +1,4 @@
-"""Tests for the shared metric plotter (implicit_reasoning.utils.plotting, scripts/plot_metrics.py)."""
+"""Tests for the shared metric plotter (implicit_reasoning.analysis.plotting, scripts/plot_metrics.py)."""
 
 import csv
 import json
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from implicit_reasoning.utils.plotting import find_trainer_state, plot_run_dirs, select_metrics
+from implicit_reasoning.analysis.plotting import find_trainer_state, plot_run_dirs, select_metrics
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO_ROOT, "scripts", "plot_metrics.py")

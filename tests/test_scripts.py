@@ -11,7 +11,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from implicit_reasoning.pipeline import parse_training_args, relaunch_command, split_config_file
-from implicit_reasoning.trainer import TRAINERS, LatroConfig, SFTBaselineConfig
+from implicit_reasoning.trainer import TRAINERS, LatroConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
@@ -35,10 +35,35 @@ def test_every_shipped_training_yaml_parses():
         if "distributed_type" in data or "compute_environment" in data:
             continue  # accelerate configs: tested in test_configs.py
         name = data.pop("trainer", "latro")
-        config_cls = SFTBaselineConfig if "sft" in path.name else TRAINERS[name][1]
+        config_cls = TRAINERS[name][1]
         data.update(bf16=False, use_cpu=True)  # the GPU recipes ask for bf16, which this CPU cannot do
         (config,) = HfArgumentParser(config_cls).parse_dict(data)  # unknown keys would raise
         assert config.output_dir, path
+
+
+def test_yaml_then_flags_and_unknown_keys(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"trainer": "markovian", "output_dir": str(tmp_path), "cot_length": 7}))
+    name, config = parse_training_args([str(path), "--cot_length", "9", "--rloo_k", "2"])
+    assert name == "markovian" and (config.cot_length, config.rloo_k) == (9, 2)
+    path.write_text(yaml.safe_dump({"trainer": "markovian", "output_dir": str(tmp_path), "cot_lenght": 7}))
+    with pytest.raises(ValueError, match="unknown key 'cot_lenght'.*did you mean 'cot_length'"):
+        parse_training_args([str(path)])
+    path.write_text(yaml.safe_dump({"trainer": "markovian", "output_dir": str(tmp_path), "kl_coef": 0.1}))
+    with pytest.raises(ValueError, match="unknown key 'kl_coef' for MarkovianConfig"):  # Markovian's KL is kl_penalty
+        parse_training_args([str(path)])
+
+
+def test_help_lists_the_trainers_and_each_trainers_fields():
+    script = str(ROOT / "scripts/training.py")
+    listing = subprocess.run([sys.executable, script, "--help"], env=ENV, capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0, listing.stderr[-2000:]
+    for name, (trainer_cls, config_cls) in TRAINERS.items():
+        assert f"{name} " in listing.stdout and trainer_cls.__name__ in listing.stdout
+    fields = subprocess.run([sys.executable, script, "--help", "--trainer", "markovian"], env=ENV,
+                            capture_output=True, text=True, timeout=120)
+    assert fields.returncode == 0 and "--cot_length" in fields.stdout and "--kl_penalty" in fields.stdout
+    assert "--stop_seqs" not in fields.stdout  # a LaTRO field: not in the Markovian config
 
 
 def test_accelerate_config_after_the_script_relaunches(tmp_path):
@@ -113,6 +138,7 @@ def test_evaluation_script_writes_summary_and_predictions(tmp_path, tiny_model_d
         sys.executable, str(ROOT / "scripts/evaluation.py"), "--model_name_or_path", str(tiny_model_dir),
         "--dataset_name", "arithmetic", "--dataset_config", "num_terms=2,max_value=5,num_examples=12",
         "--split", "test", "--eval_num_samples", "3", "--response_length", "8", "--output_dir", str(out),
+        "--trainer", "latro",  # a checkpoint trained elsewhere has no run_config.json naming its trainer
     ]
     result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -141,7 +167,7 @@ def test_builtin_demo_raises_accuracy(tmp_path, name):
 
 
 def test_run_config_keeps_settings_but_never_secrets(tmp_path):
-    from implicit_reasoning.pipeline import RUN_CONFIG_NAME, save_run_config
+    from implicit_reasoning.trainer.state import RUN_CONFIG_NAME, save_run_config
 
     config = LatroConfig(output_dir=str(tmp_path), rloo_k=2, per_device_train_batch_size=4,
                          stop_token="both", hub_token="hf_SECRETvalue123")
@@ -177,7 +203,7 @@ trainer.compute_objective = nan_on_rank_1
 try:
     trainer.train()
 except RuntimeError as error:
-    print(f"rank {trainer.accelerator.process_index} stopped at step {trainer.state.global_step}: {error}", flush=True)
+    print(f"rank {trainer.accelerator.process_index} raised: {error}", flush=True)
     sys.exit(3)
 """
 
@@ -192,4 +218,5 @@ def test_nonfinite_loss_on_one_rank_stops_every_rank_together(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode != 0
     for rank in (0, 1):  # both ranks skipped the same updates and raised at the same step
-        assert f"rank {rank} stopped at step 1: 2 non-finite losses in a row" in output, output[-3000:]
+        expected = f"rank {rank} raised: stopped at step 2: 2 non-finite updates in a row"
+        assert expected in output, output[-3000:]

@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
-from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer
-from implicit_reasoning.trainer.markovian_trainer import ANSWER_MARKER, actor_prompt
+import os
+
+from implicit_reasoning.trainer import MarkovianConfig, MarkovianVQTrainer
+from implicit_reasoning.utils.markovian import ANSWER_MARKER, COT
 from implicit_reasoning.utils.data_utils import load_markovian_examples
 from implicit_reasoning.utils.vq import (
     codebook_loss,
@@ -142,13 +144,16 @@ def make_vq_trainer(tok, data, tmp_path, **overrides):
     )
     values.update(overrides)
     model = build_demo_model(tok, hidden_size=64, num_layers=2, intermediate_size=128)
-    return MarkovianTrainer(model, MarkovianConfig(**values), train_dataset=data, processing_class=tok)
+    if values.get("use_lora"):  # an adapter records where its base weights load from
+        model.save_pretrained(os.path.join(tmp_path, "base"))
+        values["model_name_or_path"] = os.path.join(tmp_path, "base")
+    return MarkovianVQTrainer(model, MarkovianConfig(**values), train_dataset=data, processing_class=tok)
 
 
 @torch.no_grad()
 def _last_hidden(model, batch):
     """Last-layer hidden states at the placeholder columns, from a plain forward."""
-    columns = batch["cot_mask"].any(dim=0)
+    columns = (batch["segment_ids"] == COT).any(dim=0)
     out = model(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
         output_hidden_states=True,
@@ -214,9 +219,9 @@ def test_critic_input_has_no_question_token(tok, train_data, tmp_path):
     assert kwargs["inputs_embeds"].shape[1] == len(trainer.fresh_prefix_ids) + REASON + len(suffix)
 
     embedding = trainer.ref_model.get_input_embeddings()
-    hidden = trainer._vq_hidden(trainer.model, batch)
+    hidden = trainer._hidden(trainer.model, batch)
     q = trainer._quantize(trainer.ref_model, hidden)
-    inputs = trainer.vq_critic_inputs(trainer.ref_model, q["inputs"], q["indices"], batch)
+    inputs = trainer.critic_inputs(trainer.ref_model, q["inputs"], q["indices"], batch)
     fixed = inputs["input_ids"][0, len(trainer.fresh_prefix_ids) + REASON :].tolist()
     assert fixed == suffix
     question_ids = {tok(" 77").input_ids[0], tok(" 88").input_ids[0], tok(" 99").input_ids[0]}
@@ -251,9 +256,7 @@ def test_vq_evaluation_uses_argmax_codes_of_the_trained_actor(tok, train_data, t
                     p.normal_(0.0, 0.5)
     questions = list(train_data["question"][:3])
     pad = tok.pad_token_id
-    batch = trainer._actor_rows(
-        [trainer._encode(actor_prompt(trainer.args.instruction, q)) for q in questions], [[pad] * REASON] * 3
-    )
+    batch = trainer.prompts.actor_rows([trainer.prompts.actor_ids(q) for q in questions], [[pad] * REASON] * 3)
     with trainer.reference_model() as critic:
         table = critic.get_input_embeddings().weight.detach().clone()
     expected = _argmax_cosine(_last_hidden(model, batch), table).tolist()  # the actor's (adapter-on) codes
@@ -261,7 +264,7 @@ def test_vq_evaluation_uses_argmax_codes_of_the_trained_actor(tok, train_data, t
         with model.disable_adapter():
             base_codes = _argmax_cosine(_last_hidden(model, batch), table).tolist()
         assert base_codes != expected  # precondition: the check below can tell them apart
-    assert trainer._eval_cots(model, questions) == expected
+    assert trainer.eval_cots(model, questions) == expected
     records = trainer.evaluation_records(model, train_data)
     assert [r["index"] for r in records] == [0, 1, 2]
     assert [r["rationale"] for r in records] == tok.batch_decode(expected)

@@ -1,22 +1,61 @@
-"""Trainers and their configs. `TRAINERS` maps the `--trainer` name to (trainer class, config class)."""
+"""Trainers and their configs.
+
+`TRAINERS` maps the `--trainer` name to (trainer class, config class);
+`trainer_class(name, config)` gives the class that runs a config (a Markovian config with
+`use_vq=True` runs `MarkovianVQTrainer`).
+"""
 
 from .base_trainer import BaseTrainer
 from .latro_trainer import LatroTrainer
 from .markovian_trainer import MarkovianTrainer
-from .trainer_config import LatroConfig, MarkovianConfig, SFTBaselineConfig, TrainerConfig
+from .markovian_vq import MarkovianVQTrainer
+from .rollout_trainer import RolloutTrainer
+from .sft_trainer import SFTBaselineTrainer
+from .trainer_config import (
+    LatroConfig,
+    MarkovianConfig,
+    ReasoningPromptFields,
+    RolloutConfig,
+    SFTBaselineConfig,
+    TrainerConfig,
+)
 
 TRAINERS = {
-    "latro": (LatroTrainer, LatroConfig),
-    "markovian": (MarkovianTrainer, MarkovianConfig),
+    cls.trainer_name: (cls, cls.config_class) for cls in (LatroTrainer, MarkovianTrainer, SFTBaselineTrainer)
 }
+VARIANTS = {("markovian", "use_vq"): MarkovianVQTrainer}  # (trainer name, config flag) -> class
+
+
+def trainer_entry(name: str) -> tuple[type, type]:
+    """(trainer class, config class) of a `--trainer` name, with an error that lists the names."""
+    if name not in TRAINERS:
+        raise ValueError(f"--trainer {name!r}: unknown; available: {', '.join(sorted(TRAINERS))}")
+    return TRAINERS[name]
+
+
+def trainer_class(name: str, config=None) -> type:
+    """The class that trains `config` under the trainer `name` (variants chosen by config flags)."""
+    cls = trainer_entry(name)[0]
+    for (variant_of, flag), variant in VARIANTS.items():
+        if variant_of == name and config is not None and getattr(config, flag, False):
+            return variant
+    return cls
+
 
 __all__ = [
     "BaseTrainer",
-    "LatroTrainer",
     "LatroConfig",
-    "MarkovianTrainer",
+    "LatroTrainer",
     "MarkovianConfig",
+    "MarkovianTrainer",
+    "MarkovianVQTrainer",
+    "ReasoningPromptFields",
+    "RolloutConfig",
+    "RolloutTrainer",
     "SFTBaselineConfig",
-    "TrainerConfig",
+    "SFTBaselineTrainer",
     "TRAINERS",
+    "TrainerConfig",
+    "trainer_class",
+    "trainer_entry",
 ]

@@ -1,85 +1,51 @@
-"""BaseTrainer: what every method shares, on top of `transformers.Trainer`'s own training loop.
+"""BaseTrainer: the core every method shares, on top of `transformers.Trainer`'s own training loop.
 
-Rollouts happen where the batch is prepared (`_prepare_inputs`), the objective lives in
-`compute_loss`; checkpointing, resume, DeepSpeed, mixed precision, callbacks and
-`report_to` logging are Trainer's. A subclass implements `make_rollout` (generate,
-score, reward, advantage for one optimizer update) and `compute_objective` (the loss
-of one micro-batch of that rollout).
+What the core owns: loading the policy, tokenizer and frozen reference for any causal LM
+(LoRA: the adapter-disabled base is the reference), generation-ready unwrapping,
+generation-based evaluation (accuracy, maj@k), metric logging averaged over processes, the
+samples table, the per-update non-finite guard, method state saved in checkpoints, and
+the run config saved beside every model. Checkpointing, resume, DeepSpeed, mixed precision,
+callbacks and `report_to` are Trainer's.
+
+Subclasses talk to the core through public hooks: `log_metric`, `record_samples`,
+`register_state`, `flag_nonfinite`, `reference_model()`, `refresh_reference()`,
+`generation_model()`, and implement `compute_objective` (the loss of one micro-batch).
+Methods that generate at every update build on `RolloutTrainer`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
-from collections import defaultdict
 from contextlib import contextmanager
 
 import torch
-from torch.utils.data import Sampler
 from transformers import PreTrainedModel, Trainer
 from transformers.trainer_utils import get_last_checkpoint
+from trl.trainer.utils import disable_dropout_in_model
 
 from ..utils import model_utils
 from ..utils.data_utils import load_task_dataset
 from ..utils.evaluation import evaluate_dataset, summarize_records
-from ..utils.generation import generate, sampling_config
-from .trainer_config import TrainerConfig
-
-EXTRA_STATE_NAME = "implicit_reasoning_state.json"
-SAMPLES_FILE = "samples.jsonl"
-
-
-class PromptGroupSampler(Sampler[int]):
-    """Yields prompt indices so that each process draws its own prompts for one update.
-
-    Every global batch (num_processes x prompts_per_process distinct prompts, shuffled with
-    `seed + epoch`) is yielded `repeats` (= gradient accumulation) times: accelerate hands
-    batch j of each global batch to process j, so every process sees its own prompts once
-    per micro-step, and the trainer generates for them at the first micro-step only.
-    """
-
-    def __init__(self, num_prompts: int, prompts_per_process: int, num_processes: int, repeats: int, seed: int):
-        self.global_batch = prompts_per_process * num_processes
-        if num_prompts < self.global_batch:
-            raise ValueError(
-                f"train_dataset has {num_prompts} prompts, fewer than one update needs "
-                f"({prompts_per_process} prompts/process x {num_processes} processes)"
-            )
-        self.num_prompts, self.repeats, self.seed, self.epoch = num_prompts, repeats, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(self.num_prompts, generator=generator).tolist()
-        for start in range(0, len(self) // self.repeats, self.global_batch):
-            batch = order[start : start + self.global_batch]
-            for _ in range(self.repeats):
-                yield from batch
-
-    def __len__(self) -> int:
-        return (self.num_prompts // self.global_batch) * self.global_batch * self.repeats
+from .base_config import TrainerConfig
+from .guard import GuardCallback, SkipAwareScheduler, UpdateGuard, guard_optimizer_step
+from .metrics import MetricBuffer, SamplesTable
+from .state import CheckpointedState, SaveStateCallback, save_run_config
 
 
 def collate_rows(rows: list[dict]) -> dict[str, list]:
-    """Column-wise lists of the raw rows; tokenization happens in the rollout."""
+    """Column-wise lists of the raw rows; tokenization happens in the trainer."""
     return {key: [row[key] for row in rows] for key in rows[0]}
 
 
-def split_rows(batch: dict, parts: int) -> list[dict]:
-    """Split every row-indexed value (tensor or list) of `batch` into `parts` equal chunks."""
-    rows = len(next(iter(batch.values())))
-    size = rows // parts
-    return [{k: v[i * size : (i + 1) * size] for k, v in batch.items()} for i in range(parts)]
-
-
 class BaseTrainer(Trainer):
-    """Shared machinery; see the module docstring. Subclasses set `required_columns`."""
+    """Shared machinery; see the module docstring."""
 
+    trainer_name = ""  # the `--trainer` name; run_config.json records it
+    config_class = TrainerConfig
     required_columns: tuple[str, ...] = ()
-    eval_uses_reference = False  # True when evaluation_records needs the frozen reference model
+    uses_reference = False  # builds a frozen reference model (or uses the LoRA-disabled base)
+    eval_uses_reference = False  # evaluation_records needs the reference (Markovian: the critic answers)
 
     def __init__(
         self,
@@ -94,17 +60,19 @@ class BaseTrainer(Trainer):
     ):
         if isinstance(model, str):
             model = model_utils.load_causal_lm(model, args)
-        if processing_class is None:
-            processing_class = model_utils.load_tokenizer(model.config._name_or_path, args.trust_remote_code)
-        tokenizer = model_utils.prepare_tokenizer(processing_class)
+        use_peft = peft_config is not None or args.use_lora
+        self.base_model_path = self._base_model_path(model, args, use_peft)
+        tokenizer = self._tokenizer(args, processing_class)
         for split, dataset in (("train", train_dataset), ("eval", eval_dataset)):
             self._check_columns(split, dataset)
-        ref_model = self._build_reference(model, args, ref_model, peft_config)
-        model = self._maybe_wrap_peft(model, args, peft_config)
+        if args.disable_dropout:
+            disable_dropout_in_model(model)  # before LoRA: the adapter's own dropout stays
+        ref_model = self._build_reference(model, args, ref_model, use_peft) if self.uses_reference else None
+        model = self._maybe_wrap_peft(model, args, peft_config) if use_peft else model
         super().__init__(
             model=model,
             args=args,
-            data_collator=collate_rows,
+            data_collator=self.make_collator(tokenizer, args),
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=tokenizer,
@@ -112,32 +80,87 @@ class BaseTrainer(Trainer):
         )
         self.model_accepts_loss_kwargs = False  # our losses are already means over the micro-batch
         self.ref_model = self._prepare_reference(ref_model)
-        self.stop_ids = model_utils.stop_token_ids(tokenizer, args.stop_token, args.stop_token_ids)
-        self.stop_seq_ids = model_utils.stop_sequence_ids(tokenizer, args.stop_seqs)
-        self._metrics: dict[str, list[float]] = defaultdict(list)
-        self._samples: list[dict] = []
-        self._buffer: list[dict] = []
-        self._micro_step = 0
-        self._rollout_start = 0
-        self._nonfinite_in_a_row = 0
-        self.nonfinite_updates = 0
+        self._metric_buffer = MetricBuffer()
+        self._samples_table = SamplesTable(args.output_dir, args.num_logged_samples)
+        self._checkpointed = CheckpointedState()
+        self.update_guard = UpdateGuard(args.max_nonfinite_updates, self._any_process)
+        self.register_state("nonfinite_guard", self.update_guard)
+        self.add_callback(GuardCallback(self.update_guard))
+        self.add_callback(SaveStateCallback(self._checkpointed))
 
-    # -------------------------------------------------------------------- data
+    # ================================================================== hooks
+    def log_metric(self, name: str, value) -> None:
+        """Record a scalar (or the mean of a tensor) for the next log; averaged over calls and processes."""
+        self._metric_buffer.add(name, value)
+
+    def record_samples(self, rows: list[dict]) -> None:
+        """Keep up to `num_logged_samples` rows (prompt, rationale, answer, reward, ...) for the next log."""
+        if self.accelerator.is_main_process:
+            self._samples_table.keep(rows)
+
+    def register_state(self, name: str, obj) -> None:
+        """Save `obj.state_dict()` in every checkpoint and `obj.load_state_dict(...)` it on resume."""
+        self._checkpointed.register(name, obj)
+
+    def flag_nonfinite(self, reason: str) -> None:
+        """Skip the update being accumulated (e.g. a non-finite reward); `reason` goes into the error message."""
+        self.update_guard.flag(reason)
+
+    @contextmanager
+    def reference_model(self):
+        """The frozen reference in eval mode (no dropout): a separate model, or the policy with LoRA disabled."""
+        if self.ref_model is not None:
+            with model_utils.eval_mode(self.ref_model):
+                yield self.ref_model
+            return
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        with unwrapped.disable_adapter(), model_utils.eval_mode(unwrapped):
+            yield unwrapped
+
+    @torch.no_grad()
+    def refresh_reference(self) -> None:
+        """Make the reference a copy of the current policy weights (STaR-DPO, frozen curriculum copies)."""
+        if self.ref_model is None:
+            raise NotImplementedError(
+                "refresh_reference() with LoRA: the reference is the adapter-disabled base model and "
+                "cannot follow the adapter; train without LoRA or pass a separate ref_model"
+            )
+        policy = self.accelerator.unwrap_model(self.model)
+        reference = self.accelerator.unwrap_model(self.ref_model)
+        with _gathered(list(policy.parameters()) + list(reference.parameters()), self.is_deepspeed_enabled):
+            for target, source in zip(reference.parameters(), policy.parameters()):
+                target.copy_(source)
+
+    def generation_model(self):
+        """Context yielding the policy ready for `generate` (parameters gathered under ZeRO-3)."""
+        from trl.models import unwrap_model_for_generation
+
+        return unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True)
+
+    def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
+        """Loss of one micro-batch: a dict with `loss` and any scalar parts to log."""
+        raise NotImplementedError
+
+    def make_collator(self, tokenizer, args):
+        """The data collator (built before Trainer's init): raw rows as column lists; rollout trainers tokenize."""
+        return collate_rows
+
+    # ================================================================== data
     @classmethod
     def load_split(cls, config: TrainerConfig, split: str, tokenizer):
         """The `split` of `config.dataset_name`, in the columns this trainer reads (`required_columns`)."""
         return load_task_dataset(config.dataset_name, split, tokenizer, **config.dataset_kwargs)
 
     @classmethod
-    def sft_rows(cls, config: TrainerConfig, rows):
+    def sft_rows(cls, config: TrainerConfig, rows, tokenizer):
         """`queries` / `rationale` / `responses` texts for supervised warm starts, in this trainer's format.
 
-        `rows` are registry rows (`queries`, `question`, `rationale`, `responses`, and `target`: the
-        answer the completion states). LaTRO's format is the registry's, so nothing changes.
+        `rows` are registry rows from `load_task_dataset` (`queries`, `question`, `rationale`,
+        `responses`, and `target`: the answer the completion states). LaTRO's format is the
+        registry's, so nothing changes.
         """
         return rows
 
-    # ------------------------------------------------------------------ models
     def _check_columns(self, split: str, dataset) -> None:
         if dataset is None or not self.required_columns:
             return
@@ -148,24 +171,47 @@ class BaseTrainer(Trainer):
                 f"it has {dataset.column_names}, needs {list(self.required_columns)}"
             )
 
+    # ================================================================ models
     @staticmethod
-    def _use_peft(args, peft_config) -> bool:
-        return peft_config is not None or args.use_lora
+    def _base_model_path(model, args, use_peft: bool) -> str | None:
+        """Where the base weights can be reloaded from; LoRA adapters record it (an absolute dir or a hub id)."""
+        path = args.model_name_or_path or model_utils.name_or_path(model)
+        if path and os.path.isdir(path):
+            path = os.path.abspath(path)
+        if use_peft and not path:
+            raise ValueError(
+                "use_lora=True with a model built in memory: its adapter would record no base model and "
+                "could not be reloaded. Save the base model (model.save_pretrained(DIR)) and pass "
+                "model_name_or_path=DIR (the hub id or directory of the base weights)"
+            )
+        return path
 
-    def _build_reference(self, model, args, ref_model, peft_config):
-        """None with LoRA (the adapter-disabled base is the reference), else a frozen model."""
-        if self._use_peft(args, peft_config) and ref_model is None:
+    def _tokenizer(self, args, processing_class):
+        """A prepared COPY of the given tokenizer, or the one at tokenizer_name_or_path / the model's path."""
+        if processing_class is not None:
+            return model_utils.prepare_tokenizer(processing_class)
+        path = args.tokenizer_name_or_path or self.base_model_path
+        if not path:
+            raise ValueError(
+                f"{type(self).__name__}: no tokenizer: pass processing_class, or tokenizer_name_or_path "
+                "(the model was built in memory, so there is no model directory to load one from)"
+            )
+        return model_utils.load_tokenizer(path, args.trust_remote_code)
+
+    def _build_reference(self, model, args, ref_model, use_peft: bool):
+        """None with LoRA (the adapter-disabled base is the reference), else a frozen model in eval mode."""
+        if use_peft and ref_model is None:
             return None
-        if isinstance(ref_model, str) or (ref_model is None and args.ref_model_name_or_path):
-            ref_model = model_utils.load_causal_lm(ref_model or args.ref_model_name_or_path, args)
+        ref_path = getattr(args, "ref_model_name_or_path", None)
+        if isinstance(ref_model, str) or (ref_model is None and ref_path):
+            ref_model = model_utils.load_causal_lm(ref_model or ref_path, args)
         elif ref_model is None:
             ref_model = copy.deepcopy(model)
-        ref_model.eval().requires_grad_(False)
-        return ref_model
+        if args.disable_dropout:
+            disable_dropout_in_model(ref_model)
+        return ref_model.eval().requires_grad_(False)
 
     def _maybe_wrap_peft(self, model, args, peft_config):
-        if not self._use_peft(args, peft_config):
-            return model
         from peft import LoraConfig, get_peft_model
 
         if peft_config is None:
@@ -179,7 +225,10 @@ class BaseTrainer(Trainer):
             )
         if args.gradient_checkpointing:
             model.enable_input_require_grads()
-        return get_peft_model(model, peft_config)
+        model = get_peft_model(model, peft_config)
+        for config in model.peft_config.values():  # saved adapters name a base that loads
+            config.base_model_name_or_path = self.base_model_path
+        return model
 
     def _prepare_reference(self, ref_model):
         if ref_model is None:
@@ -190,159 +239,47 @@ class BaseTrainer(Trainer):
             return prepare_deepspeed(ref_model, self.accelerator)
         return self.accelerator.prepare_model(ref_model, evaluation_mode=True)
 
-    @contextmanager
-    def reference_model(self):
-        """The frozen reference: a separate model, or (LoRA) the policy with its adapter disabled."""
-        if self.ref_model is not None:
-            yield self.ref_model
-            return
-        unwrapped = self.accelerator.unwrap_model(self.model)
-        with unwrapped.disable_adapter():
-            yield unwrapped
-
-    def generation_model(self):
-        """Context yielding the policy ready for `generate` (gathered under ZeRO-3)."""
-        from trl.models import unwrap_model_for_generation
-
-        return unwrap_model_for_generation(
-            self.model_wrapped, self.accelerator, gather_deepspeed3_params=True
-        )
-
-    # ---------------------------------------------------------------- batching
-    def _get_train_sampler(self, train_dataset=None):
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        return PromptGroupSampler(
-            len(dataset),
-            self.args.prompts_per_update,
-            self.accelerator.num_processes,
-            self.args.gradient_accumulation_steps * self.updates_per_rollout,
-            self.args.seed,
-        )
-
-    def get_train_dataloader(self):
-        if self.train_dataset is None:
-            raise ValueError(f"{type(self).__name__}: training requires a train_dataset")
-        return self._get_dataloader(
-            dataset=self.train_dataset,
-            description="Training",
-            batch_size=self.args.prompts_per_update,
-            sampler_fn=self._get_train_sampler,
-            is_training=True,
-        )
-
-    @property
-    def updates_per_rollout(self) -> int:
-        """Optimizer updates made from one rollout (PPO-style reuse overrides this; 1 = on-policy)."""
-        return 1
-
-    @property
-    def rollout_pass(self) -> int:
-        """Which pass over the current rollout the micro-batch being prepared belongs to (0-based)."""
-        return (self._micro_step - self._rollout_start) // self.args.gradient_accumulation_steps
-
-    def _prepare_inputs(self, inputs: dict) -> dict:
-        """Roll out at the first micro-step of a rollout cycle; serve its slices for every update of the cycle.
-
-        The sampler hands the same prompts for the whole cycle (gradient_accumulation_steps x
-        updates_per_rollout micro-steps), so only the first call generates. After a resume the
-        micro-step count continues from global_step; a resume inside a cycle rolls out afresh
-        for the cycle's remaining updates (the buffer is not checkpointed).
-        """
-        accumulation = self.args.gradient_accumulation_steps
-        if self._micro_step == 0 and self.state.global_step > 0:
-            self._micro_step = self.state.global_step * accumulation
-        if not self._buffer or self._micro_step % (accumulation * self.updates_per_rollout) == 0:
-            self._buffer = split_rows(self.make_rollout(inputs), accumulation)
-            self._rollout_start = self._micro_step
-        batch = {**self._buffer[self._micro_step % accumulation], "rollout_pass": self.rollout_pass}
-        self._micro_step += 1
-        return batch
-
-    def make_rollout(self, prompts: dict[str, list]) -> dict:
-        """Generate, score, reward and advantage for one update's prompts. Rows are samples."""
-        raise NotImplementedError
-
-    def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
-        """Loss of one micro-batch: a dict with `loss` and any scalar parts to log."""
-        raise NotImplementedError
-
-    def sample(self, prompt_ids: list[list[int]], k: int) -> torch.Tensor:
-        """K rollouts per prompt (prompt-major), in chunks of rollout_batch_size; generated ids only."""
-        repeated = [ids for ids in prompt_ids for _ in range(k)]
-        tokenizer = self.processing_class
-        config = sampling_config(self.args, tokenizer.pad_token_id, self.stop_ids)
-        with self.generation_model() as unwrapped:
-            return generate(unwrapped, repeated, config, self.args.rollout_batch_size, self.stop_seq_ids)
-
-    # -------------------------------------------------------------------- loss
+    # ================================================================== loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         parts = self.compute_objective(model, inputs)
         loss = parts["loss"]
-        if not self._all_finite(loss):
-            loss = self._skip_nonfinite_update(model)
+        if not bool(torch.isfinite(loss.detach()).all()):
+            # an exact zero that still touches every trainable parameter (DDP / ZeRO expect gradients);
+            # the guard then skips the whole update on every process
+            self.flag_nonfinite("non-finite loss")
+            loss = sum((p * 0.0).sum() for p in model.parameters() if p.requires_grad)
         else:
-            self._nonfinite_in_a_row = 0
-        for name, value in parts.items():
-            self._metrics[name].append(float(value.detach().mean()))
+            for name, value in parts.items():
+                self.log_metric(name, value)
         return (loss, None) if return_outputs else loss
 
-    def _all_finite(self, loss: torch.Tensor) -> bool:
-        """Whether the loss is finite on EVERY process: all ranks then skip (or raise) together."""
-        bad = (~torch.isfinite(loss.detach())).any().float().reshape(1)
+    def _any_process(self, flag: bool) -> bool:
+        value = torch.tensor([float(flag)], device=self.args.device)
         if self.accelerator.num_processes > 1:
-            bad = self.accelerator.reduce(bad, reduction="sum")
-        return bool(bad.item() == 0)
+            value = self.accelerator.reduce(value, reduction="sum")
+        return bool(value.item() > 0)
 
-    def _skip_nonfinite_update(self, model) -> torch.Tensor:
-        """Replace a non-finite loss by an exact zero that still touches every trainable parameter."""
-        self.nonfinite_updates += 1
-        self._nonfinite_in_a_row += 1
-        if self._nonfinite_in_a_row >= self.args.max_nonfinite_updates:
-            raise RuntimeError(
-                f"{self._nonfinite_in_a_row} non-finite losses in a row (max_nonfinite_updates="
-                f"{self.args.max_nonfinite_updates}); lower learning_rate or check the data"
-            )
-        return sum((p * 0.0).sum() for p in model.parameters() if p.requires_grad)
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        return guard_optimizer_step(optimizer, self.update_guard)
 
-    # ----------------------------------------------------------------- logging
-    def record_samples(self, rows: list[dict]) -> None:
-        """Keep up to `num_logged_samples` rows (prompt, rationale, answer, reward, advantage) for the next log."""
-        if self.accelerator.is_main_process and self.args.num_logged_samples:
-            self._samples = rows[: self.args.num_logged_samples]
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)  # steps on eval metrics
+        if not (self.is_deepspeed_enabled or plateau or isinstance(scheduler, SkipAwareScheduler)):
+            self.lr_scheduler = SkipAwareScheduler(scheduler, self.update_guard)
+        return self.lr_scheduler
 
+    # =============================================================== logging
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if self._metrics and "loss" in logs:
-            logs = {**self._gathered_metrics(), **logs}
-            self._metrics.clear()
-            self._write_samples()
+        if "loss" in logs:  # a training log: add the method's metrics (a collective: every process logs)
+            logs = {**self._metric_buffer.means(self.accelerator), **logs}
+            logs["nonfinite_updates"] = float(self.update_guard.skipped_updates)
+            if self.accelerator.is_main_process:
+                self._samples_table.write(self.state.global_step, self.args.report_to)
         super().log(logs, start_time)
 
-    def _gathered_metrics(self) -> dict[str, float]:
-        """Means of the metrics accumulated since the last log, averaged over all processes."""
-        self._metrics["nonfinite_updates"] = [float(self.nonfinite_updates)]
-        keys = sorted(self._metrics)  # every process logs the same keys at the same steps
-        local = torch.tensor([sum(self._metrics[k]) / len(self._metrics[k]) for k in keys], device=self.args.device)
-        means = self.accelerator.gather(local.unsqueeze(0)).mean(dim=0) if self.accelerator.num_processes > 1 else local
-        return dict(zip(keys, means.tolist()))
-
-    def _write_samples(self) -> None:
-        if not self._samples or not self.accelerator.is_main_process:
-            return
-        step = self.state.global_step
-        os.makedirs(self.args.output_dir, exist_ok=True)
-        with open(os.path.join(self.args.output_dir, SAMPLES_FILE), "a") as f:
-            for row in self._samples:
-                f.write(json.dumps({"step": step, **row}) + "\n")
-        if "wandb" in (self.args.report_to or []):
-            import wandb
-
-            if wandb.run is not None:
-                columns = list(self._samples[0])
-                table = wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in self._samples])
-                wandb.log({"samples": table}, step=step)
-        self._samples = []
-
-    # -------------------------------------------------------------- evaluation
+    # ============================================================ evaluation
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Greedy (or eval_temperature) accuracy and maj@k on the eval split, with the dataset's checker."""
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
@@ -389,29 +326,34 @@ class BaseTrainer(Trainer):
 
         return sorted(gather_object(records), key=lambda r: r["index"])
 
-    # ------------------------------------------------------- trainer state I/O
-    def extra_state(self) -> dict:
-        """Method state that a resume must restore (EMA baselines, histories, ...). JSON-serialisable."""
-        return {"nonfinite_updates": self.nonfinite_updates}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.nonfinite_updates = state.get("nonfinite_updates", 0)
-
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+    # ========================================================== save / resume
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """Trainer's save, plus `run_config.json` (the trainer and its settings) beside the weights."""
+        super().save_model(output_dir, _internal_call)
         if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial), f"checkpoint-{self.state.global_step}")
-            with open(os.path.join(folder, EXTRA_STATE_NAME), "w") as f:
-                json.dump(self.extra_state(), f)
+            self._save_run_config(output_dir or self.args.output_dir)
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         resume = resume_from_checkpoint if resume_from_checkpoint is not None else self.args.checkpoint_path
         if resume is True:
             resume = get_last_checkpoint(self.args.output_dir)
         if resume:
-            path = os.path.join(resume, EXTRA_STATE_NAME)
-            if os.path.exists(path):
-                with open(path) as f:
-                    self.load_extra_state(json.load(f))
+            self._checkpointed.load(resume)
+        if self.args.should_save:
+            self._save_run_config(self.args.output_dir)
         return super().train(resume_from_checkpoint=resume or None, **kwargs)
 
+    def _save_run_config(self, directory: str) -> None:
+        save_run_config(self.args, self.trainer_name, directory, base_model_name_or_path=self.base_model_path)
+
+
+@contextmanager
+def _gathered(parameters, deepspeed: bool):
+    """ZeRO-3 partitions parameters: gather them (writes go back to every rank) for a full copy."""
+    if not deepspeed:
+        yield
+        return
+    import deepspeed as ds
+
+    with ds.zero.GatheredParameters(parameters, modifier_rank=0):
+        yield

@@ -9,7 +9,9 @@ its own log-likelihood of the gold answer y, log pi(y | x, z). One update:
     4. loss       -mean_k[ A_k * log pi(z_k|x) + sft_coef * log pi(y | x, z_k) ]
 
 Scoring costs one no-grad policy forward over [x; z; y] (both log pi(z|x) and R), one
-reference forward over [x; z], and the update one forward with grad over [x; z; y].
+reference forward over [x; z], and the update one forward with grad over [x; z; y]. Rows
+are packed with every rationale starting at the same column, so the LM head runs on the
+rationale and answer positions only; log-probs are summed in float32.
 """
 
 from __future__ import annotations
@@ -17,20 +19,30 @@ from __future__ import annotations
 import torch
 
 from ..utils.latro import latro_loss, latro_rewards
-from ..utils.model_utils import encode_continuation, encode_prompt
-from ..utils.rollout import find_stop_positions, pack_segments, score_segments, segment_sums, token_logprobs
-from .base_trainer import BaseTrainer
-from .trainer_config import LatroConfig
+from ..utils.model_utils import encode_continuation, encode_prompt, eval_mode, stop_sequence_ids, stop_token_ids
+from ..utils.rollout import find_stop_positions, repeat_rows
+from ..utils.scoring import forward_window, pack_rows, score_rows, segment_reduce, token_logprobs
+from .latro_config import LatroConfig
+from .rollout_trainer import RolloutTrainer
 
-# Segment ids of a packed [x; z; y] row (pack_segments numbers segments from 1).
+# Segment ids of a packed [x; z; y] row (pack_rows numbers segments from 1); rows align on z.
 PROMPT, RATIONALE, ANSWER = 1, 2, 3
+ROW_KEYS = ("input_ids", "attention_mask", "position_ids", "segment_ids")
 
 
-class LatroTrainer(BaseTrainer):
+class LatroTrainer(RolloutTrainer):
     """LaTRO on any causal LM. Datasets need string columns `queries`, `responses`, `groundtruth`."""
 
+    trainer_name = "latro"
+    config_class = LatroConfig
     required_columns = ("queries", "responses", "groundtruth")
     args: LatroConfig
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        tokenizer = self.processing_class
+        self.stop_ids = stop_token_ids(tokenizer, self.args.stop_token, self.args.stop_token_ids)
+        self.stop_seq_ids = stop_sequence_ids(tokenizer, self.args.stop_seqs)
 
     def make_rollout(self, prompts: dict[str, list]) -> dict:
         args, tokenizer, k = self.args, self.processing_class, self.args.rloo_k
@@ -38,17 +50,19 @@ class LatroTrainer(BaseTrainer):
         y = [encode_continuation(tokenizer, r, append_eos=True) for r in prompts["responses"]]
 
         # 1. rollout: K rationales per prompt, cut at the first stop token / stop sequence
-        generated = self.sample(x, k)
+        generated = self.sample(x, k, args.response_length, self.stop_ids, self.stop_seq_ids)
         stops = find_stop_positions(generated, self.stop_ids, self.stop_seq_ids)
         z = [row[:s].tolist() if s >= 0 else row.tolist() for row, s in zip(generated, stops.tolist())]
-        xs, ys = _repeat(x, k), _repeat(y, k)
+        xs, ys = repeat_rows(x, k), repeat_rows(y, k)
 
         # 2. reward: R = log pi(y|x,z) and log pi(z|x) from one pass, log pi_ref(z|x) from another
-        ids, mask, segments = pack_segments([xs, z, ys], tokenizer.pad_token_id)
-        policy = self._score(self.model, ids, mask, segments, (RATIONALE, ANSWER))
-        ref_ids, ref_mask, ref_segments = pack_segments([xs, z], tokenizer.pad_token_id)
+        pad = tokenizer.pad_token_id
+        rows = pack_rows([xs, z, ys], pad, align=RATIONALE - 1)
+        with eval_mode(self.model):
+            policy = score_rows(self.model, rows, (RATIONALE, ANSWER), args.rollout_batch_size)
         with self.reference_model() as ref:
-            reference = self._score(ref, ref_ids, ref_mask, ref_segments, (RATIONALE,))
+            reference = score_rows(ref, pack_rows([xs, z], pad, align=RATIONALE - 1), (RATIONALE,),
+                                   args.rollout_batch_size)
         out = latro_rewards(
             policy[ANSWER],
             policy[RATIONALE],
@@ -59,37 +73,23 @@ class LatroTrainer(BaseTrainer):
             non_stop_penalty=args.non_stop_penalty,
             penalty_reward_value=args.penalty_reward_value,
         )
+        self.check_rewards(out["r"])
         # 3. advantage: RLOO within each prompt's K samples (computed in latro_rewards, detached)
         self._log_rollout(out, stops, z, prompts, k)
         device = self.accelerator.device
-        return {
-            "input_ids": ids.to(device),
-            "attention_mask": mask.to(device),
-            "segment_ids": segments.to(device),
-            "advantages": out["A"].detach().to(device),
-        }
+        return {**{key: rows[key].to(device) for key in ROW_KEYS}, "advantages": out["A"].detach().to(device)}
 
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
         # 4. loss = -mean_k[A_k log pi(z_k|x) + sft_coef log pi(y|x,z_k)], one forward with grad
-        width = int(batch["attention_mask"].sum(dim=1).max())
-        logps = token_logprobs(model, batch["input_ids"][:, :width], batch["attention_mask"][:, :width])
-        segments = batch["segment_ids"][:, :width]
+        segments = batch["segment_ids"]
+        logits, window = forward_window(model, batch, (segments == RATIONALE) | (segments == ANSWER))
+        logps = token_logprobs(logits, window["input_ids"])
         return latro_loss(
             batch["advantages"],
-            segment_sums(logps, segments, RATIONALE),
-            segment_sums(logps, segments, ANSWER),
+            segment_reduce(logps, window["segment_ids"], RATIONALE),
+            segment_reduce(logps, window["segment_ids"], ANSWER),
             self.args.sft_coef,
         )
-
-    def _score(self, model, ids, mask, segments, which) -> dict[int, torch.Tensor]:
-        device = self.accelerator.device
-        was_training = model.training
-        model.eval()
-        scores = score_segments(
-            model, ids.to(device), mask.to(device), segments.to(device), which, self.args.rollout_batch_size
-        )
-        model.train(was_training)
-        return {s: v.float().cpu() for s, v in scores.items()}
 
     def _log_rollout(self, out: dict, stops: torch.Tensor, z: list[list[int]], prompts: dict, k: int) -> None:
         lengths = torch.tensor([len(r) for r in z], dtype=torch.float)
@@ -102,9 +102,9 @@ class LatroTrainer(BaseTrainer):
             ("rationale_length", lengths),
             ("stop_fraction", (stops >= 0).float()),
         ):
-            self._metrics[name].append(float(value.float().mean()))
-        tokenizer = self.processing_class
-        rationales = tokenizer.batch_decode(z[: self.args.num_logged_samples], skip_special_tokens=True)
+            if torch.isfinite(value).all():
+                self.log_metric(name, value)
+        rationales = self.processing_class.batch_decode(z[: self.args.num_logged_samples], skip_special_tokens=True)
         self.record_samples(
             [
                 {
@@ -117,7 +117,3 @@ class LatroTrainer(BaseTrainer):
                 for i, rationale in enumerate(rationales)
             ]
         )
-
-
-def _repeat(rows: list, k: int) -> list:
-    return [row for row in rows for _ in range(k)]

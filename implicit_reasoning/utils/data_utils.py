@@ -29,24 +29,47 @@ ranges identical questions can still occur by chance).
 from __future__ import annotations
 
 import inspect
-import random
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 
+from .data_sources import (
+    CHOICE_LETTERS,
+    GENERATED_SPLIT_SEED_OFFSETS,
+    WIKI_TASKS,
+    GoldAnswerError,
+    arc_example,
+    arithmetic_example,
+    build_wiki_examples,
+    custom_example,
+    generate_arithmetic,
+    generate_arithmetic_negative,
+    gsm8k_example,
+    last_boxed_content,
+    math_example,
+    mmlu_example,
+    mmmlu_example,
+    split_rng,
+    wikitext_articles,
+    wikitext_example,
+)
+from .prompts import DEFAULT_COT_TRIGGER, format_prompt, question_text
+
+__all__ = [
+    "CHOICE_LETTERS", "GENERATED_SPLIT_SEED_OFFSETS", "WIKI_TASKS", "DatasetSpec", "GoldAnswerError",
+    "build_latro_dataset", "build_wiki_examples", "format_prompt", "generate_arithmetic",
+    "generate_arithmetic_negative", "get_dataset_spec", "is_custom_path", "last_boxed_content", "list_datasets",
+    "load_examples", "load_markovian_examples", "load_raw_dataset", "load_task_dataset", "register_dataset",
+    "split_rng", "wikitext_articles",
+]
+
 SANITY_CHECK_SIZE = 32
 """Number of leading rows kept when ``sanity_check=True``."""
 
 GENERATED_SPLIT_SIZES = {"train": 5000, "eval": 200, "test": 500}
 """Default number of examples per split for generated sets (``num_examples`` overrides)."""
-
-GENERATED_SPLIT_SEED_OFFSETS = {"train": 0, "eval": 1, "test": 2}
-"""Per-split seed offset for generated sets: the split's RNG seed is ``3 * seed + offset``."""
-
-DEFAULT_COT_TRIGGER = "Let's think step by step."
 
 CHECKER_NUMERIC = "numeric"
 CHECKER_MATH = "math"
@@ -61,11 +84,6 @@ CUSTOM_SPLIT_FILES = {
     "test": ("test",),
 }
 LOCAL_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-CHOICE_LETTERS = "ABCDE"
-
-
-class GoldAnswerError(ValueError):
-    """A raw row whose gold answer cannot be parsed (re-raised with dataset/split/row)."""
 
 
 @dataclass(frozen=True)
@@ -115,157 +133,6 @@ def is_custom_path(name: str) -> bool:
     """True when ``name`` is not a registry name but an existing local file or directory."""
     return name not in _REGISTRY and Path(name).exists()
 
-
-# --------------------------------------------------------------------------- parsing helpers
-
-
-def last_boxed_content(text: str) -> str | None:
-    r"""Content of the last ``\boxed{...}`` (or ``\fbox{...}``) in ``text``, nested braces handled.
-
-    Also accepts the brace-less form ``\boxed 5``. Returns ``None`` when there is none
-    or its braces are unbalanced.
-    """
-    starts = [m.start() for m in re.finditer(r"\\(?:boxed|fbox)(?![A-Za-z])", text)]
-    if not starts:
-        return None
-    rest = re.sub(r"^\\(?:boxed|fbox)", "", text[starts[-1]:])
-    if not rest.startswith("{"):
-        token = re.match(r"\s+([^\s$]+)", rest)
-        return token.group(1) if token else None
-    depth = 0
-    for i, ch in enumerate(rest):
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        if depth == 0:
-            return rest[1:i].strip()
-    return None
-
-
-def _choices_question(question: str, letters: list[str], texts: list[str]) -> str:
-    options = "\n".join(f"({letter}) {text}" for letter, text in zip(letters, texts))
-    return f"{question.strip()}\n{options}"
-
-
-def _choice_letter(label) -> str:
-    """Map an option label (``"A"``-``"E"`` or ``"1"``-``"5"``) to its letter."""
-    label = str(label).strip()
-    if label.upper() in CHOICE_LETTERS and len(label) == 1:
-        return label.upper()
-    if label.isdigit() and 1 <= int(label) <= len(CHOICE_LETTERS):
-        return CHOICE_LETTERS[int(label) - 1]
-    raise GoldAnswerError(f"option label {label!r} is neither a letter A-E nor a number 1-5")
-
-
-# --------------------------------------------------------------------------- per-dataset rows
-
-
-def _gsm8k_example(row: dict) -> dict:
-    text = row["answer"]
-    if "####" not in text:
-        raise GoldAnswerError("column 'answer' has no '####' gold-answer marker")
-    rationale, gold = text.rsplit("####", 1)
-    gold = gold.strip().replace(",", "")
-    if not gold:
-        raise GoldAnswerError("column 'answer' has nothing after '####'")
-    rationale = re.sub(r"<<[^>]*>>", "", rationale).strip()
-    return {"question": row["question"].strip(), "rationale": rationale, "answer": gold}
-
-
-def _math_example(row: dict) -> dict:
-    gold = last_boxed_content(row["solution"])
-    if not gold:
-        raise GoldAnswerError("column 'solution' has no (balanced, non-empty) \\boxed{...} answer")
-    return {"question": row["problem"].strip(), "rationale": row["solution"].strip(), "answer": gold}
-
-
-def _arc_example(row: dict) -> dict:
-    labels, texts = row["choices"]["label"], row["choices"]["text"]
-    if len(labels) != len(texts) or not labels:
-        raise GoldAnswerError(f"column 'choices' has {len(labels)} labels but {len(texts)} texts")
-    letters = [_choice_letter(label) for label in labels]
-    gold = _choice_letter(row["answerKey"])
-    if gold not in letters:
-        raise GoldAnswerError(f"answerKey {row['answerKey']!r} is not one of the labels {labels}")
-    return {"question": _choices_question(row["question"], letters, texts), "rationale": "", "answer": gold}
-
-
-def _mmlu_example(row: dict) -> dict:
-    choices = list(row["choices"])
-    try:
-        index = int(row["answer"])
-    except (TypeError, ValueError):
-        raise GoldAnswerError(f"column 'answer' {row['answer']!r} is not an integer index") from None
-    if not 0 <= index < len(choices):
-        raise GoldAnswerError(f"column 'answer' {index} is out of range for {len(choices)} choices")
-    letters = list(CHOICE_LETTERS[: len(choices)])
-    return {"question": _choices_question(row["question"], letters, choices), "rationale": "", "answer": letters[index]}
-
-
-def _mmmlu_example(row: dict) -> dict:
-    gold = str(row["Answer"]).strip().upper()
-    if gold not in "ABCD" or len(gold) != 1:
-        raise GoldAnswerError(f"column 'Answer' {row['Answer']!r} is not a letter A-D")
-    texts = [str(row[letter]) for letter in "ABCD"]
-    return {"question": _choices_question(row["Question"], list("ABCD"), texts), "rationale": "", "answer": gold}
-
-
-def _wikitext_example(row: dict) -> dict:
-    return {"question": row["text"], "rationale": "", "answer": ""}
-
-
-def _custom_example(row: dict) -> dict:
-    return {"question": row["queries"], "rationale": "", "answer": str(row["groundtruth"]).strip()}
-
-
-# --------------------------------------------------------------------------- generated arithmetic
-
-
-def split_rng(split: str, seed: int) -> random.Random:
-    """RNG of one split of a generated set; splits use disjoint seeds (see module doc)."""
-    if split not in GENERATED_SPLIT_SEED_OFFSETS:
-        raise ValueError(f"unknown split {split!r}; expected one of {sorted(GENERATED_SPLIT_SEED_OFFSETS)}")
-    return random.Random(len(GENERATED_SPLIT_SEED_OFFSETS) * seed + GENERATED_SPLIT_SEED_OFFSETS[split])
-
-
-def _check_arithmetic_params(num_terms: int, max_value: int) -> None:
-    if not isinstance(num_terms, int) or num_terms < 1:
-        raise ValueError(f"arithmetic: num_terms must be an integer >= 1, got {num_terms!r}")
-    if not isinstance(max_value, int) or max_value < 1:
-        raise ValueError(f"arithmetic: max_value must be an integer >= 1, got {max_value!r}")
-
-
-def generate_arithmetic(split: str, n: int, seed: int, num_terms: int = 15, max_value: int = 99) -> list[dict]:
-    """``n`` rows ``{"terms": [...]}`` of ``num_terms`` integers drawn from [1, max_value]."""
-    _check_arithmetic_params(num_terms, max_value)
-    rng = split_rng(split, seed)
-    return [{"terms": [rng.randint(1, max_value) for _ in range(num_terms)]} for _ in range(n)]
-
-
-def generate_arithmetic_negative(
-    split: str, n: int, seed: int, num_terms: int = 15, max_value: int = 99
-) -> list[dict]:
-    """Like :func:`generate_arithmetic`, but integers from [-max_value, max_value] without 0."""
-    _check_arithmetic_params(num_terms, max_value)
-    rng = split_rng(split, seed)
-    draw = lambda: rng.randint(1, max_value) * rng.choice((-1, 1))  # noqa: E731
-    return [{"terms": [draw() for _ in range(num_terms)]} for _ in range(n)]
-
-
-def _format_term(value: int) -> str:
-    return f"(-{abs(value)})" if value < 0 else str(value)
-
-
-def _arithmetic_example(row: dict) -> dict:
-    terms = [int(t) for t in row["terms"]]
-    if not terms:
-        raise GoldAnswerError("column 'terms' is empty")
-    steps, total = [], terms[0]
-    for term in terms[1:]:
-        steps.append(f"{_format_term(total)} + {_format_term(term)} = {_format_term(total + term)}.")
-        total += term
-    question = " + ".join(_format_term(t) for t in terms)
-    return {"question": question, "rationale": " ".join(steps), "answer": str(total)}
-
-
 def _parse_scalar(text: str):
     for cast in (int, float):
         try:
@@ -298,7 +165,6 @@ def _generate(spec: DatasetSpec, split: str, dataset_config: str | None, seed: i
     if sanity_check:
         n = min(n, SANITY_CHECK_SIZE)
     return datasets.Dataset.from_list(spec.generator(split, n, seed, **params))
-
 
 # --------------------------------------------------------------------------- loading
 
@@ -353,7 +219,7 @@ def _check_columns(ds: datasets.Dataset, required: tuple[str, ...], dataset: str
 def _custom_spec(path: str) -> DatasetSpec:
     return DatasetSpec(
         name=path, hub_path=None, hub_config=None, splits={s: s for s in CUSTOM_SPLIT_FILES},
-        required_columns=CUSTOM_COLUMNS, to_example=_custom_example, checker=CHECKER_NUMERIC,
+        required_columns=CUSTOM_COLUMNS, to_example=custom_example, checker=CHECKER_NUMERIC,
     )
 
 
@@ -405,32 +271,28 @@ def load_examples(name, split, dataset_config=None, dataset_path=None, sanity_ch
     return raw.map(convert, batched=True, with_indices=True, remove_columns=raw.column_names,
                    desc=f"Preparing {spec.name} {split}")
 
-
 # --------------------------------------------------------------------------- prompts
 
 
-def format_prompt(tokenizer, question: str, cot_trigger: str = DEFAULT_COT_TRIGGER) -> str:
-    """The prompt x: the chat template on one user turn when the tokenizer has one, else plain text."""
-    if getattr(tokenizer, "chat_template", None):
-        content = f"{question}\n{cot_trigger}" if cot_trigger else question
-        messages = [{"role": "user", "content": content}]
-        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    trigger = f"{cot_trigger}\n" if cot_trigger else ""
-    return f"Question: {question}\n{trigger}"
-
-
-def build_latro_dataset(examples: datasets.Dataset, tokenizer, cot_trigger: str = DEFAULT_COT_TRIGGER):
+def build_latro_dataset(
+    examples: datasets.Dataset, tokenizer, cot_trigger: str = DEFAULT_COT_TRIGGER, use_chat_template: bool = True
+):
     """Columns ``queries``, ``responses``, ``groundtruth`` (+ ``question``, ``rationale``).
 
-    ``responses`` is ``" The answer is {answer}."`` with a leading space: rationale and
-    response are tokenized separately and concatenated, so the space keeps "The" a
-    separate word instead of gluing it onto the rationale's last token.
+    ``queries`` follows the prompt rule of :mod:`implicit_reasoning.utils.prompts` with the
+    user text ``"Question: {question}\n{cot_trigger}"``. ``responses`` is
+    ``" The answer is {answer}."`` with a leading space: rationale and response are
+    tokenized separately and concatenated, so the space keeps "The" a separate word
+    instead of gluing it onto the rationale's last token.
     """
     _check_columns(examples, ("question", "rationale", "answer"), "examples", "-")
 
     def convert(batch):
         return {
-            "queries": [format_prompt(tokenizer, q, cot_trigger) for q in batch["question"]],
+            "queries": [
+                format_prompt(tokenizer, question_text(q, cot_trigger), use_chat_template=use_chat_template)
+                for q in batch["question"]
+            ],
             "responses": [f" The answer is {a}." for a in batch["answer"]],
             "groundtruth": list(batch["answer"]),
         }
@@ -438,11 +300,13 @@ def build_latro_dataset(examples: datasets.Dataset, tokenizer, cot_trigger: str 
     return examples.map(convert, batched=True, remove_columns=["answer"], desc="Building prompts")
 
 
-def load_task_dataset(name, split, tokenizer, dataset_config=None, dataset_path=None, sanity_check=False, seed=0):
+def load_task_dataset(name, split, tokenizer, dataset_config=None, dataset_path=None, sanity_check=False, seed=0,
+                      cot_trigger: str = DEFAULT_COT_TRIGGER, use_chat_template: bool = True):
     """Training/eval data with ``queries``/``responses``/``groundtruth``.
 
-    Registered sets go through :func:`load_examples` and :func:`build_latro_dataset`;
-    a custom local file is returned as-is (``groundtruth`` cast to ``str``).
+    Registered sets go through :func:`load_examples` and :func:`build_latro_dataset` (with
+    ``cot_trigger`` and the chat-template rule); a custom local file is returned as-is
+    (its ``queries`` are already prompts; ``groundtruth`` cast to ``str``).
     """
     if is_custom_path(name):
         ds = load_raw_dataset(name, split, dataset_config, dataset_path, sanity_check, seed)
@@ -453,55 +317,10 @@ def load_task_dataset(name, split, tokenizer, dataset_config=None, dataset_path=
     if spec.checker == CHECKER_NONE:
         raise ValueError(f"dataset {name!r} is raw text without answers; use load_examples() instead")
     examples = load_examples(name, split, dataset_config, dataset_path, sanity_check, seed)
-    return build_latro_dataset(examples, tokenizer)
+    return build_latro_dataset(examples, tokenizer, cot_trigger, use_chat_template)
 
 
 # --------------------------------------------------------------------------- wiki tasks (Markovian)
-
-WIKI_TASKS = ("wiki_continuation", "wiki_compression")
-"""Registry names built from wikitext by token slicing (see :func:`build_wiki_examples`)."""
-
-_ARTICLE_TITLE_RE = re.compile(r"^ = [^=].* = \s*$")
-
-
-def wikitext_articles(lines: list[str]) -> list[str]:
-    """Join wikitext rows into articles; a level-1 heading (`` = Title = ``) starts a new one."""
-    articles: list[list[str]] = []
-    for line in lines:
-        if _ARTICLE_TITLE_RE.match(line) or not articles:
-            articles.append([])
-        articles[-1].append(line)
-    return [text for text in ("".join(a).strip() for a in articles) if text]
-
-
-def build_wiki_examples(lines: list[str], tokenizer, task: str, question_length: int, target_length: int,
-                        dataset: str = "wikitext", split: str = "-") -> datasets.Dataset:
-    """Token-sliced examples from wikitext rows (no per-model ids: slicing uses ``tokenizer``).
-
-    * ``wiki_continuation``: question = ``question_length`` tokens of an article, answer = the
-      next ``target_length`` tokens.
-    * ``wiki_compression``: question = answer = a chunk of ``question_length`` tokens (the CoT
-      must carry enough to reconstruct it).
-    Every article yields consecutive non-overlapping chunks; texts are decoded and stripped.
-    """
-    if task not in WIKI_TASKS:
-        raise ValueError(f"build_wiki_examples: task {task!r} must be one of {WIKI_TASKS}")
-    chunk = question_length + (target_length if task == "wiki_continuation" else 0)
-    out = {"question": [], "rationale": [], "answer": []}
-    for article in wikitext_articles(lines):
-        ids = tokenizer(article, add_special_tokens=False).input_ids
-        for start in range(0, len(ids) - chunk + 1, chunk):
-            question = ids[start : start + question_length]
-            answer = ids[start + question_length : start + chunk] if task == "wiki_continuation" else question
-            out["question"].append(tokenizer.decode(question, skip_special_tokens=True).strip())
-            out["answer"].append(tokenizer.decode(answer, skip_special_tokens=True).strip())
-            out["rationale"].append("")
-    if not out["question"]:
-        raise ValueError(
-            f"dataset {dataset!r} split {split!r}: no article has {chunk} tokens for {task} "
-            f"(question_length={question_length}, target_length={target_length}); lower them or add data"
-        )
-    return datasets.Dataset.from_dict(out)
 
 
 def load_markovian_examples(name, split, tokenizer, question_length=200, target_length=200, dataset_config=None,
@@ -515,7 +334,6 @@ def load_markovian_examples(name, split, tokenizer, question_length=200, target_
         return build_wiki_examples(raw["text"], tokenizer, name, question_length, target_length, name, split)
     return load_examples(name, split, dataset_config, dataset_path, sanity_check, seed)
 
-
 # --------------------------------------------------------------------------- the registry
 
 _OUR_SPLITS_TRAIN_TEST = {"train": "train", "eval": "test", "test": "test"}  # no hub validation split
@@ -524,31 +342,31 @@ _MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermedia
 
 for _spec in (
     DatasetSpec("gsm8k", "openai/gsm8k", "main", dict(_OUR_SPLITS_TRAIN_TEST),
-                ("question", "answer"), _gsm8k_example, CHECKER_NUMERIC),
+                ("question", "answer"), gsm8k_example, CHECKER_NUMERIC),
     DatasetSpec("math", "EleutherAI/hendrycks_math", "all", dict(_OUR_SPLITS_TRAIN_TEST),
-                ("problem", "level", "type", "solution"), _math_example, CHECKER_MATH,
+                ("problem", "level", "type", "solution"), math_example, CHECKER_MATH,
                 config_groups={"all": _MATH_SUBJECTS}),
     DatasetSpec("arc_challenge", "allenai/ai2_arc", "ARC-Challenge",
                 {"train": "train", "eval": "validation", "test": "test"},
-                ("id", "question", "choices", "answerKey"), _arc_example, CHECKER_MULTIPLE_CHOICE),
+                ("id", "question", "choices", "answerKey"), arc_example, CHECKER_MULTIPLE_CHOICE),
     DatasetSpec("mmlu", "cais/mmlu", "all",
                 {"train": "auxiliary_train", "eval": "validation", "test": "test"},
-                ("question", "subject", "choices", "answer"), _mmlu_example, CHECKER_MULTIPLE_CHOICE),
+                ("question", "subject", "choices", "answer"), mmlu_example, CHECKER_MULTIPLE_CHOICE),
     # MMMLU ships only a test split: we carve disjoint train/eval/test slices from it.
     DatasetSpec("mmmlu", "openai/MMMLU", "YO_NG",
                 {"train": "test[:80%]", "eval": "test[80%:90%]", "test": "test[90%:]"},
-                ("Question", "A", "B", "C", "D", "Answer", "Subject"), _mmmlu_example, CHECKER_MULTIPLE_CHOICE),
+                ("Question", "A", "B", "C", "D", "Answer", "Subject"), mmmlu_example, CHECKER_MULTIPLE_CHOICE),
     DatasetSpec("wikitext", "Salesforce/wikitext", "wikitext-103-raw-v1",
                 {"train": "train", "eval": "validation", "test": "test"},
-                ("text",), _wikitext_example, CHECKER_NONE),
+                ("text",), wikitext_example, CHECKER_NONE),
     # Markovian wiki tasks: the wikitext rows, sliced by tokens in load_markovian_examples.
     *(DatasetSpec(_task, "Salesforce/wikitext", "wikitext-103-raw-v1",
                   {"train": "train", "eval": "validation", "test": "test"},
-                  ("text",), _wikitext_example, CHECKER_NONE) for _task in WIKI_TASKS),
+                  ("text",), wikitext_example, CHECKER_NONE) for _task in WIKI_TASKS),
     DatasetSpec("arithmetic", None, None, {s: s for s in GENERATED_SPLIT_SIZES},
-                ("terms",), _arithmetic_example, CHECKER_NUMERIC, generator=generate_arithmetic),
+                ("terms",), arithmetic_example, CHECKER_NUMERIC, generator=generate_arithmetic),
     DatasetSpec("arithmetic_negative", None, None, {s: s for s in GENERATED_SPLIT_SIZES},
-                ("terms",), _arithmetic_example, CHECKER_NUMERIC, generator=generate_arithmetic_negative),
+                ("terms",), arithmetic_example, CHECKER_NUMERIC, generator=generate_arithmetic_negative),
 ):
     register_dataset(_spec)
 del _spec

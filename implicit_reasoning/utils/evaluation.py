@@ -9,8 +9,8 @@ from __future__ import annotations
 from transformers import GenerationConfig
 
 from .eval_utils import extract_answer, is_correct, majority_vote
-from .generation import generate
-from .model_utils import encode_prompt
+from .generation import generate, sampling_config
+from .model_utils import encode_prompt, stop_token_ids
 
 
 def shard_indices(limit: int, process_index: int, num_processes: int) -> tuple[list[int], int]:
@@ -27,18 +27,10 @@ def shard_indices(limit: int, process_index: int, num_processes: int) -> tuple[l
 
 
 def eval_generation_config(args, tokenizer, sample: bool) -> GenerationConfig:
-    """Eval decoding: greedy unless sampling; answers end at eos (no rationale stop strings here)."""
-    temperature = args.eval_temperature if args.eval_temperature > 0 else args.temperature
-    kwargs = dict(
-        max_new_tokens=args.eval_max_new_tokens or args.response_length + 32,
-        do_sample=sample,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        use_cache=True,
-    )
-    if sample:
-        kwargs.update(temperature=temperature, top_p=args.top_p, top_k=args.top_k or None)
-    return GenerationConfig(**kwargs)
+    """Eval decoding: greedy, or sampled with the run's `eval_sampling()`; answers end at eos."""
+    settings = args.eval_sampling() if sample else {}
+    eos = stop_token_ids(tokenizer, "eos")
+    return sampling_config(args.eval_budget, tokenizer.pad_token_id, eos, greedy=not sample, **settings)
 
 
 def evaluate_dataset(

@@ -1,11 +1,38 @@
-"""Batched, left-padded, KV-cached generation that stops as soon as every row has stopped."""
+"""Batched, left-padded, KV-cached generation that samples exactly what the config says.
+
+transformers fills every generation setting left unset (None) from the model's own
+`generation_config` (a checkpoint's `generation_config.json`: Qwen2.5-Instruct ships
+top_k=20 and repetition_penalty=1.05), then from global defaults (top_k=50). Rollout
+log-probs and KLs are computed under the full distribution, so sampling must not be
+warped by anything the config does not say. :func:`sampling_config` therefore sets every
+logits-processor setting explicitly (neutral unless configured), and :func:`generate`
+runs with a neutral `model.generation_config` so that no custom entry can leak in.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
+# Every setting that adds a logits processor, at its neutral value (applied in greedy and sampled modes)
+NEUTRAL_PROCESSORS = dict(
+    repetition_penalty=1.0,
+    encoder_repetition_penalty=1.0,
+    no_repeat_ngram_size=0,
+    encoder_no_repeat_ngram_size=0,
+    length_penalty=1.0,
+    num_beams=1,
+    num_beam_groups=1,
+    diversity_penalty=0.0,
+    num_return_sequences=1,
+    renormalize_logits=False,
+    remove_invalid_values=False,
+)
+# ... and every warper (sampling only). top_k=0 is "off"; None would let transformers fill in its default 50.
+NEUTRAL_WARPERS = dict(temperature=1.0, top_k=0, top_p=1.0, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0)
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,19 +63,50 @@ class StopOnSequences(StoppingCriteria):
         return done
 
 
-def sampling_config(args, pad_token_id: int, eos_token_ids: list[int], greedy: bool = False, **overrides):
-    """A `GenerationConfig` from a TrainerConfig's rollout fields (temperature is honoured)."""
-    kwargs = dict(
-        max_new_tokens=args.response_length,
+def sampling_config(
+    max_new_tokens: int,
+    pad_token_id: int,
+    eos_token_ids: Sequence[int] | None,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    greedy: bool = False,
+    min_new_tokens: int | None = None,
+) -> GenerationConfig:
+    """A `GenerationConfig` that samples from softmax(logits / temperature) with only the given top-p / top-k.
+
+    ``greedy`` takes the argmax. Nothing else (no penalty, no n-gram ban, no min-p) is applied,
+    whatever the model's own generation config holds.
+    """
+    kwargs = dict(NEUTRAL_PROCESSORS)
+    if not greedy:
+        kwargs.update(NEUTRAL_WARPERS, temperature=float(temperature), top_p=float(top_p), top_k=int(top_k))
+    return GenerationConfig(
+        **kwargs,
         do_sample=not greedy,
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens,
         pad_token_id=pad_token_id,
-        eos_token_id=eos_token_ids or None,
+        eos_token_id=list(eos_token_ids) if eos_token_ids else None,
         use_cache=True,
     )
-    if not greedy:
-        kwargs.update(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k or None)
-    kwargs.update(overrides)
-    return GenerationConfig(**kwargs)
+
+
+def _transformers_model(model):
+    """The transformers model whose `generate` runs (peft delegates to its base model)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+@contextmanager
+def neutral_generation_config(model):
+    """Temporarily give the model an empty `generation_config`, so nothing of its own fills our unset fields."""
+    target = _transformers_model(model)
+    saved = target.generation_config
+    target.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        target.generation_config = saved
 
 
 @torch.no_grad()
@@ -60,10 +118,11 @@ def generate(
     stop_seqs: Sequence[Sequence[int]] = (),
     progress: str | None = None,
 ) -> torch.Tensor:
-    """Generate for token-list prompts in chunks of `batch_size` rows.
+    """Generate for token-list prompts in chunks of `batch_size` rows, in eval mode.
 
-    `progress` (a label) shows a progress bar over batches. Returns the generated tokens only, (len(prompts), max_new_tokens), right-padded with
-    the pad id (rows that stopped early are padded after their stop).
+    `progress` (a label) shows a progress bar over batches. Returns the generated tokens
+    only, (len(prompts), max_new_tokens), right-padded with the pad id (rows that stopped
+    early are padded after their stop).
     """
     width = generation_config.max_new_tokens
     pad = generation_config.pad_token_id
@@ -76,16 +135,19 @@ def generate(
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=progress, unit="batch")
-    for start in starts:
-        ids, mask = left_pad(prompts[start : start + batch_size], pad)
-        criteria = StoppingCriteriaList([StopOnSequences(stop_seqs, ids.shape[1])]) if stop_seqs else None
-        seqs = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            generation_config=generation_config,
-            stopping_criteria=criteria,
-        )
-        new = seqs[:, ids.shape[1] :].cpu()
-        out[start : start + len(new), : new.shape[1]] = new
-    model.train(was_training)
+    try:
+        with neutral_generation_config(model):
+            for start in starts:
+                ids, mask = left_pad(prompts[start : start + batch_size], pad)
+                criteria = StoppingCriteriaList([StopOnSequences(stop_seqs, ids.shape[1])]) if stop_seqs else None
+                seqs = model.generate(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    generation_config=generation_config,
+                    stopping_criteria=criteria,
+                )
+                new = seqs[:, ids.shape[1] :].cpu()
+                out[start : start + len(new), : new.shape[1]] = new
+    finally:
+        model.train(was_training)
     return out

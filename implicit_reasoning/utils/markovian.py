@@ -1,86 +1,75 @@
-"""Markovian Transformers (arXiv 2404.18988) objective as pure tensor functions.
+"""Markovian Transformers (arXiv 2404.18988) objective as pure tensor functions, and its prompts.
 
 Notation: x prompt, CoT a fixed-length chain of thought, y gold answer, K samples per
 question laid out prompt-major (see :mod:`implicit_reasoning.utils.rollout`).
 
-Window convention (shared by every log-prob helper here): ``logits`` (B, W, V) and
-``input_ids`` / masks (B, W) cover the same W columns of a packed row, and the logits at
-column t-1 predict the token at column t. A ``target_mask`` marks the columns whose TOKEN
-is scored, so column 0 of a window is never a target (its predictor is outside the window).
+Log-probs follow the window convention of :mod:`implicit_reasoning.utils.scoring`:
+``logits`` (B, W, V) and masks (B, W) cover the same W columns, and the logits at column
+t-1 predict the token at column t (column 0 of a window is never a target).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from trl.trainer.utils import selective_log_softmax
 
+from .model_utils import encode_continuation, encode_prompt
+from .prompts import format_prompt
 from .rollout import group_zscore
+from .scoring import masked_mean, pack_rows
 
 ZSCORE_EPS = 1e-8
+REDACTED = "<Redacted>"
+ANSWER_MARKER = " Answer:"
+REASONING_PREFIX = "Reasoning:"
+# segments of a scoring row [x~; CoT; " Answer:"; " " + y] (pack_rows numbers segments from 1)
+PREFIX, COT, MARKER, ANSWER = 1, 2, 3, 4
 
 
-# ------------------------------------------------------------------------------- packing
-def pack_fixed_cot(
-    prefixes: Sequence[Sequence[int]],
-    cots: Sequence[Sequence[int]],
-    markers: Sequence[Sequence[int]],
-    answers: Sequence[Sequence[int]],
-    pad_token_id: int,
-) -> dict[str, torch.Tensor]:
-    """Pack rows [prefix; CoT; marker; answer] so that every CoT occupies the same columns.
+# ------------------------------------------------------------------------------- prompts
+class MarkovianPrompts:
+    """Token rows of the actor prompt and of the scoring context, under the one prompt rule.
 
-    Prefixes are left-padded to a common width P, the CoTs (all the same length L) fill
-    columns P..P+L-1 and marker + answer are right-padded after them. Returns (B, T)
-    ``input_ids``, ``attention_mask``, ``position_ids`` (counting real tokens only, so left
-    padding does not shift positions) and boolean ``cot_mask`` / ``answer_mask``.
+    actor prompt x:   "{instruction} {question}" as user text, then "Reasoning:"
+    scoring context:  the same with the question replaced by "<Redacted>" (markovian=True),
+                      followed by the CoT, " Answer:" and " " + answer
+    The chat template applies to both when the tokenizer has one (`use_chat_template`).
     """
-    lengths = {len(c) for c in cots}
-    if len(lengths) != 1:
-        raise ValueError(f"pack_fixed_cot: every CoT must have the same length, got lengths {sorted(lengths)}")
-    width_p = max(len(p) for p in prefixes)
-    width_cot = lengths.pop()
-    width = width_p + width_cot + max(len(m) + len(a) for m, a in zip(markers, answers))
-    ids = torch.full((len(prefixes), width), pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    answer_mask = torch.zeros_like(ids, dtype=torch.bool)
-    for i, (p, c, m, a) in enumerate(zip(prefixes, cots, markers, answers)):
-        start = width_p - len(p)
-        row = list(p) + list(c) + list(m) + list(a)
-        ids[i, start : start + len(row)] = torch.as_tensor(row, dtype=torch.long)
-        mask[i, start : start + len(row)] = 1
-        answer_start = width_p + width_cot + len(m)
-        answer_mask[i, answer_start : answer_start + len(a)] = True
-    cot_mask = torch.zeros_like(answer_mask)
-    cot_mask[:, width_p : width_p + width_cot] = True
-    position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
-    return {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "position_ids": position_ids,
-        "cot_mask": cot_mask,
-        "answer_mask": answer_mask,
-    }
+
+    def __init__(self, tokenizer, instruction: str, markovian: bool = True, use_chat_template: bool = True,
+                 max_prompt_length: int = 10**6):
+        self.tokenizer, self.instruction, self.markovian = tokenizer, instruction, markovian
+        self.use_chat_template, self.max_prompt_length = use_chat_template, max_prompt_length
+        self.marker_ids = encode_continuation(tokenizer, ANSWER_MARKER)
+
+    def text(self, question: str, redact: bool = False) -> str:
+        user = f"{self.instruction} {REDACTED if redact else question}"
+        return format_prompt(self.tokenizer, user, REASONING_PREFIX, self.use_chat_template)
+
+    def actor_ids(self, question: str) -> list[int]:
+        return encode_prompt(self.tokenizer, self.text(question), self.max_prompt_length)
+
+    def scoring_ids(self, question: str) -> list[int]:
+        return encode_prompt(self.tokenizer, self.text(question, redact=self.markovian), self.max_prompt_length)
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """ids(" " + answer): the space goes before the answer, never at the end of a prompt."""
+        return encode_continuation(self.tokenizer, f" {str(answer).strip()}")
+
+    def scoring_rows(self, prefixes: list[list[int]], cots: list[list[int]], answers: list[str]) -> dict:
+        """Packed [x~; CoT; " Answer:"; " " + answer] rows, every CoT at the same columns."""
+        markers = [self.marker_ids] * len(cots)
+        rows = [prefixes, cots, markers, [self.answer_ids(a) for a in answers]]
+        return pack_rows(rows, self.tokenizer.pad_token_id, align=COT - 1)
+
+    def actor_rows(self, prompts: list[list[int]], cots: list[list[int]]) -> dict:
+        """Packed [x; CoT] rows, every CoT at the same columns."""
+        return pack_rows([prompts, cots], self.tokenizer.pad_token_id, align=COT - 1)
 
 
 # ----------------------------------------------------------------------- log-prob terms
-def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Mean of ``values`` where ``mask`` is set (over ``dim``, or all); 0 where nothing is set."""
-    mask = mask.to(values.dtype)
-    if dim is None:
-        return (values * mask).sum() / mask.sum().clamp(min=1)
-    return (values * mask).sum(dim=dim) / mask.sum(dim=dim).clamp(min=1)
-
-
-def window_token_logps(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """(B, W) log p(token_t | logits_{t-1}); column 0 (no predictor in the window) is 0."""
-    logps = selective_log_softmax(logits[:, :-1], input_ids[:, 1:]).float()
-    return torch.cat([logps.new_zeros(logps.shape[0], 1), logps], dim=1)
-
-
 def _row_means_of_selected(values: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
     """Scatter per-position ``values`` (M,) back to the (B, W) ``selected`` grid and average per row."""
     full = values.new_zeros(selected.shape)
@@ -114,18 +103,28 @@ def zscore_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
     return group_zscore(rewards, k, eps=ZSCORE_EPS)
 
 
-def ema_advantages(
-    rewards: torch.Tensor, baseline: float | None, decay: float, batch_mean: float | None = None
-) -> tuple[torch.Tensor, float]:
-    """A = R - b with b the moving baseline of previous batches; then b <- decay*b + (1-decay)*mean R.
+class EMABaseline:
+    """Exponential moving baseline b over batches (K = 1): A = R - b, then b <- decay*b + (1-decay)*mean R.
 
-    The first batch (``baseline is None``) starts b at its own mean, so its advantages are
-    centred. ``batch_mean`` (default: ``rewards.mean()``) lets the caller fold in the mean
-    over all processes. Returns ``(A, new_baseline)``.
+    The first batch starts b at its own mean, so its advantages are centred. `batch_mean`
+    lets the caller fold in the mean over all processes. Checkpointed via state_dict.
     """
-    mean = float(rewards.mean()) if batch_mean is None else float(batch_mean)
-    b = mean if baseline is None else float(baseline)
-    return rewards - b, decay * b + (1.0 - decay) * mean
+
+    def __init__(self, decay: float):
+        self.decay = decay
+        self.value: float | None = None
+
+    def advantages(self, rewards: torch.Tensor, batch_mean: float | None = None) -> torch.Tensor:
+        mean = float(rewards.mean()) if batch_mean is None else float(batch_mean)
+        b = mean if self.value is None else self.value
+        self.value = self.decay * b + (1.0 - self.decay) * mean
+        return rewards - b
+
+    def state_dict(self) -> dict:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value = state.get("value")
 
 
 @dataclass
@@ -155,9 +154,9 @@ class RewardHistory:
     def state_dict(self) -> dict:
         return {"count": self.count, "total": self.total, "total_sq": self.total_sq, "batches": self.batches}
 
-    @classmethod
-    def from_state_dict(cls, state: dict) -> RewardHistory:
-        return cls(int(state["count"]), float(state["total"]), float(state["total_sq"]), int(state["batches"]))
+    def load_state_dict(self, state: dict) -> None:
+        self.count, self.total = int(state["count"]), float(state["total"])
+        self.total_sq, self.batches = float(state["total_sq"]), int(state["batches"])
 
 
 def ei_keep_mask(
@@ -175,10 +174,16 @@ def ei_keep_mask(
     return rewards > threshold, threshold
 
 
-def ei_weights(kept: torch.Tensor) -> torch.Tensor:
-    """Per-sample weights n * kept / n_kept: a plain mean of weight * loss is the mean over kept samples."""
-    n_kept = int(kept.sum())
-    return kept.float() * (kept.numel() / max(n_kept, 1))
+def ei_weights(kept: torch.Tensor, total: int | None = None, total_kept: int | None = None) -> torch.Tensor:
+    """Per-sample weights n * kept / n_kept: a plain mean of weight * loss is the mean over kept samples.
+
+    Under data parallelism each process averages its own rows and the gradients are then
+    averaged over processes, so n and n_kept must be the GLOBAL counts (`total`, `total_kept`):
+    every kept sample then has the same weight whichever process kept it.
+    """
+    n = kept.numel() if total is None else total
+    n_kept = int(kept.sum()) if total_kept is None else total_kept
+    return kept.float() * (n / max(n_kept, 1))
 
 
 # --------------------------------------------------------------------------------- losses

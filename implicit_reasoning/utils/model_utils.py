@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+from contextlib import contextmanager
+
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model", "vocab.txt")
 
 
 def resolve_dtype(name: str):
@@ -28,8 +32,23 @@ def choose_pad_token(tokenizer: PreTrainedTokenizerBase) -> str:
     return tokenizer.eos_token
 
 
+def check_tokenizer(tokenizer: PreTrainedTokenizerBase, source: str = "the tokenizer") -> None:
+    """Fail early on a tokenizer that cannot encode text (e.g. built from a directory without tokenizer files)."""
+    if len(tokenizer) == 0 or not tokenizer("a b 1", add_special_tokens=False).input_ids:
+        raise ValueError(
+            f"{source} has an empty vocabulary (it encodes text to no tokens): the directory holds no "
+            f"tokenizer files ({', '.join(TOKENIZER_FILES)}); pass tokenizer_name_or_path=<a hub id or a "
+            "directory that has them>"
+        )
+
+
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
-    """Set a pad token generically and left padding (batched generation needs it)."""
+    """A COPY of `tokenizer` with a pad token chosen generically and left padding (batched generation).
+
+    The caller's tokenizer object is never modified.
+    """
+    check_tokenizer(tokenizer)
+    tokenizer = copy.deepcopy(tokenizer)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = choose_pad_token(tokenizer)
     tokenizer.padding_side = "left"
@@ -37,7 +56,19 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizer
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    return prepare_tokenizer(AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code))
+    """`AutoTokenizer.from_pretrained`, checked: a directory without tokenizer files is a clear error."""
+    if not name_or_path:
+        raise ValueError("no tokenizer to load: pass tokenizer_name_or_path (or a processing_class)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"could not load a tokenizer from {name_or_path!r} ({first_line}); pass "
+            "tokenizer_name_or_path=<a hub id or a directory with tokenizer files>"
+        ) from error
+    check_tokenizer(tokenizer, f"the tokenizer loaded from {name_or_path!r}")
+    return prepare_tokenizer(tokenizer)
 
 
 def load_causal_lm(name_or_path: str, args) -> torch.nn.Module:
@@ -50,15 +81,34 @@ def load_causal_lm(name_or_path: str, args) -> torch.nn.Module:
     )
 
 
+def name_or_path(model) -> str | None:
+    """Where `model` was loaded from (hub id or directory), or None for a model built in memory."""
+    config = getattr(model, "config", None)
+    return getattr(config, "_name_or_path", None) or None
+
+
+@contextmanager
+def eval_mode(model):
+    """Run `model` in eval mode (dropout off) and restore its train/eval mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str, max_length: int) -> list[int]:
     """Token ids of a prompt, left-truncated to `max_length`.
 
     Special tokens (e.g. BOS) are added unless the text already starts with the BOS string,
-    as chat-template output does.
+    as chat-template output does. A prompt that encodes to no token is an error.
     """
     bos = tokenizer.bos_token
     add_special = not (bos and text.startswith(bos))
     ids = tokenizer(text, add_special_tokens=add_special).input_ids
+    if not ids:
+        raise ValueError(f"prompt {text[:80]!r} encodes to no tokens: an empty prompt, or a tokenizer without a vocabulary")
     return ids[-max_length:]
 
 
@@ -86,7 +136,7 @@ def stop_sequence_ids(tokenizer: PreTrainedTokenizerBase, stop_seqs: list[str]) 
     return variants
 
 
-def stop_token_ids(tokenizer: PreTrainedTokenizerBase, stop_token: str, extra: list[int]) -> list[int]:
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase, stop_token: str = "eos", extra: list[int] = ()) -> list[int]:
     """Ids of the special tokens that end a rationale: eos, pad or both, plus `extra`."""
     ids = []
     if stop_token in ("eos", "both") and tokenizer.eos_token_id is not None:

@@ -1,7 +1,7 @@
-"""Shared rollout utilities: advantages, truncation, packing and one-pass segment scoring.
+"""Shared rollout utilities: advantages and truncation (pure functions of tensors).
 
-Everything here is a pure function of tensors (the scoring helpers take a model but
-never keep state), so each piece is unit-tested against hand-computed numbers.
+Packing and one-pass segment scoring live in :mod:`implicit_reasoning.utils.scoring`;
+`pack_segments` and `score_segments` are re-exported here, where SPEC section 2.3 names them.
 
 Layout convention: a batch of N prompts sampled K times each is laid out
 prompt-major, i.e. the K samples of prompt i sit at rows i*K ... i*K+K-1
@@ -13,10 +13,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from trl.trainer.utils import selective_log_softmax
 
-# Segment ids used by `pack_segments`: 0 marks padding, segment j of the input gets id j+1.
-PAD_SEGMENT = 0
+from .scoring import PAD_SEGMENT, pack_segments, score_segments
+
+__all__ = [
+    "PAD_SEGMENT",
+    "find_stop_positions",
+    "group_zscore",
+    "pack_segments",
+    "repeat_rows",
+    "rloo_advantages",
+    "score_segments",
+    "truncate_response",
+]
 
 
 def _check_groups(values: torch.Tensor, k: int, name: str = "rewards") -> None:
@@ -87,70 +96,6 @@ def truncate_response(
     return responses.masked_fill(cut, pad_token_id)
 
 
-def pack_segments(
-    segments: Sequence[Sequence[Sequence[int]]], pad_token_id: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Concatenate per-row token segments and right-pad.
-
-    ``segments[s][i]`` is the token list of segment ``s`` of row ``i``. Returns
-    ``(input_ids, attention_mask, segment_ids)``, all (B, T) with T the longest row;
-    ``segment_ids`` is ``s + 1`` on tokens of segment ``s`` and 0 on padding. Right padding
-    keeps real tokens at positions 0..len-1, so no position ids are needed.
-    """
-    rows = [[list(seg[i]) for seg in segments] for i in range(len(segments[0]))]
-    length = max(sum(len(s) for s in row) for row in rows)
-    input_ids = torch.full((len(rows), length), pad_token_id, dtype=torch.long)
-    segment_ids = torch.zeros((len(rows), length), dtype=torch.long)
-    for i, row in enumerate(rows):
-        start = 0
-        for s, tokens in enumerate(row):
-            input_ids[i, start : start + len(tokens)] = torch.as_tensor(tokens, dtype=torch.long)
-            segment_ids[i, start : start + len(tokens)] = s + 1
-            start += len(tokens)
-    return input_ids, (segment_ids != PAD_SEGMENT).long(), segment_ids
-
-
-def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """log p(token_t | tokens_<t) for every position t >= 1 from ONE forward; position 0 gets 0.
-
-    Uses trl's ``selective_log_softmax`` so only the gathered (B, T) values outlive the call.
-    """
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-    logps = selective_log_softmax(logits[:, :-1], input_ids[:, 1:])
-    return torch.cat([logps.new_zeros(logps.shape[0], 1), logps], dim=1)
-
-
-def segment_sums(token_logps: torch.Tensor, segment_ids: torch.Tensor, segment: int) -> torch.Tensor:
-    """Sum of per-token log-probs over the tokens of one segment, per row."""
-    return (token_logps * (segment_ids == segment)).sum(dim=1)
-
-
-def segment_means(token_logps: torch.Tensor, segment_ids: torch.Tensor, segment: int) -> torch.Tensor:
-    """Mean of per-token log-probs over the tokens of one segment, per row (0 for an empty segment)."""
-    mask = segment_ids == segment
-    return (token_logps * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
-
-
-@torch.no_grad()
-def score_segments(
-    model,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    segment_ids: torch.Tensor,
-    segments: Sequence[int],
-    chunk_size: int,
-) -> dict[int, torch.Tensor]:
-    """Summed log-probs of several segments from one forward per row-chunk (no grad).
-
-    Rows are processed ``chunk_size`` at a time, so the (chunk, T, V) logits are the
-    largest tensor alive; each sequence is seen by the model exactly once.
-    """
-    sums: dict[int, list[torch.Tensor]] = {s: [] for s in segments}
-    for start in range(0, input_ids.shape[0], chunk_size):
-        rows = slice(start, start + chunk_size)
-        mask = attention_mask[rows]
-        width = int(mask.sum(dim=1).max())  # drop columns that are padding in every row of the chunk
-        logps = token_logprobs(model, input_ids[rows, :width], mask[:, :width])
-        for s in segments:
-            sums[s].append(segment_sums(logps, segment_ids[rows, :width], s))
-    return {s: torch.cat(v) for s, v in sums.items()}
+def repeat_rows(rows: Sequence, k: int) -> list:
+    """Each row K times in a row: the prompt-major layout of a list (``repeat_interleave`` for lists)."""
+    return [row for row in rows for _ in range(k)]

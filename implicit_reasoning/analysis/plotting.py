@@ -235,3 +235,24 @@ def plot_run_dirs(run_dirs, out_dir=None, metrics=None, labels=None) -> list[str
     _write_csv(path, chosen, runs)
     written.append(path)
     return written
+
+
+def main(argv: list[str] | None = None) -> list[str]:
+    """`scripts/plot_metrics.py`: plot the logged metrics of one or more runs; prints the files written."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Plot the logged metrics of one or more Trainer runs.")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="Trainer output_dir(s) to plot")
+    parser.add_argument("--out", default=None, help="output directory (default: FIRST_RUN_DIR/plots)")
+    parser.add_argument(
+        "--metrics", nargs="+", default=None, metavar="NAME",
+        help=f"metric names or glob patterns to plot (default: {' '.join(DEFAULT_METRICS)})",
+    )
+    parser.add_argument("--labels", nargs="+", default=None, help="one legend label per RUN_DIR (default: dir names)")
+    args = parser.parse_args(argv)
+    if args.labels is not None and len(args.labels) != len(args.run_dirs):
+        parser.error(f"--labels: got {len(args.labels)} labels for {len(args.run_dirs)} run directories")
+    written = plot_run_dirs(args.run_dirs, args.out, metrics=args.metrics, labels=args.labels)
+    for path in written:
+        print(path)
+    return written

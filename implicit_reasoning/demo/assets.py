@@ -34,10 +34,8 @@ Tokenizer conventions
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import time
 
 import torch
 import transformers
@@ -51,10 +49,6 @@ __all__ = [
     "demo_corpus",
     "build_demo_tokenizer",
     "build_demo_model",
-    "warm_start_dataset",
-    "build_warm_start",
-    "run_demo",
-    "run_sft_demo",
 ]
 
 DEMO_TASK = "arithmetic"  # registry name used by the demo
@@ -228,153 +222,3 @@ def build_demo_model(
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.eval()
     return model
-
-
-# --------------------------------------------------------------------------- the demo job
-# Warm start: a short SFT on mixed-quality worked solutions. A share of the examples
-# (`DEMO_GUESS_FRACTION`) are quick guesses ("Roughly, 3 + 4 + 5 is 14.") whose answer is
-# off by 1-5, the rest careful step-by-step rationales. The SFT model therefore reasons
-# carefully on some questions and guesses on others; the RL trainers are rewarded for
-# answers (LaTRO: by the model's own likelihood of the gold answer), never told which style
-# is better, and must discover that careful reasoning is what makes the answer likely.
-DEMO_GUESS_FRACTION = 0.5
-DEMO_GUESS_OFFSETS = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5)
-DEMO_WARM_START = dict(max_steps=500, per_device_train_batch_size=32, learning_rate=2e-3, warmup_steps=10)
-DEMO_RESULTS_FILE = "demo_results.json"
-
-
-def warm_start_dataset(dataset, guess_fraction: float = DEMO_GUESS_FRACTION, seed: int = 0):
-    """Replace the rationale and response of a `guess_fraction` share of rows by a wrong quick guess.
-
-    Adds `target`: the answer each row's completion states (the guess, or the gold answer).
-    """
-    rng = random.Random(seed)
-
-    def maybe_guess(row):
-        if rng.random() >= guess_fraction:
-            return {"target": row["groundtruth"]}
-        guess = int(row["groundtruth"]) + rng.choice(DEMO_GUESS_OFFSETS)
-        return {
-            "rationale": f"Roughly, {row['question']} is {guess}.",
-            "responses": f" The answer is {guess}.",
-            "target": str(guess),
-        }
-
-    return dataset.map(maybe_guess, desc="Warm-start data")
-
-
-def _sft_args(output_dir: str, seed: int, **overrides) -> transformers.TrainingArguments:
-    values = {**DEMO_WARM_START, **overrides}
-    return transformers.TrainingArguments(
-        output_dir=output_dir,
-        lr_scheduler_type="cosine",
-        weight_decay=0.0,
-        logging_steps=100,
-        save_strategy="no",
-        report_to="none",
-        seed=seed,
-        disable_tqdm=True,
-        **values,
-    )
-
-
-def build_warm_start(config, directory: str, trainer_cls):
-    """Demo tokenizer + model after the warm-start SFT in `trainer_cls`'s prompt format.
-
-    Cached in `directory` (reused if present).
-    """
-    from .sft import sft_trainer
-    from .utils.data_utils import load_task_dataset
-
-    if os.path.exists(os.path.join(directory, "config.json")):
-        print(f"[demo] reusing warm start in {directory}")
-        return (
-            transformers.AutoModelForCausalLM.from_pretrained(directory),
-            transformers.AutoTokenizer.from_pretrained(directory),
-        )
-    tokenizer = build_demo_tokenizer()
-    model = build_demo_model(tokenizer, seed=config.seed)
-    train = load_task_dataset(config.dataset_name, "train", tokenizer, dataset_config=config.dataset_config, seed=config.seed)
-    print(f"[demo] warm start: {DEMO_WARM_START['max_steps']} SFT steps on mixed careful/guess solutions")
-    rows = trainer_cls.sft_rows(config, warm_start_dataset(train, seed=config.seed))
-    sft_trainer(model, tokenizer, rows, _sft_args(directory, config.seed)).train()
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return model, tokenizer
-
-
-def _demo_threads() -> None:
-    """One intra-op thread unless OMP_NUM_THREADS says otherwise.
-
-    The demo model is so small that its ops are dominated by overhead: two threads gain
-    little on an idle 2-core machine, and lose up to 6x when another job shares the cores
-    (measured: 8m23s vs 1m20s for the whole demo).
-    """
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-
-
-def _report(config, name: str, before: dict, after: dict, seconds: float, history=()) -> dict:
-    rewards = [h["reward"] for h in history if "reward" in h]
-    result = {
-        "trainer": name,
-        "dataset": f"{config.dataset_name} ({config.dataset_config})",
-        "accuracy_before": before["eval_accuracy"],
-        "accuracy_after": after["eval_accuracy"],
-        "eval_questions": int(after["eval_num_questions"]),
-        "total_seconds": round(seconds, 1),
-    }
-    if rewards:
-        result.update(reward_first_log=round(rewards[0], 3), reward_last_log=round(rewards[-1], 3))
-    with open(os.path.join(config.output_dir, DEMO_RESULTS_FILE), "w") as f:
-        json.dump(result, f, indent=2)
-    print(
-        f"[demo] {name}: held-out accuracy {result['accuracy_before']:.1%} (warm start) -> "
-        f"{result['accuracy_after']:.1%} after training, on {result['eval_questions']} questions "
-        f"({result['total_seconds']} s in all, warm start and evaluations included)"
-    )
-    if rewards:
-        print(f"[demo] {name}: mean reward {rewards[0]:.3f} at the first log -> {rewards[-1]:.3f} at the last")
-    return result
-
-
-def run_demo(name: str, config) -> dict:
-    """Warm start, evaluate, train with the named trainer, evaluate again; print and save the numbers."""
-    from .pipeline import load_datasets, save_run_config
-    from .trainer import TRAINERS
-
-    _demo_threads()
-    started = time.time()
-    trainer_cls = TRAINERS[name][0]
-    model, tokenizer = build_warm_start(config, os.path.join(config.output_dir, "warm_start"), trainer_cls)
-    train, evaluation = load_datasets(config, tokenizer, trainer_cls)
-    trainer = trainer_cls(model, config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer)
-    save_run_config(config, name)
-    before = trainer.evaluate()
-    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    trainer.save_model(config.output_dir)
-    after = trainer.evaluate()
-    return _report(config, name, before, after, time.time() - started, trainer.state.log_history)
-
-
-def run_sft_demo(config) -> dict:
-    """The SFT baseline on the demo: the same warm start, then SFT on gold rationales for `max_steps`."""
-    from .pipeline import load_datasets, save_run_config
-    from .sft import sft_trainer
-    from .trainer import BaseTrainer
-    from .utils.evaluation import evaluate_dataset, summarize_records
-
-    _demo_threads()
-    started = time.time()
-    model, tokenizer = build_warm_start(config, os.path.join(config.output_dir, "warm_start"), BaseTrainer)
-    train, evaluation = load_datasets(config, tokenizer, BaseTrainer)
-
-    def accuracy() -> dict:
-        summary = summarize_records(evaluate_dataset(model, tokenizer, evaluation, config.dataset_name, config))
-        return {f"eval_{k}": v for k, v in summary.items()}
-
-    before = accuracy()
-    sft_trainer(model, tokenizer, train, config, config.max_prompt_length).train()
-    model.save_pretrained(config.output_dir)
-    tokenizer.save_pretrained(config.output_dir)
-    save_run_config(config, "sft")
-    return _report(config, "sft", before, accuracy(), time.time() - started)

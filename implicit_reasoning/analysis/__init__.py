@@ -1,0 +1,1 @@
+"""Analysis tools that ship with the package: CoT fragility and metric plots."""

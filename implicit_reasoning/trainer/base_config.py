@@ -1,0 +1,183 @@
+"""`TrainerConfig`: the fields every trainer shares, on top of all of `transformers.TrainingArguments`.
+
+Every field is a CLI flag / YAML key through `transformers.HfArgumentParser`. Constraints
+are checked in `validate()` (called by `__post_init__`) with a `ValueError` naming the
+fields and their values; subclasses extend `validate()`. Fields that only some trainers
+read live in their own config classes (`RolloutConfig`, `ReasoningPromptFields`, one
+module per trainer), so a config never carries a setting its trainer ignores.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from ..utils.prompts import DEFAULT_COT_TRIGGER
+
+DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
+DEFAULT_EVAL_MAX_NEW_TOKENS = 256
+
+
+def check(condition: bool, message: str) -> None:
+    """Raise `ValueError(message)` unless `condition` holds (messages name the fields and values)."""
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass
+class TrainerConfig(TrainingArguments):
+    """Fields shared by every implicit_reasoning trainer.
+
+    Parameters that control the model:
+        model_name_or_path, tokenizer_name_or_path, checkpoint_path, attn_implementation,
+        torch_dtype, trust_remote_code, disable_dropout
+    Parameters that control the data:
+        dataset_name, dataset_config, dataset_path, sanity_check, max_prompt_length,
+        use_chat_template, max_eval_samples, num_evaluations
+    Parameters that control LoRA:
+        use_lora, lora_r, lora_alpha, lora_dropout, lora_target_modules
+    Parameters that control evaluation and logging:
+        eval_temperature, eval_num_samples, eval_max_new_tokens, num_logged_samples,
+        max_nonfinite_updates
+    """
+
+    # --- model ---
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Policy model: hub id or local dir."})
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Tokenizer: hub id or local dir (default: the model's)."}
+    )
+    checkpoint_path: str | None = field(
+        default=None, metadata={"help": "Checkpoint dir to resume from (same as resume_from_checkpoint)."}
+    )
+    attn_implementation: str = field(
+        default="sdpa", metadata={"help": "eager | sdpa | flash_attention_2 (needs the `flash` extra)."}
+    )
+    torch_dtype: str = field(default="auto", metadata={"help": f"Weights dtype: {' | '.join(DTYPE_CHOICES)}."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Passed to from_pretrained."})
+    disable_dropout: bool = field(
+        default=True,
+        metadata={"help": "Set the base model's dropout to 0 (LoRA dropout is kept): log-probs of the "
+                          "update then match those of the rollout."},
+    )
+    # --- data ---
+    dataset_name: str = field(
+        default="gsm8k", metadata={"help": "Registry name (gsm8k, math, arc_challenge, arithmetic, ...) or a local file/dir."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub config / generator params of the dataset."})
+    dataset_path: str | None = field(
+        default=None, metadata={"help": "Local copy of a registry dataset with the hub schema (file or dir of splits)."}
+    )
+    sanity_check: bool = field(default=False, metadata={"help": "Use a tiny subset of every split, for debugging."})
+    max_prompt_length: int = field(default=512, metadata={"help": "Prompts longer than this (tokens) are left-truncated."})
+    use_chat_template: bool = field(
+        default=True, metadata={"help": "Wrap prompts in the tokenizer's chat template when it has one; False = plain text."}
+    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on eval questions (None = all)."})
+    num_evaluations: int = field(
+        default=0, metadata={"help": "Evaluate this many times, evenly spaced over training (0 = use eval_strategy)."}
+    )
+    # --- LoRA ---
+    use_lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter; the reference is the adapter-disabled base."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"], metadata={"help": "Module names for LoRA, or all-linear."}
+    )
+    # --- evaluation / logging ---
+    eval_temperature: float = field(
+        default=0.0, metadata={"help": "0 = greedy first completion; > 0 samples it (and maj@k) at this temperature."}
+    )
+    eval_num_samples: int = field(default=1, metadata={"help": "k of maj@k self-consistency (1 = off)."})
+    eval_max_new_tokens: int | None = field(
+        default=None, metadata={"help": "New-token budget at eval (default: the trainer's, e.g. response_length + 32)."}
+    )
+    num_logged_samples: int = field(default=4, metadata={"help": "Rows of the samples table per logging step."})
+    max_nonfinite_updates: int = field(
+        default=10,
+        metadata={"help": "A non-finite loss or reward skips the whole update; this many skipped updates in a row "
+                          "is an error."},
+    )
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: the trainers read text columns."})
+
+    def __post_init__(self):
+        self.validate()
+        if self.num_evaluations > 0 and str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
+            self.eval_strategy = "steps"
+            # a ratio of the total steps; HF reads values >= 1 as a step count, so one evaluation
+            # (ratio 1.0) is expressed just below 1: the eval lands on the last step
+            self.eval_steps = min(1.0 / self.num_evaluations, 0.999999)
+            if self.metric_for_best_model is None:
+                self.metric_for_best_model = "accuracy"
+                self.greater_is_better = True
+        if self.checkpoint_path and not self.resume_from_checkpoint:
+            self.resume_from_checkpoint = self.checkpoint_path
+        super().__post_init__()
+
+    # ---------------------------------------------------------------- derived settings
+    @property
+    def dataset_kwargs(self) -> dict:
+        """Keyword arguments of the registry loaders shared by every trainer."""
+        return dict(
+            dataset_config=self.dataset_config,
+            dataset_path=self.dataset_path,
+            sanity_check=self.sanity_check,
+            seed=self.seed,
+        )
+
+    @property
+    def eval_budget(self) -> int:
+        """New-token budget of an eval completion."""
+        return self.eval_max_new_tokens or DEFAULT_EVAL_MAX_NEW_TOKENS
+
+    def eval_sampling(self) -> dict:
+        """Sampling settings of maj@k samples (and of the first completion when eval_temperature > 0)."""
+        return dict(temperature=self.eval_temperature or 1.0, top_p=1.0, top_k=0)
+
+    # -------------------------------------------------------------------- validation
+    def validate(self) -> None:
+        """Check every constraint of the fields; subclasses extend it (calling super first)."""
+        check(self.torch_dtype in DTYPE_CHOICES, f"torch_dtype={self.torch_dtype!r}: must be one of {DTYPE_CHOICES}")
+        for name in ("max_prompt_length", "eval_num_samples"):
+            check(getattr(self, name) >= 1, f"{name}={getattr(self, name)}: must be >= 1")
+        check(
+            self.eval_max_new_tokens is None or self.eval_max_new_tokens >= 1,
+            f"eval_max_new_tokens={self.eval_max_new_tokens}: must be >= 1 (or None for the trainer's default)",
+        )
+        check(self.eval_temperature >= 0, f"eval_temperature={self.eval_temperature}: must be >= 0")
+        check(self.num_evaluations >= 0, f"num_evaluations={self.num_evaluations}: must be >= 0")
+        check(self.num_logged_samples >= 0, f"num_logged_samples={self.num_logged_samples}: must be >= 0")
+        check(self.max_nonfinite_updates >= 1, f"max_nonfinite_updates={self.max_nonfinite_updates}: must be >= 1")
+        if self.use_lora:
+            check(self.lora_r >= 1, f"lora_r={self.lora_r}: must be >= 1 when use_lora=True")
+            check(0 <= self.lora_dropout < 1, f"lora_dropout={self.lora_dropout}: must be in [0, 1)")
+        if self.attn_implementation == "flash_attention_2":
+            check(
+                importlib.util.find_spec("flash_attn") is not None,
+                "attn_implementation='flash_attention_2' needs flash-attn: pip install 'implicit-reasoning[flash]'",
+            )
+
+
+@dataclass
+class ReasoningPromptFields:
+    """Mixin for trainers that prompt with "Question: ...\\n{cot_trigger}" and generate a rationale.
+
+    Used by LaTRO and the SFT baseline (list it before the TrainerConfig-derived base).
+    """
+
+    cot_trigger: str = field(default=DEFAULT_COT_TRIGGER, metadata={"help": "Line after every question (may be empty)."})
+    response_length: int = field(default=256, metadata={"help": "Max new tokens of a rationale."})
+
+    @property
+    def dataset_kwargs(self) -> dict:
+        return {**super().dataset_kwargs, "cot_trigger": self.cot_trigger, "use_chat_template": self.use_chat_template}
+
+    @property
+    def eval_budget(self) -> int:
+        return self.eval_max_new_tokens or self.response_length + 32
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.response_length >= 1, f"response_length={self.response_length}: must be >= 1")

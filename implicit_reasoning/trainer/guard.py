@@ -1,0 +1,120 @@
+"""The non-finite guard: a whole optimizer update is skipped when any of its micro-batches went bad.
+
+With gradient accumulation an update is several micro-batches. A non-finite loss or reward
+in ANY of them (on any process) must leave the update out entirely: parameters, optimizer
+state (Adam moments and step count) and learning-rate schedule untouched. The pieces:
+
+* the trainer calls :meth:`UpdateGuard.flag` for a bad micro-batch and back-propagates an
+  exact zero instead of its loss (every process keeps making the same collective calls);
+* just before the optimizer step (`on_pre_optimizer_step`) :meth:`UpdateGuard.decide`
+  agrees on every process (one all-reduce), counts the skipped update and raises after
+  `max_nonfinite_updates` skipped updates in a row;
+* :func:`guard_optimizer_step` makes the optimizer's `step` a no-op for a skipped update,
+  and :class:`SkipAwareScheduler` does the same for the LR scheduler.
+
+DeepSpeed owns the step: its engine steps inside `backward()` of the last micro-batch,
+before the guard can decide. Under DeepSpeed a bad micro-batch therefore contributes a
+zero gradient and the update is counted (and the error raised) as above, but the engine
+still applies the update's other micro-batches (its fp16 loss scaler skips overflowing
+steps on its own; bf16 / fp32 engines do not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from transformers import TrainerCallback
+
+
+class NonFiniteUpdatesError(RuntimeError):
+    """Raised after `max_nonfinite_updates` skipped updates in a row."""
+
+
+class UpdateGuard:
+    """Counts and decides skipped updates; checkpointed through `state_dict` / `load_state_dict`."""
+
+    def __init__(self, limit: int, any_process: Callable[[bool], bool] = bool):
+        self.limit = limit
+        self.any_process = any_process  # True on every process when it is True on one
+        self.pending = False  # the update being accumulated has a bad micro-batch (this process)
+        self.skip = False  # the update about to be stepped is skipped (all processes agree)
+        self.reasons: list[str] = []
+        self.skipped_updates = 0
+        self.in_a_row = 0
+
+    def flag(self, reason: str = "non-finite loss") -> None:
+        """Mark the update being accumulated as bad (on this process)."""
+        self.pending = True
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+
+    def decide(self, step: int) -> bool:
+        """Whether to skip the update about to be stepped; the same answer on every process."""
+        self.skip = self.any_process(self.pending)
+        reasons, self.pending, self.reasons = self.reasons, False, []
+        if not self.skip:
+            self.in_a_row = 0
+            return False
+        self.skipped_updates += 1
+        self.in_a_row += 1
+        if self.in_a_row >= self.limit:
+            why = "; ".join(reasons) or "a non-finite loss on another process"
+            raise NonFiniteUpdatesError(
+                f"stopped at step {step}: {self.in_a_row} non-finite updates in a row "
+                f"(max_nonfinite_updates={self.limit}); last: {why}. Lower learning_rate or check the data"
+            )
+        return True
+
+    def state_dict(self) -> dict:
+        return {"skipped_updates": self.skipped_updates, "in_a_row": self.in_a_row}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.skipped_updates = int(state.get("skipped_updates", 0))
+        self.in_a_row = int(state.get("in_a_row", 0))
+
+
+class GuardCallback(TrainerCallback):
+    """Runs the guard's decision right before every optimizer step."""
+
+    def __init__(self, guard: UpdateGuard):
+        self.guard = guard
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.guard.decide(state.global_step + 1)
+
+
+def guard_optimizer_step(optimizer, guard: UpdateGuard):
+    """Make `optimizer.step` a no-op while `guard.skip` is set (an instance attribute: its state_dict is unchanged)."""
+    step = optimizer.step
+
+    def guarded_step(*args, **kwargs):
+        if guard.skip:
+            return None
+        return step(*args, **kwargs)
+
+    optimizer.step = guarded_step
+    return optimizer
+
+
+class SkipAwareScheduler:
+    """An LR scheduler whose `step` does nothing for a skipped update; everything else is the wrapped one's."""
+
+    def __init__(self, scheduler, guard: UpdateGuard):
+        self.scheduler = scheduler
+        self.guard = guard
+
+    def step(self, *args, **kwargs):
+        if not self.guard.skip:
+            self.scheduler.step(*args, **kwargs)
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state)
+
+    def get_last_lr(self):
+        return self.scheduler.get_last_lr()
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["scheduler"], name)

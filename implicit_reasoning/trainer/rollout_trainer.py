@@ -1,0 +1,152 @@
+"""RolloutTrainer: the layer for methods that generate at every update (LaTRO, Markovian, PPO).
+
+How the sampler, gradient accumulation and the rollout buffer line up, for 2 processes,
+gradient_accumulation_steps G = 2 and updates_per_rollout U = 1 (P = prompts per process
+per update, K = samples per prompt, so each micro-batch holds P*K/G samples)::
+
+    sampler (global batch b = 2P distinct prompts, each yielded G*U times)
+      process 0: [p0..pP-1] [p0..pP-1]  | [next prompts] ...
+      process 1: [pP..p2P-1][pP..p2P-1] | ...
+                   micro 0    micro 1      micro 2 = the next update
+    _prepare_inputs on process 0:
+      micro 0: make_rollout(p0..pP-1) -> P*K samples, split into G slices; serve slice 0
+      micro 1: serve slice 1                     (the same prompts arrive: no generation)
+      -> optimizer step (Trainer) -> micro 2: roll out again
+
+With U > 1 (PPO-style reuse) the same rollout serves U updates; `rollout_pass` says which.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Sampler
+
+from ..utils.generation import generate, sampling_config
+from .base_trainer import BaseTrainer
+from .rollout_config import RolloutConfig
+
+
+class PromptGroupSampler(Sampler[int]):
+    """Yields prompt indices so that each process draws its own prompts for one update.
+
+    Every global batch (num_processes x prompts_per_process distinct prompts, shuffled with
+    `seed + epoch`) is yielded `repeats` (= gradient accumulation x updates per rollout)
+    times: accelerate hands batch j of each global batch to process j, so every process sees
+    its own prompts once per micro-step, and the trainer generates at the first one only.
+    """
+
+    def __init__(self, num_prompts: int, prompts_per_process: int, num_processes: int, repeats: int, seed: int):
+        self.global_batch = prompts_per_process * num_processes
+        if num_prompts < self.global_batch:
+            raise ValueError(
+                f"train_dataset has {num_prompts} prompts, fewer than one update needs "
+                f"({prompts_per_process} prompts/process x {num_processes} processes)"
+            )
+        self.num_prompts, self.repeats, self.seed, self.epoch = num_prompts, repeats, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.num_prompts, generator=generator).tolist()
+        for start in range(0, len(self) // self.repeats, self.global_batch):
+            batch = order[start : start + self.global_batch]
+            for _ in range(self.repeats):
+                yield from batch
+
+    def __len__(self) -> int:
+        return (self.num_prompts // self.global_batch) * self.global_batch * self.repeats
+
+
+def split_rows(batch: dict, parts: int) -> list[dict]:
+    """Split every row-indexed value (tensor or list) of `batch` into `parts` equal chunks (views)."""
+    rows = len(next(iter(batch.values())))
+    size = rows // parts
+    return [{k: v[i * size : (i + 1) * size] for k, v in batch.items()} for i in range(parts)]
+
+
+class RolloutTrainer(BaseTrainer):
+    """Generates per update in `make_rollout`; the loss of each micro-batch is `compute_objective`."""
+
+    config_class = RolloutConfig
+    uses_reference = True
+    args: RolloutConfig
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._buffer: list[dict] = []
+        self._micro_step = 0
+        self._rollout_start = 0
+
+    # --------------------------------------------------------------- the method
+    def make_rollout(self, prompts: dict[str, list]) -> dict:
+        """Generate, score, reward and advantage for one update's prompts. Rows are samples (prompt-major)."""
+        raise NotImplementedError
+
+    @property
+    def updates_per_rollout(self) -> int:
+        """Optimizer updates made from one rollout (PPO-style reuse overrides this; 1 = on-policy)."""
+        return 1
+
+    def sample(self, prompt_ids: list[list[int]], k: int, max_new_tokens: int, stop_ids=(), stop_seqs=(),
+               min_new_tokens: int | None = None) -> torch.Tensor:
+        """K samples per prompt (prompt-major) from the policy at the configured temperature / top-p / top-k."""
+        args, tokenizer = self.args, self.processing_class
+        config = sampling_config(
+            max_new_tokens, tokenizer.pad_token_id, stop_ids, args.temperature, args.top_p, args.top_k,
+            min_new_tokens=min_new_tokens,
+        )
+        repeated = [ids for ids in prompt_ids for _ in range(k)]
+        with self.generation_model() as unwrapped:
+            return generate(unwrapped, repeated, config, args.rollout_batch_size, stop_seqs)
+
+    def check_rewards(self, rewards: torch.Tensor, name: str = "reward") -> bool:
+        """Flag the update when a reward is NaN / inf (the guard then skips it); True when all are finite."""
+        finite = bool(torch.isfinite(rewards).all())
+        if not finite:
+            self.flag_nonfinite(f"non-finite {name}")
+        return finite
+
+    # ---------------------------------------------------------------- batching
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return PromptGroupSampler(
+            len(dataset),
+            self.args.prompts_per_update,
+            self.accelerator.num_processes,
+            self.args.gradient_accumulation_steps * self.updates_per_rollout,
+            self.args.seed,
+        )
+
+    def get_train_dataloader(self):
+        if self.train_dataset is None:
+            raise ValueError(f"{type(self).__name__}: training requires a train_dataset")
+        return self._get_dataloader(
+            dataset=self.train_dataset,
+            description="Training",
+            batch_size=self.args.prompts_per_update,
+            sampler_fn=self._get_train_sampler,
+            is_training=True,
+        )
+
+    @property
+    def rollout_pass(self) -> int:
+        """Which pass over the current rollout the micro-batch being prepared belongs to (0-based)."""
+        return (self._micro_step - self._rollout_start) // self.args.gradient_accumulation_steps
+
+    def _prepare_inputs(self, inputs: dict) -> dict:
+        """Roll out at the first micro-step of a rollout cycle; serve its slices for every update of the cycle.
+
+        After a resume the micro-step count continues from global_step; a resume inside a
+        cycle rolls out afresh for the cycle's remaining updates (the buffer is not checkpointed).
+        """
+        accumulation = self.args.gradient_accumulation_steps
+        if self._micro_step == 0 and self.state.global_step > 0:
+            self._micro_step = self.state.global_step * accumulation
+        if not self._buffer or self._micro_step % (accumulation * self.updates_per_rollout) == 0:
+            self._buffer = split_rows(self.make_rollout(inputs), accumulation)
+            self._rollout_start = self._micro_step
+        batch = {**self._buffer[self._micro_step % accumulation], "rollout_pass": self.rollout_pass}
+        self._micro_step += 1
+        return batch
