@@ -220,3 +220,34 @@ def test_nonfinite_loss_on_one_rank_stops_every_rank_together(tmp_path):
     for rank in (0, 1):  # both ranks skipped the same updates and raised at the same step
         expected = f"rank {rank} raised: stopped at step 2: 2 non-finite updates in a row"
         assert expected in output, output[-3000:]
+
+
+EI_WEIGHTS = """
+import sys, torch
+from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
+from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer
+
+tok = build_demo_tokenizer()
+model = build_demo_model(tok, hidden_size=32, intermediate_size=64, num_heads=2)
+args = MarkovianConfig(output_dir=sys.argv[1], rloo_k=2, per_device_train_batch_size=4, method="ei", ei_warmup=0,
+                       ei_std=0.0, use_cpu=True, ddp_backend="gloo", report_to=[])
+trainer = MarkovianTrainer(model, args, processing_class=tok)
+rank = trainer.accelerator.process_index
+# global rewards [0, 0, 0, 10 | 10, 10, 10, 0]: mean 5, so rank 0 keeps 1 sample and rank 1 keeps 3
+rewards = torch.tensor([0.0, 0.0, 0.0, 10.0]) if rank == 0 else torch.tensor([10.0, 10.0, 10.0, 0.0])
+_, weights = trainer._advantages(rewards)
+print(f"rank {rank} weights {weights.tolist()}", flush=True)
+"""
+
+
+def test_expert_iteration_weights_are_normalised_by_the_global_kept_count(tmp_path):
+    """Each process averages its own rows and DDP averages the processes: a kept sample must weigh
+    n_global / kept_global = 8 / 4 wherever it was kept (per-process counts gave 4 and 4/3)."""
+    script = tmp_path / "ei_weights.py"
+    script.write_text(EI_WEIGHTS)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29553",
+               str(script), str(tmp_path / "out")]
+    result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "rank 0 weights [0.0, 0.0, 0.0, 2.0]" in result.stdout, result.stdout[-2000:]
+    assert "rank 1 weights [2.0, 2.0, 2.0, 0.0]" in result.stdout, result.stdout[-2000:]

@@ -1,0 +1,49 @@
+"""Every metric a trainer logs is explained on its docs page (one short run per trainer and variant)."""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from implicit_reasoning.demo import build_demo_model
+from implicit_reasoning.trainer import trainer_class, trainer_entry
+from implicit_reasoning.utils.data_utils import load_markovian_examples, load_task_dataset
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+HF_KEYS = {"grad_norm", "learning_rate", "epoch", "step", "train_runtime", "train_samples_per_second",
+           "train_steps_per_second", "total_flos", "train_loss", "eval_runtime"}
+COMMON = dict(max_steps=1, logging_steps=1, report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
+              per_device_train_batch_size=4, learning_rate=1e-3, per_device_eval_batch_size=4)
+
+VARIANTS = {
+    "latro": ("latro", dict(rloo_k=2, response_length=4, eval_num_samples=2)),
+    "markovian-pg": ("markovian", dict(rloo_k=2, cot_length=3, entropy_bonus=0.1)),
+    "markovian-ppo": ("markovian", dict(rloo_k=2, cot_length=3, method="ppo", ppo_epochs=1)),
+    "markovian-ei-k1": ("markovian", dict(rloo_k=1, cot_length=3, method="ei", ei_warmup=0, ei_std=-1.0,
+                                          scorer="actor", actor_reward_weight=0.1)),
+    "markovian-vq": ("markovian", dict(rloo_k=1, use_vq=True, vq_reason_length=3)),
+    "sft": ("sft", dict(response_length=4)),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_logged_metric_is_on_the_trainers_page(variant, tmp_path, demo_tokenizer):
+    name, overrides = VARIANTS[variant]
+    config_cls = trainer_entry(name)[1]
+    config = config_cls(output_dir=str(tmp_path), dataset_name="arithmetic", max_eval_samples=2,
+                        dataset_config="num_terms=2,max_value=5,num_examples=8", **COMMON, **overrides)
+    loader = load_markovian_examples if name == "markovian" else load_task_dataset
+    data = loader("arithmetic", "train", demo_tokenizer, dataset_config=config.dataset_config)
+    model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
+    rows = trainer_class(name, config).sft_rows(config, data, demo_tokenizer) if name == "sft" else data
+    trainer = trainer_class(name, config)(model, config, train_dataset=rows, eval_dataset=data,
+                                          processing_class=demo_tokenizer)
+    trainer.train()
+    trainer.evaluate()
+    logged = {key for row in trainer.state.log_history for key in row} - HF_KEYS
+    page = (DOCS / f"{name}.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+(?:@k)?)`", page))
+    missing = {key for key in logged if key not in documented and re.sub(r"@\d+$", "@k", key) not in documented}
+    assert logged and not missing, f"{variant}: logged but not on docs/{name}.md: {sorted(missing)}"
+    assert os.path.exists(tmp_path / "samples.jsonl") or name == "sft"
