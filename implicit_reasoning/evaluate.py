@@ -24,11 +24,17 @@ from .trainer.state import load_run_config
 from .utils.evaluation import summarize_records
 from .utils.model_utils import load_tokenizer, resolve_dtype
 
-# settings of the run that do not carry over to an evaluation
+# settings of the run that do not carry over to an evaluation (what to load, how it trained, which subset
+# it evaluated on during training: an evaluation covers the whole split unless --max_eval_samples says so)
 NOT_INHERITED = {
     "model_name_or_path", "tokenizer_name_or_path", "ref_model_name_or_path", "checkpoint_path",
     "num_evaluations", "use_lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+    "max_eval_samples", "sanity_check",
 }
+DATASET_FIELDS = ("dataset_config", "dataset_path")  # the run's, only when evaluating on the run's dataset
+# TrainingArguments fields that do carry over: the seed draws generated data sets and subsets, and the batch
+# shape is checked against rloo_k
+INHERITED_HF = ("seed", "data_seed", "per_device_train_batch_size", "gradient_accumulation_steps")
 
 
 @dataclass
@@ -59,13 +65,16 @@ class EvaluationArguments:
     max_eval_samples: int | None = None
     per_device_eval_batch_size: int = 64
     torch_dtype: str = "auto"
-    seed: int = 0
+    seed: int | None = field(default=None, metadata={"help": "Default: the run's (it draws generated data sets)."})
 
 
 def _eval_config(config_cls, run: dict, args: EvaluationArguments, output_dir: str):
     """The trainer's config: the run's own settings, then every flag given here."""
     ours = {f.name for f in fields(config_cls) if f.init} - {f.name for f in fields(TrainingArguments)}
-    values = {k: run[k] for k in ours - NOT_INHERITED if k in run}
+    values = {k: run[k] for k in (ours - NOT_INHERITED) | set(INHERITED_HF) if k in run}
+    if args.dataset_name is not None and args.dataset_name != run.get("dataset_name"):
+        for name in DATASET_FIELDS:
+            values.pop(name, None)
     accepted = {f.name for f in fields(config_cls) if f.init}
     for item in fields(EvaluationArguments):
         given = getattr(args, item.name)
@@ -122,7 +131,7 @@ def run_evaluation(args: EvaluationArguments) -> dict:
     config_cls = trainer_entry(name)[1]
     if args.dataset_name is None and not run.get("dataset_name"):
         raise ValueError("--dataset_name is required: the checkpoint's run config names no dataset")
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed if args.seed is not None else run.get("seed", 0))
     tokenizer = load_tokenizer(args.tokenizer_name_or_path or args.model_name_or_path)
     model = load_for_eval(args.model_name_or_path, args.torch_dtype, args.base_model_name_or_path)
     with tempfile.TemporaryDirectory() as scratch:

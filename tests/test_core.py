@@ -6,6 +6,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def dropout_gpt2(tokenizer, p=0.1):
 def test_reference_runs_without_dropout_in_every_path(tmp_path, word_tokenizer, addition_dataset, use_lora):
     model = dropout_gpt2(word_tokenizer)
     model.save_pretrained(tmp_path / "base")
-    lora = dict(use_lora=True, lora_r=4, model_name_or_path=str(tmp_path / "base")) if use_lora else {}
+    lora = dict(use_lora=True, lora_r=4, lora_dropout=0.1, model_name_or_path=str(tmp_path / "base")) if use_lora else {}
     args = latro_args(tmp_path, disable_dropout=False, **lora)  # keep the base model's dropout for real
     trainer = LatroTrainer(model, args, train_dataset=addition_dataset, processing_class=word_tokenizer)
     trainer.model.train()  # as inside a training step
@@ -61,7 +62,7 @@ def test_markovian_critic_kl_and_baseline_are_deterministic_with_lora_dropout(tm
     model = dropout_gpt2(word_tokenizer)
     model.save_pretrained(tmp_path / "base")
     args = MarkovianConfig(output_dir=str(tmp_path), rloo_k=2, per_device_train_batch_size=4, report_to=[],
-                           use_cpu=True, cot_length=3, use_lora=True, lora_r=4, disable_dropout=False,
+                           use_cpu=True, cot_length=3, use_lora=True, lora_r=4, lora_dropout=0.2, disable_dropout=False,
                            model_name_or_path=str(tmp_path / "base"), instruction="Add")
     trainer = MarkovianTrainer(model, args, processing_class=word_tokenizer)
     trainer.model.train()
@@ -69,22 +70,45 @@ def test_markovian_critic_kl_and_baseline_are_deterministic_with_lora_dropout(tm
     assert torch.equal(trainer._critic_logits(batch), trainer._critic_logits(batch))
 
 
-def test_disable_dropout_zeroes_the_base_model_but_keeps_lora_dropout(tmp_path, word_tokenizer, addition_dataset):
+def test_disable_dropout_turns_every_dropout_off_and_lora_dropout_needs_it_off(tmp_path, word_tokenizer,
+                                                                               addition_dataset):
     model = dropout_gpt2(word_tokenizer)
     model.save_pretrained(tmp_path / "base")
-    args = latro_args(tmp_path, use_lora=True, lora_r=4, lora_dropout=0.2, model_name_or_path=str(tmp_path / "base"))
-    trainer = LatroTrainer(model, args, train_dataset=addition_dataset, processing_class=word_tokenizer)
+    lora = dict(use_lora=True, lora_r=4, model_name_or_path=str(tmp_path / "base"))
+    trainer = LatroTrainer(model, latro_args(tmp_path, **lora), train_dataset=addition_dataset,
+                           processing_class=word_tokenizer)
     rates = {name: m.p for name, m in trainer.model.named_modules() if isinstance(m, torch.nn.Dropout)}
-    assert rates and {p for n, p in rates.items() if "lora_dropout" not in n} == {0}
+    assert rates and set(rates.values()) == {0}
+    with pytest.raises(ValueError, match="lora_dropout=0.2 with disable_dropout=True"):
+        latro_args(tmp_path, lora_dropout=0.2, **lora)
+    kept = LatroTrainer(dropout_gpt2(word_tokenizer), latro_args(tmp_path, lora_dropout=0.2, disable_dropout=False,
+                                                                 **lora),
+                        train_dataset=addition_dataset, processing_class=word_tokenizer)
+    rates = {name: m.p for name, m in kept.model.named_modules() if isinstance(m, torch.nn.Dropout)}
     assert {p for n, p in rates.items() if "lora_dropout" in n} == {0.2}
+    assert {p for n, p in rates.items() if "lora_dropout" not in n} == {0.1}
 
 
 # --------------------------------------------------------------------------- wandb tables
-def _wandb_history(run_dir: str) -> list[set[str]]:
-    """Top-level keys of every history row in an offline run's .wandb file (a LevelDB-style record log)."""
+def _wandb_history(run_dir: str, timeout: float = 30.0) -> list[set[str]]:
+    """Top-level keys of every history row in an offline run's .wandb file, once wandb's writer has closed it
+    (the run's `exit` record is in the file: the writer process finishes after `wandb.finish()` returns)."""
+    deadline = time.time() + timeout
+    while True:
+        kinds, rows = _wandb_records(run_dir)
+        if "exit" in kinds or time.time() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+def _wandb_records(run_dir: str) -> tuple[set[str], list[set[str]]]:
+    """(record kinds, history rows) of an offline run's .wandb file (a LevelDB-style record log)."""
     from wandb.proto import wandb_internal_pb2
 
-    data = Path(glob.glob(os.path.join(run_dir, "run-*.wandb"))[0]).read_bytes()
+    files = glob.glob(os.path.join(run_dir, "run-*.wandb"))
+    if not files:
+        return set(), []
+    data = Path(files[0]).read_bytes()
     block, position, records, pending = 32768, 7, [], b""  # 7-byte file header ":W&B" + magic + version
     while position + 7 <= len(data):
         if block - position % block < 7:  # a block's tail too short for a chunk header is padding
@@ -97,13 +121,17 @@ def _wandb_history(run_dir: str) -> list[set[str]]:
         pending = chunk if kind in (1, 2) else pending + chunk
         if kind in (1, 4):  # FULL or LAST: a whole record
             records.append(pending)
-    rows = []
+    kinds, rows = set(), []
     for raw in records:
         record = wandb_internal_pb2.Record()
-        record.ParseFromString(raw)
+        try:
+            record.ParseFromString(raw)
+        except Exception:  # a record still being written
+            continue
+        kinds.add(record.WhichOneof("record_type"))
         if record.WhichOneof("record_type") == "history":
             rows.append({(list(item.nested_key) or [item.key])[0] for item in record.history.item})
-    return rows
+    return kinds, rows
 
 
 def test_wandb_keeps_every_samples_table_when_evaluation_logs_in_between(
@@ -118,8 +146,8 @@ def test_wandb_keeps_every_samples_table_when_evaluation_logs_in_between(
     trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, eval_dataset=addition_dataset,
                            processing_class=demo_tokenizer)
     trainer.train()
+    run_dir = str(Path(wandb.run.dir).parent)  # wandb keeps its first settings for the process: ask the run
     wandb.finish()
-    (run_dir,) = glob.glob(str(tmp_path / "wandb" / "offline-run-*"))
     history = _wandb_history(run_dir)
     assert sum("eval/accuracy" in row for row in history) == 3  # precondition: evaluations logged in between
     assert sum("samples" in row for row in history) == 3  # one table per training log, none dropped
@@ -230,13 +258,63 @@ def test_evaluation_takes_sampling_from_the_run_and_flags_win(tmp_path):
     from implicit_reasoning.evaluate import EvaluationArguments, _eval_config
 
     run = {"trainer": "latro", "temperature": 0.3, "top_p": 0.8, "top_k": 7, "cot_trigger": "Add.",
-           "response_length": 12, "dataset_name": "arithmetic", "use_lora": True}
+           "response_length": 12, "dataset_name": "arithmetic", "use_lora": True, "seed": 42, "rloo_k": 3,
+           "per_device_train_batch_size": 6, "learning_rate": 0.5}
     config = _eval_config(LatroConfig, run, EvaluationArguments(model_name_or_path="m"), str(tmp_path))
     assert config.eval_sampling() == {"temperature": 0.3, "top_p": 0.8, "top_k": 7}
+    assert (config.seed, config.rloo_k, config.learning_rate) == (42, 3, LatroConfig.learning_rate)  # the seed
+    # draws generated data sets: the script evaluates the questions the run evaluated on
     assert (config.cot_trigger, config.eval_budget, config.use_lora) == ("Add.", 44, False)
     flags = EvaluationArguments(model_name_or_path="m", temperature=1.0, response_length=20)
     config = _eval_config(LatroConfig, run, flags, str(tmp_path))
     assert config.eval_sampling()["temperature"] == 1.0 and config.response_length == 20
+    # the subset the run evaluated on during training does not carry over; another dataset drops the run's config
+    run.update(max_eval_samples=8, sanity_check=True, dataset_config="num_terms=2")
+    config = _eval_config(LatroConfig, run, EvaluationArguments(model_name_or_path="m"), str(tmp_path))
+    assert (config.max_eval_samples, config.sanity_check, config.dataset_config) == (None, False, "num_terms=2")
+    config = _eval_config(LatroConfig, run, EvaluationArguments(model_name_or_path="m", dataset_name="gsm8k"),
+                          str(tmp_path))
+    assert (config.dataset_name, config.dataset_config) == ("gsm8k", None)
+
+
+def test_metric_std_is_pooled_over_calls_not_averaged():
+    from accelerate import Accelerator
+
+    from implicit_reasoning.trainer.metrics import MetricBuffer
+
+    buffer = MetricBuffer()
+    first, second = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 30.0])
+    buffer.add_std("advantage_std", first)
+    buffer.add_std("advantage_std", second)
+    buffer.add("reward", torch.tensor([1.0, 3.0]))
+    buffer.add("reward", 5.0)
+    logged = buffer.means(Accelerator(cpu=True))
+    assert logged["advantage_std"] == pytest.approx(float(torch.cat([first, second]).std()))
+    assert logged["reward"] == pytest.approx(3.5)  # the mean of the two calls' values (2 and 5)
+    assert not buffer
+
+
+def test_resume_from_checkpoint_true_as_the_cli_passes_it(tmp_path, tiny_llama, demo_tokenizer, addition_dataset):
+    args = latro_args(tmp_path, save_strategy="steps", save_steps=2)
+    LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer).train()
+    resumed = LatroTrainer(tiny_llama, latro_args(tmp_path, max_steps=3), train_dataset=addition_dataset,
+                           processing_class=demo_tokenizer)
+    resumed.train(resume_from_checkpoint="True")
+    assert [h["step"] for h in resumed.state.log_history if "loss" in h] == [1, 2, 3]
+    empty = LatroTrainer(tiny_llama, latro_args(tmp_path / "none"), train_dataset=addition_dataset,
+                         processing_class=demo_tokenizer)
+    with pytest.raises(ValueError, match="no checkpoint-\\* directory"):
+        empty.train(resume_from_checkpoint=True)
+
+
+def test_data_seed_orders_the_prompts(tmp_path, tiny_llama, demo_tokenizer, addition_dataset):
+    orders = []
+    for data_seed in (None, 7):
+        trainer = LatroTrainer(tiny_llama, latro_args(tmp_path, data_seed=data_seed), train_dataset=addition_dataset,
+                               processing_class=demo_tokenizer)
+        sampler = trainer._get_train_sampler()
+        orders.append((sampler.seed, list(sampler)))
+    assert orders[0][0] == 42 and orders[1][0] == 7 and orders[0][1] != orders[1][1]
 
 
 def test_evaluating_a_checkpoint_with_no_run_config_needs_a_trainer(tmp_path, tiny_llama, demo_tokenizer):

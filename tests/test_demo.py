@@ -10,7 +10,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from implicit_reasoning import demo
 from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer, demo_corpus
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -98,6 +98,21 @@ def test_fragility_compares_two_checkpoints(fragility, tmp_path):
     assert all(os.path.getsize(p) > 1000 for p in results["plots"])
 
 
+def test_the_last_logged_steps_cots_are_used_by_default(fragility, tmp_path):
+    path = tmp_path / "samples.jsonl"
+    rows = [{"step": step, "prompt": f"{step} + 1", "rationale": " r", "answer": "1"} for step in (5, 5, 10, 10, 10)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [r["question"] for r in fragility.load_samples(str(path), None)] == ["10 + 1"] * 3
+    assert len(fragility.load_samples(str(path), None, all_steps=True)) == 5
+    assert len(fragility.load_samples(str(path), 2)) == 2
+
+
+def test_a_vq_run_is_refused(fragility, tmp_path):
+    (tmp_path / "run_config.json").write_text(json.dumps({"trainer": "markovian", "use_vq": True}))
+    with pytest.raises(ValueError, match="use_vq run has no text CoTs"):
+        fragility.run_settings(str(tmp_path), True)
+
+
 def test_bad_samples_file_is_a_clear_error(fragility, tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"prompt": "1 + 1"}) + "\n")

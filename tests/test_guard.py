@@ -96,6 +96,23 @@ def test_updates_in_a_row_reach_the_limit(tmp_path, tiny_llama, demo_tokenizer, 
         trainer.train()
 
 
+def test_a_finite_loss_with_a_non_finite_gradient_skips_the_update(tmp_path, tiny_llama, demo_tokenizer,
+                                                                    addition_dataset):
+    trainer, snaps = _run(tmp_path, tiny_llama, demo_tokenizer, addition_dataset, bad_micro_steps=set())
+    seen = {"backward": 0}
+
+    def overflow_in_update_two(grad):  # an overflow in backward, in the second micro-batch of update 2
+        seen["backward"] += 1
+        return grad * float("inf") if seen["backward"] == GA + 2 else grad
+
+    tiny_llama.model.embed_tokens.weight.register_hook(overflow_in_update_two)
+    trainer.train()
+    assert trainer.update_guard.skipped_updates == 1
+    assert _same(snaps.before[1]["params"], snaps.after[1]["params"])
+    assert _same(snaps.before[1]["optimizer"], snaps.after[1]["optimizer"])
+    assert not _same(snaps.before[2]["params"], snaps.after[2]["params"])
+
+
 def test_a_good_update_resets_the_run():
     guard = UpdateGuard(limit=2)
     guard.flag("non-finite reward")

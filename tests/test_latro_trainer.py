@@ -226,22 +226,6 @@ def test_flash_attention_without_package_is_a_clear_error():
         LatroConfig(output_dir="x", rloo_k=2, per_device_train_batch_size=4, attn_implementation="flash_attention_2")
 
 
-def test_wandb_offline_logs_samples_table(tmp_path, tiny_llama, demo_tokenizer, addition_dataset, monkeypatch):
-    wandb = pytest.importorskip("wandb")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    args = latro_args(tmp_path, report_to=["wandb"], run_name="ir-test")
-    trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
-    trainer.train()
-    wandb.finish()
-    tables = sorted(tmp_path.glob("wandb/offline-run-*/files/media/table/samples_*.table.json"))
-    assert len(tables) == 2  # one samples table per logging step
-    table = json.loads(tables[0].read_text())
-    assert table["columns"] == ["prompt", "rationale", "answer", "reward", "advantage"]
-    assert len(table["data"]) == args.num_logged_samples
-
-
 def test_eval_shards_are_padded_to_equal_length():
     from implicit_reasoning.utils.evaluation import shard_indices
 

@@ -92,6 +92,9 @@ def test_each_variant_rejects_the_other_config(tok, data, tmp_path):
         (dict(ppo_epsilon=0.0), "ppo_epsilon=0.0"),
         (dict(kl_penalty=-1.0), "kl_penalty=-1.0"),
         (dict(use_vq=True, method="ppo"), "use_vq=True.*method='ppo'"),
+        (dict(use_vq=True, markovian=False, kl_penalty=0.5), "use_vq=True.*markovian=False, kl_penalty=0.5.*no effect"),
+        (dict(use_vq=True, cot_length=12), "use_vq=True.*cot_length=12"),
+        (dict(use_vq=True, vq_hidden_layer=0), "vq_hidden_layer=0 is the placeholder embedding"),
         (  # the critic forward runs with the adapter disabled; checkpoint recomputation would not
             dict(use_vq=True, use_lora=True, gradient_checkpointing=True),
             "use_vq=True.*use_lora=True.*gradient_checkpointing=True",
@@ -288,6 +291,25 @@ def test_ppo_ratio_is_exactly_one_on_the_first_pass_then_moves(tok, data, tmp_pa
     assert all(r != 1.0 for p, r in trainer.ratios if p == 1)
 
 
+def test_evaluation_samples_cots_for_maj_at_k_and_votes_on_the_critics_answers(tok, data, tmp_path):
+    trainer = make_trainer(tok, data, tmp_path, eval_num_samples=3, temperature=1.5)
+    metrics = trainer.evaluate()
+    records = trainer.evaluation_records(trainer.model, trainer.eval_dataset)
+    assert "eval_maj@3" in metrics and all(len(r["samples"]) == 3 for r in records)
+    for r in records:
+        assert all(s.startswith("Answer:") for s in r["samples"])
+        assert r["sample_predictions"] == [markovian_trainer.extract_answer("arithmetic", s) for s in r["samples"]]
+    greedy = make_trainer(tok, data, tmp_path).evaluation_records(trainer.model, trainer.eval_dataset)
+    assert [r["rationale"] for r in greedy] == [r["rationale"] for r in records]  # the first CoT stays greedy
+
+
+def test_use_vq_turns_on_the_search_for_unused_parameters_under_ddp():
+    assert MarkovianConfig(output_dir="x", use_vq=True).ddp_find_unused_parameters is True
+    assert MarkovianConfig(output_dir="x").ddp_find_unused_parameters is None
+    assert MarkovianConfig(output_dir="x", use_vq=True, ddp_find_unused_parameters=False).ddp_find_unused_parameters \
+        is False
+
+
 # ------------------------------------------------------------------------ actor reward weight
 def _grads(trainer, batch, weight):
     trainer.args.actor_reward_weight = weight
@@ -325,7 +347,7 @@ def test_actor_reward_weight_changes_the_gradient(tok, data, tmp_path, markovian
 @pytest.mark.parametrize("limit", [1, 3])
 def test_eval_shards_make_the_same_model_calls_on_every_rank(tok, data, tmp_path, monkeypatch, use_vq, limit):
     """ZeRO-3: every rank must make the same generate / forward calls, even with an empty shard (limit 1)."""
-    vq = dict(use_vq=True, vq_reason_length=COT, rloo_k=1) if use_vq else {}
+    vq = dict(use_vq=True, vq_reason_length=COT, rloo_k=1, cot_length=50) if use_vq else {}  # VQ: default cot_length
     trainer = make_trainer(tok, data, tmp_path, per_device_eval_batch_size=1, rollout_batch_size=1,
                            max_eval_samples=limit, **vq)
     accelerator = type(trainer.accelerator)

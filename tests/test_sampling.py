@@ -105,3 +105,31 @@ def test_greedy_configs_carry_no_sampling_only_settings(greedy):
     config = sampling_config(2, 0, [2], greedy=greedy)
     assert (config.top_k is None, config.top_p is None, config.temperature is None) == (greedy,) * 3
     assert config.repetition_penalty == 1.0  # processors apply in greedy mode too: always neutral
+
+
+def test_the_models_end_of_turn_ids_end_rollouts_and_eval_completions(tmp_path, tiny_llama, demo_tokenizer,
+                                                                       addition_dataset):
+    """Chat checkpoints list end-of-turn ids (<|eot_id|>, <|end|>) only in generation_config.eos_token_id."""
+    from implicit_reasoning.utils.evaluation import evaluate_dataset
+
+    end_of_turn = 7
+
+    def push(module, inputs, output):  # the model always wants to end its turn
+        output = output.clone()
+        output[..., end_of_turn] += 100.0
+        return output
+
+    tiny_llama.lm_head.register_forward_hook(push)
+    tiny_llama.generation_config.eos_token_id = [demo_tokenizer.eos_token_id, end_of_turn]
+    trainer = _trainer(tmp_path, tiny_llama, demo_tokenizer, addition_dataset, response_length=6)
+    assert end_of_turn in trainer.stop_ids
+    rollout = trainer.make_rollout({k: addition_dataset[k][:2] for k in addition_dataset.column_names})
+    answers_start = (rollout["segment_ids"] == 2).sum(dim=1)
+    assert answers_start.tolist() == [0] * 4  # every rationale ended at once: the end of turn is a stop
+    seen = []
+    original = tiny_llama.generate
+    tiny_llama.generate = lambda *a, generation_config=None, **k: seen.append(generation_config.eos_token_id) or \
+        original(*a, generation_config=generation_config, **k)
+    evaluate_dataset(tiny_llama, trainer.processing_class, addition_dataset.select(range(2)), "arithmetic",
+                     trainer.args)
+    assert seen and all(end_of_turn in ids for ids in seen)

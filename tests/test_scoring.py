@@ -136,3 +136,36 @@ def test_bf16_model_sums_are_float32_accurate_against_float64():
     exact = (logps * (rows["segment_ids"][:, 1:] == 2)).sum(dim=1)
     assert exact.abs().min() > 200  # the regime where bf16 sums lose about a nat
     assert torch.allclose(ours.double(), exact, atol=2e-3), (ours, exact)
+
+
+def test_the_lm_head_window_holds_under_peft_and_ddp_style_wrappers():
+    from peft import LoraConfig, get_peft_model
+
+    from implicit_reasoning.utils.scoring import accepts_logits_to_keep
+
+    config = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    torch.manual_seed(0)
+    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=2, target_modules=["q_proj"]))
+
+    class Wrapper(torch.nn.Module):  # DDP / DeepSpeed engines: forward(*inputs, **kwargs) over `.module`
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *inputs, **kwargs):
+            return self.module(*inputs, **kwargs)
+
+    wrapped = Wrapper(model)
+    assert accepts_logits_to_keep(model) and accepts_logits_to_keep(wrapped)
+    rows = pack_rows([[[1, 2, 3, 4], [5]], [[6, 7], [8, 9]]], PAD, align=1)
+    seen = []
+    model.get_base_model().lm_head.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[1]))
+    logits, _ = forward_window(wrapped, rows, rows["segment_ids"] == 2)
+    assert seen == [logits.shape[1]] == [rows["input_ids"].shape[1] - 3]
+
+
+def test_a_chunk_with_nothing_to_score_costs_no_forward_and_sums_to_zero():
+    lm = CountingLM()
+    rows = pack_rows([[[1, 2], [3]], [[], []]], PAD, align=1)  # every rationale empty (stopped at once)
+    assert score_rows(lm, rows, (2,), chunk_size=8)[2].tolist() == [0.0, 0.0] and lm.calls == 0

@@ -91,22 +91,27 @@ def tiny_model_dir(tmp_path_factory):
 METHOD_FLAGS = {
     "latro": ["--response_length", "8"],
     "markovian": ["--cot_length", "6", "--method", "ppo", "--ppo_epochs", "1", "--max_prompt_length", "48"],
+    # VQ's loss leaves the layers above vq_hidden_layer unused: DDP must look for unused parameters even
+    # with gradient checkpointing on (which turns the search off by default)
+    "markovian-vq": ["--use_vq", "true", "--vq_reason_length", "4", "--vq_hidden_layer", "1",
+                     "--gradient_checkpointing", "true", "--max_prompt_length", "48"],
 }
 
 
-@pytest.mark.parametrize("name", ["latro", "markovian"])
-def test_torchrun_two_processes_data_parallel(tmp_path, tiny_model_dir, name):
+@pytest.mark.parametrize("variant", ["latro", "markovian", "markovian-vq"])
+def test_torchrun_two_processes_data_parallel(tmp_path, tiny_model_dir, variant):
+    name = variant.split("-")[0]
     out = tmp_path / "run"
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(29531 + len(name)),
+        "--master_port", str(29531 + len(variant)),
         str(ROOT / "scripts/training.py"), "--trainer", name,
         "--model_name_or_path", str(tiny_model_dir), "--dataset_name", "arithmetic",
         "--dataset_config", "num_terms=2,max_value=5,num_examples=32", "--output_dir", str(out),
         "--rloo_k", "2", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2",
         "--max_steps", "2", "--learning_rate", "1e-3", "--logging_steps", "1",
         "--per_device_eval_batch_size", "16", "--save_strategy", "no", "--report_to", "none", "--use_cpu",
-        "--ddp_backend", "gloo", "--disable_tqdm", "true", *METHOD_FLAGS[name],
+        "--ddp_backend", "gloo", "--disable_tqdm", "true", *METHOD_FLAGS[variant],
     ]
     result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -60,7 +60,9 @@ def perturb(text: str, kind: str, fraction: float, rng: random.Random) -> str:
 
 
 # ------------------------------------------------------------------------------ scoring
-def load_samples(path: str, limit: int | None) -> list[dict]:
+def load_samples(path: str, limit: int | None, all_steps: bool = False) -> list[dict]:
+    """CoTs from a samples file: by default those of its LAST logged step (the trained policy's; the file
+    grows at every log, so its first rows are the initial policy's). `all_steps` keeps every row."""
     rows = []
     with open(path) as f:
         for number, line in enumerate(f, 1):
@@ -70,15 +72,21 @@ def load_samples(path: str, limit: int | None) -> list[dict]:
             question = row.get("question", row.get("prompt"))
             if question is None or "rationale" not in row or "answer" not in row:
                 raise ValueError(f"{path} line {number}: needs 'question' (or 'prompt'), 'rationale' and 'answer'")
-            rows.append({"question": question, "rationale": row["rationale"], "answer": str(row["answer"])})
+            rows.append({"question": question, "rationale": row["rationale"], "answer": str(row["answer"]),
+                         "step": row.get("step")})
     if not rows:
         raise ValueError(f"{path}: no samples")
+    steps = [row["step"] for row in rows if row["step"] is not None]
+    if steps and not all_steps:
+        rows = [row for row in rows if row["step"] == max(steps)]
     return rows[:limit] if limit else rows
 
 
 def run_settings(path: str, default_markovian: bool) -> dict:
     """(markovian, instruction, use_chat_template) from the run's run_config.json when present, else defaults."""
     config = load_run_config(path)
+    if config.get("use_vq"):
+        raise ValueError(f"{path}: a use_vq run has no text CoTs to perturb (its codes are quantised hidden states)")
     return {
         "markovian": bool(config.get("markovian", default_markovian)),
         "instruction": config.get("instruction", MARKOVIAN_INSTRUCTION),
@@ -163,6 +171,8 @@ def parse_args(argv):
     parser.add_argument("--perturbations", nargs="+", default=list(PERTURBATIONS), choices=PERTURBATIONS)
     parser.add_argument("--fractions", nargs="+", type=float, default=list(FRACTIONS))
     parser.add_argument("--max_samples", type=int, default=None)
+    parser.add_argument("--all_steps", action="store_true",
+                        help="Use the CoTs of every logged step (default: the last step's, the trained policy's).")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -175,7 +185,7 @@ def evaluate_checkpoint(path, default_markovian, args) -> dict:
     from transformers import AutoModelForCausalLM
 
     settings = run_settings(path, default_markovian)
-    samples = load_samples(args.samples or os.path.join(path, "samples.jsonl"), args.max_samples)
+    samples = load_samples(args.samples or os.path.join(path, "samples.jsonl"), args.max_samples, args.all_steps)
     tokenizer = load_tokenizer(path)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()

@@ -58,8 +58,8 @@ class TrainerConfig(TrainingArguments):
     trust_remote_code: bool = field(default=False, metadata={"help": "Passed to from_pretrained."})
     disable_dropout: bool = field(
         default=True,
-        metadata={"help": "Set the base model's dropout to 0 (LoRA dropout is kept): log-probs of the "
-                          "update then match those of the rollout."},
+        metadata={"help": "Turn every dropout off (the model's and LoRA's): the update's log-probs are then "
+                          "those of the rollout (a PPO ratio is exactly 1 until the weights move)."},
     )
     # --- data ---
     dataset_name: str = field(
@@ -82,7 +82,7 @@ class TrainerConfig(TrainingArguments):
     use_lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter; the reference is the adapter-disabled base."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (needs disable_dropout=False)."})
     lora_target_modules: list[str] = field(
         default_factory=lambda: ["all-linear"], metadata={"help": "Module names for LoRA, or all-linear."}
     )
@@ -153,6 +153,12 @@ class TrainerConfig(TrainingArguments):
         if self.use_lora:
             check(self.lora_r >= 1, f"lora_r={self.lora_r}: must be >= 1 when use_lora=True")
             check(0 <= self.lora_dropout < 1, f"lora_dropout={self.lora_dropout}: must be in [0, 1)")
+            check(
+                self.lora_dropout == 0 or not self.disable_dropout,
+                f"lora_dropout={self.lora_dropout} with disable_dropout=True: every dropout is off, so it would "
+                "have no effect; set disable_dropout=False to train with dropout (log-probs of the update then "
+                "differ from the rollout's by the dropout noise)",
+            )
         if self.attn_implementation == "flash_attention_2":
             check(
                 importlib.util.find_spec("flash_attn") is not None,

@@ -65,10 +65,10 @@ class BaseTrainer(Trainer):
         tokenizer = self._tokenizer(args, processing_class)
         for split, dataset in (("train", train_dataset), ("eval", eval_dataset)):
             self._check_columns(split, dataset)
-        if args.disable_dropout:
-            disable_dropout_in_model(model)  # before LoRA: the adapter's own dropout stays
         ref_model = self._build_reference(model, args, ref_model, use_peft) if self.uses_reference else None
         model = self._maybe_wrap_peft(model, args, peft_config) if use_peft else model
+        if args.disable_dropout:
+            disable_dropout_in_model(model)  # the model's and the adapter's
         super().__init__(
             model=model,
             args=args,
@@ -92,6 +92,10 @@ class BaseTrainer(Trainer):
     def log_metric(self, name: str, value) -> None:
         """Record a scalar (or the mean of a tensor) for the next log; averaged over calls and processes."""
         self._metric_buffer.add(name, value)
+
+    def log_metric_std(self, name: str, values: torch.Tensor) -> None:
+        """Record values whose standard deviation, pooled over calls and processes, is logged as `name`."""
+        self._metric_buffer.add_std(name, values)
 
     def record_samples(self, rows: list[dict]) -> None:
         """Keep up to `num_logged_samples` rows (prompt, rationale, answer, reward, ...) for the next log."""
@@ -335,8 +339,12 @@ class BaseTrainer(Trainer):
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         resume = resume_from_checkpoint if resume_from_checkpoint is not None else self.args.checkpoint_path
-        if resume is True:
+        if resume is True or str(resume).lower() == "true":  # the CLI passes the string "True"
             resume = get_last_checkpoint(self.args.output_dir)
+            if resume is None:
+                raise ValueError(f"resume_from_checkpoint=True: no checkpoint-* directory in {self.args.output_dir}")
+        elif str(resume).lower() == "false":
+            resume = None
         if resume:
             self._checkpointed.load(resume)
         if self.args.should_save:

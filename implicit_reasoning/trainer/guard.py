@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from transformers import TrainerCallback
 
 
@@ -74,13 +75,25 @@ class UpdateGuard:
 
 
 class GuardCallback(TrainerCallback):
-    """Runs the guard's decision right before every optimizer step."""
+    """Runs the guard's decision right before every optimizer step (after gradient clipping).
+
+    A finite loss can still give a non-finite gradient (an overflow in backward): the
+    accumulated gradients are checked here too (one device sync per update).
+    """
 
     def __init__(self, guard: UpdateGuard):
         self.guard = guard
 
-    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if model is not None and not self.guard.pending and not gradients_finite(model):
+            self.guard.flag("non-finite gradient")
         self.guard.decide(state.global_step + 1)
+
+
+def gradients_finite(model) -> bool:
+    """Whether every gradient held in `.grad` is finite (DeepSpeed keeps its own partitions: not seen here)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 
 
 def guard_optimizer_step(optimizer, guard: UpdateGuard):

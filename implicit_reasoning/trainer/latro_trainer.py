@@ -19,7 +19,14 @@ from __future__ import annotations
 import torch
 
 from ..utils.latro import latro_loss, latro_rewards
-from ..utils.model_utils import encode_continuation, encode_prompt, eval_mode, stop_sequence_ids, stop_token_ids
+from ..utils.model_utils import (
+    encode_continuation,
+    encode_prompt,
+    end_of_text_ids,
+    eval_mode,
+    stop_sequence_ids,
+    stop_token_ids,
+)
 from ..utils.rollout import find_stop_positions, repeat_rows
 from ..utils.scoring import forward_window, pack_rows, score_rows, segment_reduce, token_logprobs
 from .latro_config import LatroConfig
@@ -41,7 +48,8 @@ class LatroTrainer(RolloutTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         tokenizer = self.processing_class
-        self.stop_ids = stop_token_ids(tokenizer, self.args.stop_token, self.args.stop_token_ids)
+        end_ids = end_of_text_ids(tokenizer, self.model)  # the model's end-of-turn ids are "eos" too
+        self.stop_ids = stop_token_ids(tokenizer, self.args.stop_token, self.args.stop_token_ids, end_ids)
         self.stop_seq_ids = stop_sequence_ids(tokenizer, self.args.stop_seqs)
 
     def make_rollout(self, prompts: dict[str, list]) -> dict:
@@ -98,12 +106,13 @@ class LatroTrainer(RolloutTrainer):
             ("kl", out["kl"]),
             ("r", out["r"]),
             ("advantage_mean", out["A"].mean()),
-            ("advantage_std", out["A"].std()),
             ("rationale_length", lengths),
             ("stop_fraction", (stops >= 0).float()),
         ):
             if torch.isfinite(value).all():
                 self.log_metric(name, value)
+        if torch.isfinite(out["A"]).all():
+            self.log_metric_std("advantage_std", out["A"])
         rationales = self.processing_class.batch_decode(z[: self.args.num_logged_samples], skip_special_tokens=True)
         self.record_samples(
             [

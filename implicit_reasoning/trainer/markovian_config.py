@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .rollout_config import RolloutConfig
 from .base_config import check
@@ -11,6 +11,9 @@ from .base_config import check
 MARKOVIAN_SCORERS = ("critic", "actor")
 MARKOVIAN_METHODS = ("pg", "ppo", "ei")
 MARKOVIAN_INSTRUCTION = "Produce minimal text which will help you answer the question."
+# settings of the sampled-CoT objective that the VQ variant does not use
+VQ_IGNORED = ("method", "markovian", "scorer", "actor_reward_weight", "kl_penalty", "entropy_bonus", "cot_length",
+              "temperature", "top_p", "top_k", "ppo_epsilon", "ppo_epochs", "ei_std", "ei_warmup")
 
 
 @dataclass
@@ -69,10 +72,31 @@ class MarkovianConfig(RolloutConfig):
     vq_gumbel_softmax: bool = field(default=False, metadata={"help": "VQ: choose codes by Gumbel-softmax."})
     vq_gumbel_tau: float = field(default=1.0, metadata={"help": "VQ: Gumbel-softmax temperature tau."})
 
+    def __post_init__(self):
+        # the VQ loss never touches the LM head (untied models) nor the layers above vq_hidden_layer;
+        # DDP must then look for unused parameters (HF turns the search off with gradient checkpointing)
+        if self.use_vq and self.ddp_find_unused_parameters is None:
+            self.ddp_find_unused_parameters = True
+        super().__post_init__()
+
     @property
     def dataset_kwargs(self) -> dict:
         """Registry loader arguments; wiki tasks are sliced into question_length / target_length tokens."""
         return {**super().dataset_kwargs, "question_length": self.question_length, "target_length": self.target_length}
+
+    def _validate_vq(self) -> None:
+        """The VQ variant trains by backpropagation through the critic's answer NLL: the sampled-CoT
+        settings would silently do nothing, so a non-default value is an error."""
+        check(self.vq_hidden_layer != 0, "vq_hidden_layer=0 is the placeholder embedding itself: it cannot depend "
+                                         "on the question; use a layer >= 1 (or -1, the last)")
+        defaults = {f.name: f.default for f in fields(MarkovianConfig) if f.name in VQ_IGNORED}
+        changed = [name for name, default in defaults.items() if getattr(self, name) != default]
+        values = ", ".join(f"{name}={getattr(self, name)!r}" for name in changed)
+        check(
+            not changed,
+            f"use_vq=True trains by backpropagation through the critic, so {values} would have no effect; "
+            f"leave {', '.join(changed)} at the default",
+        )
 
     def validate(self) -> None:
         super().validate()
@@ -90,10 +114,8 @@ class MarkovianConfig(RolloutConfig):
             self.actor_reward_weight == 0 or self.scorer == "actor",
             f"actor_reward_weight={self.actor_reward_weight} > 0 requires scorer='actor' (got scorer={self.scorer!r})",
         )
-        check(
-            not self.use_vq or self.method == "pg",
-            f"use_vq=True trains by backpropagation through the critic; method={self.method!r} must stay 'pg'",
-        )
+        if self.use_vq:
+            self._validate_vq()
         # read before TrainingArguments resolves the deprecated alias: either name turns checkpointing on
         checkpointing = bool(self.gradient_checkpointing or getattr(self, "activation_checkpointing", None))
         check(

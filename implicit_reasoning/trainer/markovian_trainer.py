@@ -29,7 +29,7 @@ import torch
 
 from ..utils.data_utils import CHECKER_NONE, load_markovian_examples
 from ..utils.eval_utils import checker_for, extract_answer, is_correct
-from ..utils.evaluation import shard_indices
+from ..utils.evaluation import majority_fields, shard_indices
 from ..utils.generation import generate, sampling_config
 from ..utils.markovian import (
     ANSWER,
@@ -46,7 +46,7 @@ from ..utils.markovian import (
     ppo_clipped_loss,
     zscore_advantages,
 )
-from ..utils.model_utils import eval_mode, stop_token_ids
+from ..utils.model_utils import end_of_text_ids, eval_mode
 from ..utils.rollout import repeat_rows
 from ..utils.scoring import ROW_KEYS, forward_window, masked_mean, score_rows, token_logprobs
 from .markovian_config import MarkovianConfig
@@ -179,13 +179,13 @@ class MarkovianTrainer(RolloutTrainer):
         cached = [self._baseline_cache[key] for key in keys]
         return [c[0] for c in cached], torch.tensor([c[1] for c in cached])
 
-    def _generate_cots(self, model, prompts: list[list[int]], greedy: bool) -> list[list[int]]:
-        """Exactly cot_length new tokens per prompt: no stop token, so nothing cuts or warps the CoT."""
-        config = sampling_config(
-            self.args.cot_length, self.processing_class.pad_token_id, None, self.args.temperature,
-            self.args.top_p, self.args.top_k, greedy=greedy,
-        )
-        return generate(model, prompts, config, self.args.rollout_batch_size).tolist()
+    def _generate_cots(self, model, prompts: list[list[int]], greedy: bool, sampling: dict | None = None):
+        """Exactly cot_length new tokens per prompt: no stop token, so nothing cuts or warps the CoT.
+        Sampled at `sampling` (default: the rollout's temperature / top-p / top-k)."""
+        args = self.args
+        sampling = sampling or dict(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k)
+        config = sampling_config(args.cot_length, self.processing_class.pad_token_id, None, greedy=greedy, **sampling)
+        return generate(model, prompts, config, args.rollout_batch_size).tolist()
 
     def _answer_logprob(self, model, rows: dict) -> torch.Tensor:
         """Mean log-prob of the answer tokens per row (float32, no grad, eval mode)."""
@@ -256,7 +256,8 @@ class MarkovianTrainer(RolloutTrainer):
 
     # =============================================================== evaluation
     def evaluation_records(self, model, dataset) -> list[dict]:
-        """Greedy CoT of cot_length tokens, then the scorer's greedy answer from x~ + CoT."""
+        """The actor's CoT (greedy, or sampled at eval_temperature), then the scorer's greedy answer from
+        x~ + CoT; with eval_num_samples = k > 1, also k sampled CoTs per question and their majority answer."""
         args = self.args
         limit = len(dataset) if args.max_eval_samples is None else min(args.max_eval_samples, len(dataset))
         # padded to the same length on every rank (ZeRO-3: same generate / forward calls everywhere);
@@ -266,18 +267,28 @@ class MarkovianTrainer(RolloutTrainer):
             return []
         rows = dataset.select(indices)
         questions, answers = list(rows["question"]), list(rows["answer"])
-        cots = self.eval_cots(model, questions)
+        k = args.eval_num_samples if checker_for(self.eval_checker_name()) != CHECKER_NONE else 1
+        # the actor's CoTs come first: with LoRA the critic is the same module with its adapter disabled
+        cots = self.eval_cots(model, questions, sample=args.eval_temperature > 0)
+        sampled = self.eval_cots(model, repeat_rows(questions, k), sample=True) if k > 1 else []
         prefixes = [self.scoring_prefix(q) for q in questions]
         with self._scorer(model) as scorer:
             completions = self._eval_answers(scorer, prefixes, cots, answers)
             logps = self._answer_logprob(scorer, self.prompts.scoring_rows(prefixes, cots, answers))
+            votes = self._eval_answers(scorer, repeat_rows(prefixes, k), sampled, repeat_rows(answers, k)) if k > 1 \
+                else []
         decode = self.processing_class.batch_decode
-        records = zip(indices, questions, answers, decode(cots), completions, logps.tolist())
-        return [self._eval_record(*record) for record in list(records)[:num_real]]  # drop padding rows
+        records = [self._eval_record(*row) for row in zip(indices, questions, answers, decode(cots), completions,
+                                                           logps.tolist())]
+        for i, record in enumerate(records if k > 1 else []):
+            samples = [f"{ANSWER_MARKER.strip()}{text}" for text in votes[i * k : (i + 1) * k]]
+            record.update(majority_fields(self.eval_checker_name(), samples, record["groundtruth"]))
+        return records[:num_real]  # drop the padding rows
 
-    def eval_cots(self, model, questions: list[str]) -> list[list[int]]:
-        """The actor's greedy CoTs for evaluation."""
-        return self._generate_cots(model, [self.prompts.actor_ids(q) for q in questions], greedy=True)
+    def eval_cots(self, model, questions: list[str], sample: bool = False) -> list[list[int]]:
+        """The actor's CoTs for evaluation: greedy, or sampled with the run's `eval_sampling()`."""
+        prompts = [self.prompts.actor_ids(q) for q in questions]
+        return self._generate_cots(model, prompts, greedy=not sample, sampling=self.args.eval_sampling())
 
     def _eval_answers(self, scorer, prefixes, cots, answers) -> list[str]:
         prompts = [prefix + cot + self.prompts.marker_ids for prefix, cot in zip(prefixes, cots)]
@@ -285,7 +296,7 @@ class MarkovianTrainer(RolloutTrainer):
             DEFAULT_EVAL_ANSWER_TOKENS, max(len(self.prompts.answer_ids(a)) for a in answers)
         )
         tokenizer = self.processing_class
-        config = sampling_config(budget, tokenizer.pad_token_id, stop_token_ids(tokenizer), greedy=True)
+        config = sampling_config(budget, tokenizer.pad_token_id, end_of_text_ids(tokenizer, scorer), greedy=True)
         ids = generate(scorer, prompts, config, self.args.per_device_eval_batch_size)
         return tokenizer.batch_decode(ids, skip_special_tokens=True)
 
@@ -322,7 +333,7 @@ class MarkovianTrainer(RolloutTrainer):
             for name, value in (("reward", rewards), ("scorer_logprob", scores), ("baseline_logprob", base_scores),
                                 ("advantage_mean", advantages)):
                 self.log_metric(name, value)
-            self.log_metric("advantage_std", advantages.std() if len(advantages) > 1 else 0.0)
+            self.log_metric_std("advantage_std", advantages)
         k, n = self.args.rloo_k, self.args.num_logged_samples
         decode = self.processing_class.batch_decode
         texts, base_texts = decode(cots[:n], skip_special_tokens=True), decode(base_cots, skip_special_tokens=True)

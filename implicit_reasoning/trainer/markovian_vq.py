@@ -23,7 +23,14 @@ import torch
 
 from ..utils.markovian import COT
 from ..utils.rollout import repeat_rows
-from ..utils.scoring import accepts_logits_to_keep, forward_window, masked_mean, pack_rows, token_logprobs
+from ..utils.scoring import (
+    accepts_logits_to_keep,
+    forward_window,
+    innermost_model,
+    masked_mean,
+    pack_rows,
+    token_logprobs,
+)
 from ..utils.vq import quantize
 from .markovian_trainer import MarkovianTrainer
 
@@ -76,7 +83,7 @@ class MarkovianVQTrainer(MarkovianTrainer):
     def _hidden(self, model, batch: dict) -> torch.Tensor:
         """Actor hidden states (layer vq_hidden_layer) at the placeholder columns, from one forward."""
         columns = (batch["segment_ids"] == COT).any(dim=0)
-        keep = {"logits_to_keep": 1} if accepts_logits_to_keep(_base(self)) else {}
+        keep = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
         out = model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=batch["position_ids"],
             output_hidden_states=True, use_cache=False, **keep,
@@ -105,9 +112,11 @@ class MarkovianVQTrainer(MarkovianTrainer):
         return {"inputs_embeds": embeds, "input_ids": ids, "attention_mask": mask, "answer_mask": answer_mask}
 
     # ------------------------------------------------------------------ evaluation
-    def eval_cots(self, model, questions: list[str]) -> list[list[int]]:
-        """Argmax codes of the actor's hidden states, taken BEFORE entering the critic: with LoRA the
-        critic is the same module with its adapter disabled, so a forward inside would quantise the base."""
+    def eval_cots(self, model, questions: list[str], sample: bool = False) -> list[list[int]]:
+        """Argmax codes of the actor's hidden states (`sample`: codes chosen as in training), taken BEFORE
+        entering the critic: with LoRA the critic is the same module with its adapter disabled, so a
+        forward inside would quantise the base."""
+        choice = {} if sample else dict(use_argmax=True, gumbel=False)
         pad, size, cots = self.processing_class.pad_token_id, self.args.per_device_eval_batch_size, []
         for start in range(0, len(questions), size):
             prompts = [self.prompts.actor_ids(q) for q in questions[start : start + size]]
@@ -115,7 +124,7 @@ class MarkovianVQTrainer(MarkovianTrainer):
             with torch.no_grad():
                 hidden = self._hidden(model, {k: v.to(self.accelerator.device) for k, v in batch.items()})
                 with self.reference_model() as critic:
-                    cots += self._quantize(critic, hidden, use_argmax=True, gumbel=False)["indices"].tolist()
+                    cots += self._quantize(critic, hidden, **choice)["indices"].tolist()
         return cots
 
     def scoring_prefix(self, question: str) -> list[int]:
@@ -128,12 +137,14 @@ class MarkovianVQTrainer(MarkovianTrainer):
 
     # --------------------------------------------------------------------- helpers
     def _check_shapes(self) -> None:
-        model = _base(self)
+        model = innermost_model(self.model)
         layers = model.config.num_hidden_layers
-        if not -(layers + 1) <= self.args.vq_hidden_layer <= layers:
+        index = self.args.vq_hidden_layer
+        if not -(layers + 1) <= index <= layers or index % (layers + 1) == 0:
             raise ValueError(
-                f"vq_hidden_layer={self.args.vq_hidden_layer}: the model has {layers} layers "
-                f"(hidden_states indices {-(layers + 1)}..{layers})"
+                f"vq_hidden_layer={index}: the model has {layers} layers (hidden_states indices "
+                f"{-(layers + 1)}..{layers}); index 0 / {-(layers + 1)} is the embedding layer, which cannot "
+                "depend on the question"
             )
         with self.reference_model() as critic:
             width = critic.get_input_embeddings().weight.shape[1]
@@ -150,8 +161,3 @@ class MarkovianVQTrainer(MarkovianTrainer):
         self.record_samples(
             [{"prompt": questions[i // k], "rationale": t, "answer": answers[i // k]} for i, t in enumerate(texts)]
         )
-
-
-def _base(trainer):
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    return model.get_base_model() if hasattr(model, "get_base_model") else model

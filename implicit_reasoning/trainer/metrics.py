@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import defaultdict
 
@@ -12,40 +13,55 @@ SAMPLES_FILE = "samples.jsonl"
 
 
 class MetricBuffer:
-    """Values logged between two `self.log` calls; `means()` averages them over every process.
+    """Values logged between two `self.log` calls, reduced over calls AND processes when logged.
 
-    A metric's mean is over every value logged on every process (weighted by how many each
-    process logged), and a metric logged on only some processes still reaches the log.
+    `add(name, value)`: the logged value is the mean of every value added on every process (a
+    metric added on only some processes still reaches the log). `add_std(name, values)`: the
+    logged value is the (unbiased) standard deviation of all the values added, pooled over
+    calls and processes, not a mean of per-call stds.
     """
 
     def __init__(self):
-        self.sums: dict[str, float] = defaultdict(float)
-        self.counts: dict[str, int] = defaultdict(int)
+        self.stats: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])  # sum, sum of squares, count
 
     def add(self, name: str, value) -> None:
         if torch.is_tensor(value):
             value = value.detach().float().mean().item()
-        self.sums[name] += float(value)
-        self.counts[name] += 1
+        stats = self.stats[f"mean:{name}"]
+        stats[0] += float(value)
+        stats[2] += 1
+
+    def add_std(self, name: str, values: torch.Tensor) -> None:
+        values = values.detach().double().flatten()
+        stats = self.stats[f"std:{name}"]
+        stats[0] += float(values.sum())
+        stats[1] += float((values * values).sum())
+        stats[2] += values.numel()
 
     def __bool__(self) -> bool:
-        return bool(self.counts)
+        return bool(self.stats)
 
     def means(self, accelerator) -> dict[str, float]:
-        names = sorted(self.counts)
+        keys = sorted(self.stats)
         if accelerator.num_processes > 1:
             from accelerate.utils import gather_object
 
-            names = sorted({name for names_of_rank in gather_object([names]) for name in names_of_rank})
-        local = torch.tensor(
-            [[self.sums.get(n, 0.0), float(self.counts.get(n, 0))] for n in names], dtype=torch.float64,
-            device=accelerator.device,
-        ).reshape(-1, 2)
+            keys = sorted({key for keys_of_rank in gather_object([keys]) for key in keys_of_rank})
+        local = torch.tensor([self.stats.get(k, [0.0, 0.0, 0.0]) for k in keys], dtype=torch.float64,
+                             device=accelerator.device).reshape(-1, 3)
         if accelerator.num_processes > 1:
             local = accelerator.reduce(local, reduction="sum")
-        self.sums.clear()
-        self.counts.clear()
-        return {n: float(s / c) for n, (s, c) in zip(names, local.tolist()) if c > 0}
+        self.stats.clear()
+        out = {}
+        for key, (total, squares, count) in zip(keys, local.tolist()):
+            kind, name = key.split(":", 1)
+            if count == 0:
+                continue
+            if kind == "mean":
+                out[name] = total / count
+            elif count > 1:
+                out[name] = math.sqrt(max(squares - total * total / count, 0.0) / (count - 1))
+        return out
 
 
 class SamplesTable:

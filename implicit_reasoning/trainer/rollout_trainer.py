@@ -116,7 +116,7 @@ class RolloutTrainer(BaseTrainer):
             self.args.prompts_per_update,
             self.accelerator.num_processes,
             self.args.gradient_accumulation_steps * self.updates_per_rollout,
-            self.args.seed,
+            self.args.data_seed if self.args.data_seed is not None else self.args.seed,
         )
 
     def get_train_dataloader(self):

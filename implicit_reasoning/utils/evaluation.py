@@ -10,7 +10,7 @@ from transformers import GenerationConfig
 
 from .eval_utils import extract_answer, is_correct, majority_vote
 from .generation import generate, sampling_config
-from .model_utils import encode_prompt, stop_token_ids
+from .model_utils import encode_prompt, end_of_text_ids
 
 
 def shard_indices(limit: int, process_index: int, num_processes: int) -> tuple[list[int], int]:
@@ -26,11 +26,12 @@ def shard_indices(limit: int, process_index: int, num_processes: int) -> tuple[l
     return own + [0] * (per_rank - len(own)), len(own)
 
 
-def eval_generation_config(args, tokenizer, sample: bool) -> GenerationConfig:
-    """Eval decoding: greedy, or sampled with the run's `eval_sampling()`; answers end at eos."""
+def eval_generation_config(args, tokenizer, sample: bool, end_ids: list[int] | None = None) -> GenerationConfig:
+    """Eval decoding: greedy, or sampled with the run's `eval_sampling()`; completions end at the model's
+    end-of-text ids (`end_ids`, default the tokenizer's eos)."""
     settings = args.eval_sampling() if sample else {}
-    eos = stop_token_ids(tokenizer, "eos")
-    return sampling_config(args.eval_budget, tokenizer.pad_token_id, eos, greedy=not sample, **settings)
+    end_ids = end_ids if end_ids is not None else end_of_text_ids(tokenizer)
+    return sampling_config(args.eval_budget, tokenizer.pad_token_id, end_ids, greedy=not sample, **settings)
 
 
 def evaluate_dataset(
@@ -53,13 +54,14 @@ def evaluate_dataset(
     batch = args.per_device_eval_batch_size
     sample_first = args.eval_temperature > 0
     label = "generating" if progress else None
-    config = eval_generation_config(args, tokenizer, sample_first)
+    end_ids = end_of_text_ids(tokenizer, model)
+    config = eval_generation_config(args, tokenizer, sample_first, end_ids)
     first = _decode(tokenizer, generate(model, prompts, config, batch, progress=label))
     k = args.eval_num_samples
     extra: list[list[str]] = [[] for _ in prompts]
     if k > 1:
         repeated = [p for p in prompts for _ in range(k)]
-        config = eval_generation_config(args, tokenizer, True)
+        config = eval_generation_config(args, tokenizer, True, end_ids)
         texts = _decode(tokenizer, generate(model, repeated, config, batch, progress=label and f"maj@{k} samples"))
         extra = [texts[i * k : (i + 1) * k] for i in range(len(prompts))]
     records = [_record(checker_name, *row) for row in zip(indices, rows["queries"], rows["groundtruth"], first, extra)]
@@ -80,15 +82,20 @@ def _record(checker_name, index, query, gold, completion, samples) -> dict:
         "correct": is_correct(checker_name, completion, gold),
     }
     if samples:
-        predictions = [extract_answer(checker_name, s) for s in samples]
-        vote = majority_vote(predictions)
-        record.update(
-            samples=samples,
-            sample_predictions=predictions,
-            majority=vote,
-            majority_correct=vote is not None and is_correct(checker_name, f"The answer is {vote}", gold),
-        )
+        record.update(majority_fields(checker_name, samples, gold))
     return record
+
+
+def majority_fields(checker_name: str, samples: list[str], gold: str) -> dict:
+    """maj@k of one question: each sample's extracted answer, the majority answer, whether it is correct."""
+    predictions = [extract_answer(checker_name, s) for s in samples]
+    vote = majority_vote(predictions)
+    return {
+        "samples": samples,
+        "sample_predictions": predictions,
+        "majority": vote,
+        "majority_correct": vote is not None and is_correct(checker_name, f"The answer is {vote}", gold),
+    }
 
 
 def summarize_records(records: list[dict]) -> dict[str, float]:

@@ -136,11 +136,30 @@ def stop_sequence_ids(tokenizer: PreTrainedTokenizerBase, stop_seqs: list[str]) 
     return variants
 
 
-def stop_token_ids(tokenizer: PreTrainedTokenizerBase, stop_token: str = "eos", extra: list[int] = ()) -> list[int]:
-    """Ids of the special tokens that end a rationale: eos, pad or both, plus `extra`."""
+def end_of_text_ids(tokenizer: PreTrainedTokenizerBase, model=None) -> list[int]:
+    """The ids that end a model's text: the tokenizer's eos and every eos id of the model's generation config.
+
+    Chat checkpoints often list their end-of-turn tokens only there (e.g. Llama-3.1-Instruct's
+    <|eot_id|> and <|eom_id|>, Phi-3.5's <|end|>). Only these ids are taken from the model's
+    generation config: its sampling settings never are.
+    """
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    if model is not None:
+        target = model.get_base_model() if hasattr(model, "get_base_model") else model
+        config = getattr(target, "generation_config", None)
+        extra = getattr(config, "eos_token_id", None)
+        ids += [extra] if isinstance(extra, int) else list(extra or [])
+    return list(dict.fromkeys(ids))
+
+
+def stop_token_ids(
+    tokenizer: PreTrainedTokenizerBase, stop_token: str = "eos", extra: list[int] = (), end_ids: list[int] | None = None
+) -> list[int]:
+    """Ids of the tokens that end a rationale: the end-of-text ids (`end_ids`, default the tokenizer's eos),
+    the pad token, or both, plus `extra`."""
     ids = []
-    if stop_token in ("eos", "both") and tokenizer.eos_token_id is not None:
-        ids.append(tokenizer.eos_token_id)
+    if stop_token in ("eos", "both"):
+        ids += end_ids if end_ids is not None else ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
     if stop_token in ("pad", "both") and tokenizer.pad_token_id is not None:
         ids.append(tokenizer.pad_token_id)
     return list(dict.fromkeys(ids + list(extra)))

@@ -147,9 +147,21 @@ def segment_reduce(token_logps: torch.Tensor, segment_ids: torch.Tensor, segment
 
 
 # ------------------------------------------------------------------------------- forward
+def innermost_model(model):
+    """The transformers model under DDP / DeepSpeed (`.module`) and peft (`get_base_model()`) wrappers."""
+    while True:
+        if hasattr(model, "get_base_model"):
+            model = model.get_base_model()
+        elif isinstance(getattr(model, "module", None), torch.nn.Module):
+            model = model.module
+        else:
+            return model
+
+
 def accepts_logits_to_keep(model) -> bool:
-    """Whether ``model.forward`` takes ``logits_to_keep`` (transformers causal LMs do)."""
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
+    """Whether the model under any wrapper takes ``logits_to_keep`` (transformers causal LMs do; the
+    wrappers pass keyword arguments through)."""
+    return "logits_to_keep" in inspect.signature(innermost_model(model).forward).parameters
 
 
 def forward_window(model, rows: dict, scored: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -198,6 +210,10 @@ def score_rows(
         scored = torch.zeros_like(chunk["segment_ids"], dtype=torch.bool)
         for s in segments:
             scored |= chunk["segment_ids"] == s
+        if not scored.any():  # e.g. every rationale of the chunk is empty: log-prob sums are 0, no forward
+            for s in segments:
+                out[s].append(torch.zeros(chunk["segment_ids"].shape[0]))
+            continue
         logits, window = forward_window(model, chunk, scored)
         logps = token_logprobs(logits, window["input_ids"])
         for s in segments:
