@@ -3,7 +3,7 @@
 
   python benchmarks/demo_seeds.py latro markovian --seeds 0 1 2 [--jobs 2] [--out benchmarks/demo_seeds]
 
-Each run is `python scripts/training.py configs/demo_<trainer>.yaml --seed S --output_dir OUT/<trainer>_seed<S>`
+Each run is `python scripts/training.py configs/demo_<trainer>.yaml --seed S --output_dir outputs/demo_seeds/<trainer>_seed<S>`
 (one torch thread each; `--jobs` runs that many at once). Writes OUT/summary.json and OUT/summary.md:
 held-out accuracy before (the warm start) and after training, the eval accuracy at every
 evaluation during training, and wall time, per seed and as mean [min, max].
@@ -24,8 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_one(trainer: str, seed: int, out: Path, extra: list[str]) -> dict:
-    run_dir = out / f"{trainer}_seed{seed}"
+RUNS = ROOT / "outputs" / "demo_seeds"
+
+
+def run_one(trainer: str, seed: int, extra: list[str]) -> dict:
+    run_dir = RUNS / f"{trainer}_seed{seed}"
     command = [sys.executable, str(ROOT / "scripts/training.py"), str(ROOT / f"configs/demo_{trainer}.yaml"),
                "--seed", str(seed), "--output_dir", str(run_dir), "--disable_tqdm", "true", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -78,13 +81,13 @@ def main(argv=None) -> dict:
     parser.add_argument("trainers", nargs="+")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--out", default=str(ROOT / "outputs/demo_seeds"))
+    parser.add_argument("--out", default=str(RUNS), help="where summary.json / summary.md go")
     args, extra = parser.parse_known_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tasks = [(t, s) for t in args.trainers for s in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
-        runs = list(pool.map(lambda task: run_one(*task, out, extra), tasks))
+        runs = list(pool.map(lambda task: run_one(*task, extra), tasks))
     summary = summarise(runs)
     command = "python benchmarks/demo_seeds.py " + " ".join((argv if argv is not None else sys.argv[1:]))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
