@@ -324,3 +324,22 @@ def test_evaluating_a_checkpoint_with_no_run_config_needs_a_trainer(tmp_path, ti
     demo_tokenizer.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="--trainer is required"):
         run_evaluation(EvaluationArguments(model_name_or_path=str(tmp_path), dataset_name="arithmetic"))
+
+
+def test_refresh_reference_copies_the_current_policy(tmp_path, tiny_llama, demo_tokenizer, addition_dataset):
+    trainer = LatroTrainer(tiny_llama, latro_args(tmp_path, max_steps=1), train_dataset=addition_dataset,
+                           processing_class=demo_tokenizer)
+    trainer.train()
+    policy = dict(trainer.model.named_parameters())
+    assert any(not torch.equal(p, policy[n]) for n, p in trainer.ref_model.named_parameters())
+    trainer.refresh_reference()
+    assert all(torch.equal(p, policy[n]) for n, p in trainer.ref_model.named_parameters())
+    assert all(not p.requires_grad for p in trainer.ref_model.parameters())
+
+
+def test_refresh_reference_with_lora_says_why_it_cannot(tmp_path, tiny_llama, demo_tokenizer, addition_dataset):
+    tiny_llama.save_pretrained(tmp_path / "base")
+    args = latro_args(tmp_path, use_lora=True, lora_r=4, model_name_or_path=str(tmp_path / "base"))
+    trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
+    with pytest.raises(NotImplementedError, match="adapter-disabled base"):
+        trainer.refresh_reference()
