@@ -37,7 +37,7 @@ def run_one(trainer: str, seed: int, extra: list[str]) -> dict:
     if result.returncode != 0:
         raise RuntimeError(f"{trainer} seed {seed} failed:\n{result.stderr[-3000:]}")
     summary = json.loads((run_dir / "demo_results.json").read_text())
-    return {**summary, "wall_seconds": round(time.time() - started, 1)}
+    return {**summary, "demo": trainer, "wall_seconds": round(time.time() - started, 1)}
 
 
 def spread(values: list[float]) -> dict:
@@ -47,7 +47,7 @@ def spread(values: list[float]) -> dict:
 def summarise(runs: list[dict]) -> dict:
     by_trainer: dict[str, list[dict]] = {}
     for run in runs:
-        by_trainer.setdefault(run["trainer"], []).append(run)
+        by_trainer.setdefault(run["demo"], []).append(run)
     return {
         trainer: {
             "seeds": [r["seed"] for r in rows],
@@ -78,7 +78,8 @@ def markdown(summary: dict, command: str) -> str:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("trainers", nargs="+")
+    parser.add_argument("trainers", nargs="+", help="demo names: configs/demo_<name>.yaml (latro, markovian, sft, "
+                                                     "star, star_dpo, non_markovian)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", default=str(RUNS), help="where summary.json / summary.md go")

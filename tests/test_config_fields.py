@@ -13,12 +13,13 @@ import pytest
 from transformers import TrainingArguments
 
 from implicit_reasoning.trainer import TRAINERS, ReasoningPromptFields, RolloutConfig, TrainerConfig
+from implicit_reasoning.trainer.base_config import SamplingFields
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "implicit_reasoning"
 DOCS = ROOT / "docs"
 HF_FIELDS = {f.name: f for f in fields(TrainingArguments)}
-SHARED_CLASSES = (TrainerConfig, RolloutConfig, ReasoningPromptFields)
+SHARED_CLASSES = (TrainerConfig, RolloutConfig, ReasoningPromptFields, SamplingFields)
 # fields whose effect is to set TrainingArguments fields in __post_init__ (each has its own test)
 TRANSLATED = {"num_evaluations", "checkpoint_path"}
 

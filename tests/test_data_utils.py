@@ -338,3 +338,14 @@ def test_custom_local_file_used_as_is(tmp_path):
         du.load_task_dataset(str(tmp_path / "bad.jsonl"), "train", _tokenizer())
     _write_jsonl(tmp_path / "ints.jsonl", [{"queries": "q", "responses": " The answer is 4.", "groundtruth": 4}])
     assert du.load_task_dataset(str(tmp_path / "ints.jsonl"), "test", _tokenizer())["groundtruth"] == ["4"]
+
+
+def test_yoruba_mmmlu_fixture_keeps_its_diacritics_and_carves_80_10_10():
+    import unicodedata
+
+    parts = {s: du.load_examples("mmmlu", s, dataset_path=_fixture("mmmlu_yo_ng")) for s in ("train", "eval", "test")}
+    assert [len(p) for p in parts.values()] == [8, 1, 1]
+    first = parts["train"][0]
+    assert first["question"].startswith("Kí ni olú-ìlú orílẹ̀-èdè Nàìjíríà?") and first["answer"] == "B"
+    assert any(unicodedata.combining(c) for c in first["question"])  # real combining diacritics (ẹ̀)
+    assert du.CARVED_FROM_TEST == du.get_dataset_spec("mmmlu").splits

@@ -152,3 +152,16 @@ def test_majority_vote(answers, expected):
 def test_majority_vote_over_extracted_numbers():
     completions = ["The answer is 1,000.", "The answer is 1000.00", "The answer is 999."]
     assert eu.majority_vote([eu.extract_answer("gsm8k", c) for c in completions]) == "1000"
+
+
+@pytest.mark.parametrize("completion, letter", [
+    ("Ìdáhùn: C", "C"),                                      # Yoruba "Answer:", diacritics and all
+    ("Ẹ̀yà A kò tọ̀nà nítorí...\nÌdáhùn: (B)", "B"),          # a letter mentioned earlier does not win
+    ("Option (A) est fausse.\nRéponse : D", "D"),
+    ("ṣe ṣe ṣe B", "B"),                                     # a lone letter ending the text
+    ("Mo rò pé ìdáhùn tó tọ̀nà ni B.", "B"),
+    ("The answer is C. Ìdáhùn: A", "C"),                     # the English marker is trusted first
+])
+def test_multiple_choice_letters_in_any_script(completion, letter):
+    assert eu.extract_choice(completion) == letter
+    assert eu.is_correct("mmmlu", completion, letter)

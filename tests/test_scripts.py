@@ -88,17 +88,23 @@ def tiny_model_dir(tmp_path_factory):
     return path
 
 
+ROLLOUT = ["--rloo_k", "2", "--max_steps", "2"]
 METHOD_FLAGS = {
-    "latro": ["--response_length", "8"],
-    "markovian": ["--cot_length", "6", "--method", "ppo", "--ppo_epochs", "1", "--max_prompt_length", "48"],
+    "latro": [*ROLLOUT, "--response_length", "8"],
+    "markovian": [*ROLLOUT, "--cot_length", "6", "--method", "ppo", "--ppo_epochs", "1", "--max_prompt_length", "48"],
     # VQ's loss leaves the layers above vq_hidden_layer unused: DDP must look for unused parameters even
     # with gradient checkpointing on (which turns the search off by default)
-    "markovian-vq": ["--use_vq", "true", "--vq_reason_length", "4", "--vq_hidden_layer", "1",
+    "markovian-vq": [*ROLLOUT, "--use_vq", "true", "--vq_reason_length", "4", "--vq_hidden_layer", "1",
                      "--gradient_checkpointing", "true", "--max_prompt_length", "48"],
+    # one STaR iteration of 2 steps: each process generates for half of the questions, all see every kept one
+    "star": ["--num_iterations", "1", "--start_steps", "2", "--samples_per_train_question", "2",
+             "--response_length", "8", "--gen_batch_size", "16"],
+    "star-dpo": ["--num_iterations", "1", "--start_steps", "2", "--samples_per_train_question", "2",
+                 "--response_length", "8", "--gen_batch_size", "16", "--train_strategy", "dpo", "--temperature", "2"],
 }
 
 
-@pytest.mark.parametrize("variant", ["latro", "markovian", "markovian-vq"])
+@pytest.mark.parametrize("variant", ["latro", "markovian", "markovian-vq", "star", "star-dpo"])
 def test_torchrun_two_processes_data_parallel(tmp_path, tiny_model_dir, variant):
     name = variant.split("-")[0]
     out = tmp_path / "run"
@@ -108,8 +114,8 @@ def test_torchrun_two_processes_data_parallel(tmp_path, tiny_model_dir, variant)
         str(ROOT / "scripts/training.py"), "--trainer", name,
         "--model_name_or_path", str(tiny_model_dir), "--dataset_name", "arithmetic",
         "--dataset_config", "num_terms=2,max_value=5,num_examples=32", "--output_dir", str(out),
-        "--rloo_k", "2", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2",
-        "--max_steps", "2", "--learning_rate", "1e-3", "--logging_steps", "1",
+        "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2",
+        "--learning_rate", "1e-3", "--logging_steps", "1",
         "--per_device_eval_batch_size", "16", "--save_strategy", "no", "--report_to", "none", "--use_cpu",
         "--ddp_backend", "gloo", "--disable_tqdm", "true", *METHOD_FLAGS[variant],
     ]
@@ -117,8 +123,12 @@ def test_torchrun_two_processes_data_parallel(tmp_path, tiny_model_dir, variant)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "model.safetensors").exists()
     assert json.loads((out / "run_config.json").read_text())["trainer"] == name
-    # 2 updates x (2 processes x 2 prompts) = 8 of 32 prompts per update -> epoch 0.5 (one process: 0.25)
-    assert "'epoch': 0.5" in result.stdout and "'eval_accuracy'" in result.stdout
+    assert "'eval_accuracy'" in result.stdout
+    if name == "star":  # the iteration's generations: every question of both processes, in one file
+        rows = [json.loads(line) for line in (out / "iteration_0" / "generated.jsonl").read_text().splitlines()]
+        assert sorted({r["question_index"] for r in rows if not r["hinted"]}) == list(range(32))
+    else:  # 2 updates x (2 processes x 2 prompts) = 8 of 32 prompts per update -> epoch 0.5 (one process: 0.25)
+        assert "'epoch': 0.5" in result.stdout
 
 
 def test_sft_baseline_script_trains_and_evaluates(tmp_path, tiny_model_dir):
@@ -154,14 +164,14 @@ def test_evaluation_script_writes_summary_and_predictions(tmp_path, tiny_model_d
     assert summary["accuracy"] == sum(r["correct"] for r in rows) / 12
 
 
-@pytest.mark.parametrize("name", ["latro", "markovian"])
-def test_builtin_demo_raises_accuracy(tmp_path, name):
-    """The README's main job, as shipped (configs/demo_<name>.yaml), on a fresh output dir."""
+@pytest.mark.parametrize("demo", ["latro", "markovian", "star", "star_dpo"])
+def test_builtin_demo_raises_accuracy(tmp_path, demo):
+    """The README's main job and the other demos, as shipped (configs/demo_<demo>.yaml), on a fresh output dir."""
     from implicit_reasoning.demo import run_demo
 
-    with open(ROOT / f"configs/demo_{name}.yaml") as f:
+    with open(ROOT / f"configs/demo_{demo}.yaml") as f:
         values = yaml.safe_load(f)
-    assert values.pop("trainer") == name
+    name = values.pop("trainer")
     values.update(output_dir=str(tmp_path / "demo"), disable_tqdm=True)
     (config,) = HfArgumentParser(TRAINERS[name][1]).parse_dict(values)
     result = run_demo(name, config)
@@ -169,6 +179,9 @@ def test_builtin_demo_raises_accuracy(tmp_path, name):
     assert result["accuracy_after"] >= result["accuracy_before"] + 0.10, result
     if name == "markovian":  # the normalized reward R = log P(y | CoT) - log P(y | CoT') rises too
         assert result["reward_last_log"] > result["reward_first_log"], result
+    if name == "star":  # two iterations, each validated, the second no worse than the first
+        curve = result["eval_accuracy_during_training"]
+        assert len(curve) >= 2 and curve[1] >= curve[0] - 0.02, result
 
 
 def test_run_config_keeps_settings_but_never_secrets(tmp_path):

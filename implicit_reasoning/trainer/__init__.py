@@ -11,17 +11,19 @@ from .markovian_trainer import MarkovianTrainer
 from .markovian_vq import MarkovianVQTrainer
 from .rollout_trainer import RolloutTrainer
 from .sft_trainer import SFTBaselineTrainer
+from .star_trainer import STaRTrainer
 from .trainer_config import (
     LatroConfig,
     MarkovianConfig,
     ReasoningPromptFields,
     RolloutConfig,
     SFTBaselineConfig,
+    STaRConfig,
     TrainerConfig,
 )
 
 TRAINERS = {
-    cls.trainer_name: (cls, cls.config_class) for cls in (LatroTrainer, MarkovianTrainer, SFTBaselineTrainer)
+    cls.trainer_name: (cls, cls.config_class) for cls in (LatroTrainer, MarkovianTrainer, SFTBaselineTrainer, STaRTrainer)
 }
 VARIANTS = {("markovian", "use_vq"): MarkovianVQTrainer}  # (trainer name, config flag) -> class
 
@@ -54,6 +56,8 @@ __all__ = [
     "RolloutTrainer",
     "SFTBaselineConfig",
     "SFTBaselineTrainer",
+    "STaRConfig",
+    "STaRTrainer",
     "TRAINERS",
     "TrainerConfig",
     "trainer_class",

@@ -187,3 +187,25 @@ class ReasoningPromptFields:
     def validate(self) -> None:
         super().validate()
         check(self.response_length >= 1, f"response_length={self.response_length}: must be >= 1")
+
+
+@dataclass
+class SamplingFields:
+    """Mixin for trainers that sample completions from the policy (rollouts, STaR's generations).
+
+    List it before the TrainerConfig-derived base.
+    """
+
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling (1.0 = off)."})
+    top_k: int = field(default=0, metadata={"help": "Top-k sampling (0 = off: the whole vocabulary)."})
+
+    def eval_sampling(self) -> dict:
+        """maj@k samples at eval_temperature, or at the training temperature when that is 0; same top-p / top-k."""
+        return dict(temperature=self.eval_temperature or self.temperature, top_p=self.top_p, top_k=self.top_k)
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.temperature > 0, f"temperature={self.temperature}: must be > 0 (it samples)")
+        check(0 < self.top_p <= 1, f"top_p={self.top_p}: must be in (0, 1]")
+        check(self.top_k >= 0, f"top_k={self.top_k}: must be >= 0 (0 = off)")

@@ -38,6 +38,7 @@ class UpdateGuard:
         self.limit = limit
         self.any_process = any_process  # True on every process when it is True on one
         self.pending = False  # the update being accumulated has a bad micro-batch (this process)
+        self.held = False  # skip the update without counting it (nothing to train on: the same on every process)
         self.skip = False  # the update about to be stepped is skipped (all processes agree)
         self.reasons: list[str] = []
         self.skipped_updates = 0
@@ -49,13 +50,20 @@ class UpdateGuard:
         if reason not in self.reasons:
             self.reasons.append(reason)
 
+    def hold(self) -> None:
+        """Skip the update being accumulated without counting it as non-finite (e.g. an empty training set)."""
+        self.held = True
+
     def decide(self, step: int) -> bool:
         """Whether to skip the update about to be stepped; the same answer on every process."""
-        self.skip = self.any_process(self.pending)
+        bad = self.any_process(self.pending)
+        held, self.held = self.held, False
+        self.skip = bad or held
         reasons, self.pending, self.reasons = self.reasons, False, []
-        if not self.skip:
-            self.in_a_row = 0
-            return False
+        if not bad:
+            if not held:  # a good update ends a run of non-finite ones; a held one changes nothing
+                self.in_a_row = 0
+            return self.skip
         self.skipped_updates += 1
         self.in_a_row += 1
         if self.in_a_row >= self.limit:

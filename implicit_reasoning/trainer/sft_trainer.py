@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..utils.model_utils import encode_continuation, encode_prompt
-from ..utils.scoring import forward_window, masked_mean, pack_rows, token_logprobs
+from ..utils.scoring import completion_nll, pack_rows
 from .base_trainer import BaseTrainer
 from .sft_config import SFTBaselineConfig
 
@@ -50,7 +50,4 @@ class SFTBaselineTrainer(BaseTrainer):
 
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
         # loss = -mean_{tokens of z and y} log p(token | prefix), one forward, LM head on z and y only
-        scored = batch["segment_ids"] >= RATIONALE
-        logits, window = forward_window(model, batch, scored)
-        logps = token_logprobs(logits, window["input_ids"])
-        return {"loss": -masked_mean(logps, window["segment_ids"] >= RATIONALE)}
+        return {"loss": completion_nll(model, batch, RATIONALE)}

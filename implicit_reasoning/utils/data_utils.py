@@ -58,7 +58,7 @@ from .data_sources import (
 from .prompts import DEFAULT_COT_TRIGGER, format_prompt, question_text
 
 __all__ = [
-    "CHOICE_LETTERS", "GENERATED_SPLIT_SEED_OFFSETS", "WIKI_TASKS", "DatasetSpec", "GoldAnswerError",
+    "CARVED_FROM_TEST", "CHOICE_LETTERS", "GENERATED_SPLIT_SEED_OFFSETS", "WIKI_TASKS", "DatasetSpec", "GoldAnswerError",
     "build_latro_dataset", "build_wiki_examples", "format_prompt", "generate_arithmetic",
     "generate_arithmetic_negative", "get_dataset_spec", "is_custom_path", "last_boxed_content", "list_datasets",
     "load_examples", "load_markovian_examples", "load_raw_dataset", "load_task_dataset", "register_dataset",
@@ -337,6 +337,9 @@ def load_markovian_examples(name, split, tokenizer, question_length=200, target_
 # --------------------------------------------------------------------------- the registry
 
 _OUR_SPLITS_TRAIN_TEST = {"train": "train", "eval": "test", "test": "test"}  # no hub validation split
+CARVED_FROM_TEST = {"train": "test[:80%]", "eval": "test[80%:90%]", "test": "test[90%:]"}
+"""Split map for sets that ship only a test split: disjoint 80/10/10 % slices of it (mmmlu uses it;
+pass it as ``splits=`` when registering such a set)."""
 _MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
                   "number_theory", "prealgebra", "precalculus")
 
@@ -353,8 +356,7 @@ for _spec in (
                 {"train": "auxiliary_train", "eval": "validation", "test": "test"},
                 ("question", "subject", "choices", "answer"), mmlu_example, CHECKER_MULTIPLE_CHOICE),
     # MMMLU ships only a test split: we carve disjoint train/eval/test slices from it.
-    DatasetSpec("mmmlu", "openai/MMMLU", "YO_NG",
-                {"train": "test[:80%]", "eval": "test[80%:90%]", "test": "test[90%:]"},
+    DatasetSpec("mmmlu", "openai/MMMLU", "YO_NG", dict(CARVED_FROM_TEST),
                 ("Question", "A", "B", "C", "D", "Answer", "Subject"), mmmlu_example, CHECKER_MULTIPLE_CHOICE),
     DatasetSpec("wikitext", "Salesforce/wikitext", "wikitext-103-raw-v1",
                 {"train": "train", "eval": "validation", "test": "test"},

@@ -9,7 +9,8 @@ Each data set names a checker in the registry (:mod:`implicit_reasoning.utils.da
 * ``"math"`` (MATH): the last ``\\boxed{...}``, else the rest of the line after the last
   answer marker; compared with math-verify when installed, plus a normalized string compare.
 * ``"multiple_choice"`` (arc_challenge, mmlu, mmmlu): the option letter A-E after the
-  last answer marker, else the last ``(B)``, else the last ``B)``.
+  last answer marker, else after "<word>: " on the last line in any script ("Ìdáhùn: C"),
+  else a lone letter ending the text, else the last ``(B)``, else the last ``B)``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ _THOUSANDS_COMMA_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _NUMBER_RE = re.compile(r"\(\s*-\s*(\d+(?:\.\d+)?)\s*\)|(?<![\w.])(-?)(\d+(?:\.\d+)?)")
 _CHOICE_AFTER_MARKER_RE = re.compile(r"\(([A-E])\)|\b([A-E])\b")
 _PAREN_CHOICE_RE = re.compile(r"\(([A-E])\)")
+# "<word in any script>: X" on the last line ("Ìdáhùn: C", "Réponse : B"), and a lone letter ending the text
+_WORD_COLON_CHOICE_RE = re.compile(r"[^\W\d_]+\s*[:：]\s*\(?([A-E])\)?(?!\w)")
+_LONE_FINAL_CHOICE_RE = re.compile(r"(?:^|[^\w(])\(?([A-E])\)?[\s.!。]*$")
 _BARE_CHOICE_RE = re.compile(r"(?:^|\s)([A-E])\)")
 
 
@@ -144,12 +148,21 @@ def math_equal(prediction: str, groundtruth: str) -> bool:
 
 
 def extract_choice(completion: str) -> str | None:
-    """Option letter after the last answer marker, else the last ``(X)``, else the last ``X)``."""
+    """The option letter, in order of trust: after the last English answer marker; after "<word>: " on the last
+    line, in any script ("Ìdáhùn: C"); a lone letter ending the text; the last ``(X)``; the last ``X)``."""
     tail = _after_last_marker(completion)
     if tail is not None:
         match = _CHOICE_AFTER_MARKER_RE.search(tail)
         if match:
             return match.group(1) or match.group(2)
+    lines = [line for line in completion.strip().splitlines() if line.strip()]
+    if lines:
+        found = _WORD_COLON_CHOICE_RE.findall(lines[-1])
+        if found:
+            return found[-1]
+    final = _LONE_FINAL_CHOICE_RE.search(completion.strip())
+    if final:
+        return final.group(1)
     for pattern in (_PAREN_CHOICE_RE, _BARE_CHOICE_RE):
         found = pattern.findall(completion)
         if found:

@@ -104,6 +104,8 @@ def summarize_records(records: list[dict]) -> dict[str, float]:
     summary = {"accuracy": sum(r["correct"] for r in records) / n, "num_questions": float(len(records))}
     if records and "answer_logprob" in records[0]:  # Markovian: the scorer's mean log-prob of the answer
         summary["answer_logprob"] = sum(r["answer_logprob"] for r in records) / n
+    if records and "degenerate" in records[0]:  # STaR: share of completions dominated by one repeated n-gram
+        summary["degeneration_rate"] = sum(r["degenerate"] for r in records) / n
     if records and "samples" in records[0]:
         k = len(records[0]["samples"])
         summary[f"maj@{k}"] = sum(r["majority_correct"] for r in records) / n

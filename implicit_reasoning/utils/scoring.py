@@ -230,3 +230,14 @@ def score_segments(model, input_ids, attention_mask, segment_ids, segments, chun
         "segment_ids": segment_ids,
     }
     return score_rows(model, rows, segments, chunk_size, "sum")
+
+
+def completion_nll(model, rows: dict, first_segment: int) -> torch.Tensor:
+    """-mean of log p(token | prefix) over every token of segments >= `first_segment` of the batch (with grad).
+
+    One forward; the LM head runs from the column before the first such token (rows aligned on it).
+    """
+    scored = rows["segment_ids"] >= first_segment
+    logits, window = forward_window(model, rows, scored)
+    logps = token_logprobs(logits, window["input_ids"])
+    return -masked_mean(logps, window["segment_ids"] >= first_segment)

@@ -1,0 +1,336 @@
+"""STaRTrainer: Self-Taught Reasoner (Zelikman et al., arXiv 2203.14465), trained by SFT or DPO (+NLL).
+
+Outer iterations on Trainer's own loop: iteration n owns `schedule[n]` optimizer steps, and
+its data are built at its first micro-step. One iteration:
+
+    1. generate     samples_per_train_question rationales per train question with the current
+                    model (prompt: question + cot_trigger; the last line gives "Answer: X")
+    2. filter       keep the samples whose extracted answer is correct (the dataset's checker)
+    3. rationalize  questions with no correct sample: regenerate with the gold answer as a hint;
+                    keep the correct ones, stored with the hint-free prompt
+    4. train        sft: -mean_tokens log pi(z | x) over the kept rationales, from the ORIGINAL
+                    weights when reset_model_every_iteration (the paper);
+                    dpo: every (correct w, incorrect l) pair of a question,
+                    -log sigma(beta [(log pi - log pi_ref)(w) - (log pi - log pi_ref)(l)])
+                    + rpo_alpha * NLL(w) / |w|, pi_ref = the model at the start of the iteration
+    5. validate     greedy accuracy and the degeneration rate (at the end of every iteration,
+                    and every val_every_n_steps)
+
+Each iteration's generations are written to output_dir/iteration_<n>/generated.jsonl. The
+reference log-probs of DPO are computed once per iteration, when its data are built (the
+policy IS the reference then), so no second model is kept. Generation draws from a seed of its
+own per iteration, so a resume rebuilds exactly the data an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from torch.utils.data import SequentialSampler
+from transformers import TrainerCallback
+
+from ..utils.dpo import dpo_loss
+from ..utils.eval_utils import extract_answer, is_correct
+from ..utils.evaluation import shard_indices
+from ..utils.generation import generate, sampling_config
+from ..utils.model_utils import encode_continuation, encode_prompt, end_of_text_ids, eval_mode
+from ..utils.prompts import format_prompt, question_text
+from ..utils.scoring import completion_nll, forward_window, pack_rows, score_rows, segment_reduce, token_logprobs
+from ..utils.star import degeneration_rate, dpo_pairs, is_degenerate, kept, locate_step, unsolved, with_hint
+from .base_trainer import BaseTrainer
+from .star_config import STaRConfig
+
+GENERATED_FILE = "generated.jsonl"
+BASE_WEIGHTS_FILE = "star_base_weights.safetensors"
+PROMPT, COMPLETION = 1, 2
+ROW_KEYS = ("input_ids", "attention_mask", "position_ids", "segment_ids")
+
+
+class STaRTrainer(BaseTrainer):
+    """STaR on any causal LM. Datasets need `queries` (the prompt), `question` and `groundtruth` columns."""
+
+    trainer_name = "star"
+    config_class = STaRConfig
+    required_columns = ("queries", "question", "groundtruth")
+    args: STaRConfig
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.schedule = self.args.schedule
+        self.end_ids = end_of_text_ids(self.processing_class, self.model)
+        self._data: list = []  # the current iteration's training examples (SFT records or DPO pairs)
+        self._built: int | None = None  # which iteration `_data` belongs to
+        self._micro = (-1, 0)  # (global step, micro-step within it)
+        self._base_state: dict[str, torch.Tensor] | None = None  # the weights to reset to (taken at step 0)
+        if self.args.reset_model_every_iteration and self.is_deepspeed_enabled:
+            raise ValueError("reset_model_every_iteration=True is not supported under DeepSpeed (the engine owns "
+                             "the parameters and optimizer state); set it to False")
+        if self.eval_dataset is not None:
+            self.add_callback(_ValidateAtIterationEnds(self))
+        else:  # nothing to validate on
+            self.args.eval_on_start = False
+
+    @classmethod
+    def sft_rows(cls, config: STaRConfig, rows, tokenizer):
+        """Warm-start text in STaR's format: the rationale, then the last line "Answer: X"."""
+        return rows.map(lambda row: {"responses": f"\nAnswer: {row['target']}"}, desc="STaR warm-start format")
+
+    # ============================================================== the outer loop
+    def _get_train_sampler(self, train_dataset=None):
+        """The loader only paces Trainer's loop (batches come from the iteration's data): no RNG use."""
+        return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+
+    def _prepare_inputs(self, inputs) -> dict:
+        step = self.state.global_step
+        iteration, offset = locate_step(step, self.schedule)
+        if iteration != self._built:
+            self._build_iteration(iteration, resumed=offset > 0)
+        micro = self._micro[1] + 1 if self._micro[0] == step else 0
+        self._micro = (step, micro)
+        return self._micro_batch(iteration, offset, micro)
+
+    def _build_iteration(self, iteration: int, resumed: bool) -> None:
+        if self.args.reset_model_every_iteration and self._base_state is None:
+            self._base_state = self._base_weights()
+        path = self.iteration_file(iteration)
+        if resumed and os.path.exists(path):  # stopped inside this iteration: its data, reference log-probs included
+            records = load_generations(path)
+        else:
+            # 1-3. generate, filter, rationalize (or take the preloaded generations)
+            if iteration == 0 and self.args.preload_generated:
+                records = [{k: v for k, v in r.items() if k != "ref_logp"}
+                           for r in load_generations(self.args.preload_generated)]
+            else:
+                records = self.generate_iteration(iteration)
+            if self._base_state is not None:  # 4. train from the original weights (generation used the last model)
+                self._reset_to_base()
+            if self.args.train_strategy == "dpo":  # pi_ref = the model at the start of the iteration: now
+                self._add_reference_logps(records)
+            self._write_generations(path, records)
+        self._data = kept(records) if self.args.train_strategy == "sft" else dpo_pairs(records)
+        self._built = iteration
+        self._log_iteration(iteration, records)
+
+    def _write_generations(self, path: str, records: list[dict]) -> None:
+        if self.args.should_save:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                for record in records:
+                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def iteration_file(self, iteration: int) -> str:
+        return os.path.join(self.args.output_dir, f"iteration_{iteration}", GENERATED_FILE)
+
+    # ====================================================== 1-3. generate, filter, rationalize
+    def generate_iteration(self, iteration: int) -> list[dict]:
+        """Records of every train question's samples (and rationalizations), the same on every process."""
+        args, dataset = self.args, self.train_dataset
+        limit = min(args.gen_batch_size, len(dataset)) if args.single_batch else len(dataset)
+        indices, num_real = shard_indices(limit, self.accelerator.process_index, self.accelerator.num_processes)
+        rows = dataset.select(indices)
+        with torch.random.fork_rng(devices=[]):  # a seed per iteration and process: resumes rebuild the same data
+            torch.manual_seed(args.seed + 1000 * iteration + self.accelerator.process_index)
+            records = self._sample(rows, indices, list(rows["queries"]), hinted=False)[: num_real * self._k]
+            if args.rationalize:
+                records += self._rationalize(rows, indices, records)
+        for record in records:
+            record["iteration"] = iteration
+        return self._gather(records)
+
+    def _rationalize(self, rows, indices: list[int], records: list[dict]) -> list[dict]:
+        """Correct samples for this process's unsolved questions, generated with the gold answer as a hint.
+
+        Every process makes the same number of generate calls (padded with its first row), as ZeRO-3 needs.
+        """
+        missing = set(unsolved(records))
+        todo = [i for i, index in enumerate(indices) if index in missing and i < len(records) // self._k]
+        count = torch.tensor([len(todo)], device=self.accelerator.device)
+        most = int(self.accelerator.gather(count).max()) if self.accelerator.num_processes > 1 else len(todo)
+        if most == 0:
+            return []
+        padded = todo + [todo[0] if todo else 0] * (most - len(todo))
+        prompts = [self._hint_prompt(rows[i]) for i in padded]
+        extra = self._sample(rows.select(padded), [indices[i] for i in padded], prompts, hinted=True)
+        return [r for r in extra[: len(todo) * self._k] if r["correct"]]
+
+    @property
+    def _k(self) -> int:
+        return self.args.samples_per_train_question
+
+    def _sample(self, rows, indices: list[int], prompts: list[str], hinted: bool) -> list[dict]:
+        args, tokenizer = self.args, self.processing_class
+        ids = [encode_prompt(tokenizer, p, args.max_prompt_length) for p in prompts]
+        config = sampling_config(args.response_length, tokenizer.pad_token_id, self.end_ids, args.temperature,
+                                 args.top_p, args.top_k)
+        repeated = [x for x in ids for _ in range(self._k)]
+        with self.generation_model() as model:
+            texts = tokenizer.batch_decode(generate(model, repeated, config, args.gen_batch_size),
+                                           skip_special_tokens=True)
+        checker = self.eval_checker_name()
+        out = []
+        for i, text in enumerate(texts):
+            row = rows[i // self._k]
+            out.append({
+                "question_index": int(indices[i // self._k]), "question": row["question"], "prompt": row["queries"],
+                "rationale": text, "prediction": extract_answer(checker, text),
+                "correct": is_correct(checker, text, row["groundtruth"]), "hinted": hinted,
+                "groundtruth": row["groundtruth"],
+            })
+        return out
+
+    def _hint_prompt(self, row) -> str:
+        """The rationalization prompt: the question, the cot_trigger and the gold answer as a hint."""
+        user = with_hint(question_text(row["question"], self.args.cot_trigger), row["groundtruth"])
+        return format_prompt(self.processing_class, user, use_chat_template=self.args.use_chat_template)
+
+    def _gather(self, records: list[dict]) -> list[dict]:
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            records = gather_object(records)
+        return sorted(records, key=lambda r: (r["question_index"], r["hinted"]))
+
+    # ============================================================== 4. training data
+    def _add_reference_logps(self, records: list[dict]) -> None:
+        """log pi_ref(completion | prompt) of every record that takes part in a DPO pair."""
+        compared = {id(r): r for pair in dpo_pairs(records) for r in pair}
+        todo = list(compared.values())
+        for record, logp in zip(todo, self._completion_logps(todo)):
+            record["ref_logp"] = logp
+
+    def _completion_logps(self, records: list[dict]) -> list[float]:
+        """Summed float32 log pi(completion | prompt) of each record, sharded over processes."""
+        if not records:  # the same on every process
+            return []
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        indices, num_real = shard_indices(len(records), rank, world)
+        rows = self._pack([records[i] for i in indices])
+        with eval_mode(self.model):
+            sums = score_rows(self.model, rows, (COMPLETION,), self.args.gen_batch_size)[COMPLETION].tolist()
+        mine = list(zip(indices, sums))[:num_real]
+        if world > 1:
+            from accelerate.utils import gather_object
+
+            mine = gather_object(mine)
+        return [value for _, value in sorted(mine)]
+
+    def _pack(self, records: list[dict]) -> dict:
+        tokenizer = self.processing_class
+        prompts = [encode_prompt(tokenizer, r["prompt"], self.args.max_prompt_length) for r in records]
+        completions = [encode_continuation(tokenizer, r["rationale"], append_eos=True) for r in records]
+        return pack_rows([prompts, completions], tokenizer.pad_token_id, align=COMPLETION - 1)
+
+    def _micro_batch(self, iteration: int, offset: int, micro: int) -> dict:
+        """This process's rows of micro-step `micro` of update `offset`, from a per-iteration permutation."""
+        args, world, rank = self.args, self.accelerator.num_processes, self.accelerator.process_index
+        size = args.per_device_train_batch_size
+        if not self._data:  # nothing to train on (no correct sample / no pair): skip the update, uncounted
+            self.update_guard.hold()
+            return {"empty": True}
+        order = torch.randperm(len(self._data), generator=torch.Generator().manual_seed(args.seed + iteration))
+        start = (offset * args.gradient_accumulation_steps + micro) * size * world + rank * size
+        chosen = [self._data[int(order[(start + j) % len(self._data)])] for j in range(size)]
+        device = self.accelerator.device
+        if args.train_strategy == "sft":
+            return {k: v.to(device) for k, v in self._pack(chosen).items()}
+        rows = self._pack([w for w, _ in chosen] + [l for _, l in chosen])  # chosen first, then rejected
+        ref = torch.tensor([w["ref_logp"] for w, _ in chosen] + [l["ref_logp"] for _, l in chosen])
+        return {**{k: v.to(device) for k, v in rows.items()}, "ref_logps": ref.to(device)}
+
+    def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
+        if batch.get("empty"):
+            return {"loss": sum((p * 0.0).sum() for p in model.parameters() if p.requires_grad)}
+        if self.args.train_strategy == "sft":  # 4. sft: -mean over kept rationales' tokens of log pi
+            return {"loss": completion_nll(model, batch, COMPLETION)}
+        # 4. dpo: one forward over [chosen; rejected], summed log-probs of each completion, float32
+        logits, window = forward_window(model, batch, batch["segment_ids"] == COMPLETION)
+        logps = token_logprobs(logits, window["input_ids"])
+        sums = segment_reduce(logps, window["segment_ids"], COMPLETION)
+        half = len(sums) // 2
+        chosen_nll = -segment_reduce(logps[:half], window["segment_ids"][:half], COMPLETION, "mean")
+        ref = batch["ref_logps"]
+        return dpo_loss(sums[:half], sums[half:], ref[:half], ref[half:], self.args.dpo_beta, chosen_nll,
+                        self.args.rpo_alpha)
+
+    # ============================================================ reset to the base
+    def _trainable(self):
+        return [(n, p) for n, p in self.accelerator.unwrap_model(self.model).named_parameters() if p.requires_grad]
+
+    def _base_weights(self) -> dict[str, torch.Tensor]:
+        """The trainable weights at step 0: taken now on a fresh start (and saved beside the run), read back on a
+        resume (the model then holds a checkpoint's weights, not the base)."""
+        from safetensors.torch import load_file, save_file
+
+        path = os.path.join(self.args.output_dir, BASE_WEIGHTS_FILE)
+        if self.state.global_step > 0:
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"resuming with reset_model_every_iteration=True needs {path} (the weights "
+                                        "to reset to, written when the run started)")
+            return load_file(path)
+        state = {n: p.detach().to("cpu", copy=True).contiguous() for n, p in self._trainable()}
+        if self.args.should_save:
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            save_file(state, path)
+        return state
+
+    @torch.no_grad()
+    def _reset_to_base(self) -> None:
+        """The trainable weights back to their values at init, bit for bit, and a fresh optimizer state."""
+        for name, param in self._trainable():
+            param.copy_(self._base_state[name])
+        optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
+        if optimizer is not None:
+            optimizer.state.clear()
+
+    # =================================================================== 5. validate
+    def evaluation_records(self, model, dataset) -> list[dict]:
+        """The core's greedy accuracy (and maj@k), plus whether each completion is degenerate."""
+        records = super().evaluation_records(model, dataset)
+        for record in records:
+            record["degenerate"] = is_degenerate(record["completion"])
+        return records
+
+    def _log_iteration(self, iteration: int, records: list[dict]) -> None:
+        hint_free = [r for r in records if not r["hinted"]]
+        self.log_metric("iteration", iteration)
+        self.log_metric("kept_samples", len(kept(records)))
+        self.log_metric("rationalized_samples", sum(r["hinted"] for r in records))
+        self.log_metric("generation_accuracy", sum(r["correct"] for r in hint_free) / max(len(hint_free), 1))
+        self.log_metric("generation_degeneration_rate", degeneration_rate([r["rationale"] for r in hint_free]))
+        if self.args.train_strategy == "dpo":
+            self.log_metric("pairs", len(self._data))
+        self.record_samples([{k: r[k] for k in ("prompt", "rationale", "prediction", "correct", "hinted")}
+                             for r in records])
+
+
+class _ValidateAtIterationEnds(TrainerCallback):
+    """Validation at the end of every iteration (on top of val_every_n_steps)."""
+
+    def __init__(self, trainer: STaRTrainer):
+        self.ends = set()
+        total = 0
+        for steps in trainer.schedule:
+            total += steps
+            self.ends.add(total)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step in self.ends:
+            control.should_evaluate = True
+        return control
+
+
+def load_generations(path: str) -> list[dict]:
+    """An iteration_<n>/generated.jsonl file (question, prompt, rationale, prediction, correct, hinted, ...)."""
+    records = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                record = json.loads(line)
+                missing = {"question_index", "prompt", "rationale", "correct", "hinted"} - set(record)
+                if missing:
+                    raise ValueError(f"{path} line {number}: missing {sorted(missing)}")
+                records.append(record)
+    return records
+

@@ -1,0 +1,116 @@
+"""STaR (Zelikman et al., arXiv 2203.14465) as pure functions: the step schedule, filtering,
+rationalization hints, DPO pairs, and a degeneration measure.
+
+A generation record is a dict with at least ``question_index``, ``prompt`` (the hint-free
+prompt), ``rationale`` (the generated completion: reasoning and the final answer line),
+``prediction`` (the extracted answer), ``correct`` and ``hinted`` (generated with the gold
+answer as a hint: a rationalization).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter
+from itertools import product
+
+HINT_TEMPLATE = "(Hint: the correct answer is {answer}.)"
+DEGENERATE_COVERAGE = 0.5  # share of a text's tokens covered by its most repeated n-gram
+DEGENERATE_MIN_TOKENS = 8
+MAX_NGRAM = 4
+
+
+# ------------------------------------------------------------------------------ schedule
+def step_schedule(num_iterations: int, start_steps: int, step_growth: float) -> list[int]:
+    """Optimizer steps of each iteration: floor(start_steps * step_growth ** n), at least 1 (STaR: 40, +20 %)."""
+    return [max(1, math.floor(start_steps * step_growth**n + 1e-9)) for n in range(num_iterations)]
+
+
+def locate_step(step: int, schedule: list[int]) -> tuple[int, int]:
+    """(iteration, step within it) of a 0-based global optimizer step."""
+    for iteration, steps in enumerate(schedule):
+        if step < steps:
+            return iteration, step
+        step -= steps
+    raise ValueError(f"step is past the schedule's {sum(schedule)} steps")
+
+
+# ----------------------------------------------------------------------- filter and hints
+def with_hint(user_text: str, answer: str) -> str:
+    """The rationalization prompt's user text: the question with the gold answer given as a hint."""
+    return f"{user_text}\n{HINT_TEMPLATE.format(answer=answer)}"
+
+
+def kept(records: list[dict]) -> list[dict]:
+    """The correct records (rationalized ones included), in order."""
+    return [r for r in records if r["correct"]]
+
+
+def unsolved(records: list[dict]) -> list[int]:
+    """Indices of the questions none of whose (hint-free) samples is correct, sorted."""
+    solved = {r["question_index"] for r in records if r["correct"] and not r["hinted"]}
+    return sorted({r["question_index"] for r in records} - solved)
+
+
+def dpo_pairs(records: list[dict]) -> list[tuple[dict, dict]]:
+    """Every (correct, incorrect) pair of the same question; questions with one outcome only give none.
+
+    Rationalized samples are left out: they were generated with the answer in view, so they
+    are not the policy's own hint-free choices that DPO compares.
+    """
+    by_question: dict[int, list[dict]] = {}
+    for record in records:
+        if not record["hinted"]:
+            by_question.setdefault(record["question_index"], []).append(record)
+    pairs = []
+    for index in sorted(by_question):
+        group = by_question[index]
+        winners = [r for r in group if r["correct"]]
+        losers = [r for r in group if not r["correct"]]
+        pairs.extend(product(winners, losers))
+    return pairs
+
+
+# ---------------------------------------------------------------------------- degeneration
+def _tokens(text: str) -> list[str]:
+    """Words of any script (NFC, so combining diacritics stay with their letter); characters for unspaced scripts."""
+    text = unicodedata.normalize("NFC", text).lower()
+    words = re.findall(r"\w+", text)
+    if len(words) <= 1 and len(text.strip()) > DEGENERATE_MIN_TOKENS:  # no spaces (e.g. Chinese): characters
+        words = [c for c in text if not c.isspace()]
+    return words
+
+
+def repetition_coverage(text: str) -> float:
+    """The largest share of the text's tokens covered by occurrences of one repeated n-gram (n = 1..4).
+
+    "ṣe ṣe ṣe ṣe" is covered entirely by "ṣe"; a healthy sentence is covered a little by its
+    most frequent word. Overlapping occurrences are counted once.
+    """
+    tokens = _tokens(text)
+    if not tokens:
+        return 0.0
+    best = 0.0
+    for n in range(1, min(MAX_NGRAM, len(tokens)) + 1):
+        grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+        gram, count = Counter(grams).most_common(1)[0]
+        if count < 2:  # nothing of this length repeats
+            continue
+        covered, next_free = 0, 0
+        for i, g in enumerate(grams):
+            if g == gram and i >= next_free:
+                covered += n
+                next_free = i + n
+        best = max(best, covered / len(tokens))
+    return best
+
+
+def is_degenerate(text: str, coverage: float = DEGENERATE_COVERAGE, min_tokens: int = DEGENERATE_MIN_TOKENS) -> bool:
+    """Whether one repeated token or n-gram dominates the text (covers at least `coverage` of it)."""
+    return len(_tokens(text)) >= min_tokens and repetition_coverage(text) >= coverage
+
+
+def degeneration_rate(texts: list[str]) -> float:
+    """Share of texts that are degenerate (0 for no texts)."""
+    return sum(is_degenerate(t) for t in texts) / max(len(texts), 1)
