@@ -343,3 +343,10 @@ def test_refresh_reference_with_lora_says_why_it_cannot(tmp_path, tiny_llama, de
     trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
     with pytest.raises(NotImplementedError, match="adapter-disabled base"):
         trainer.refresh_reference()
+
+
+def test_training_a_bf16_model_in_full_warns_about_lost_updates(tmp_path, tiny_llama, demo_tokenizer,
+                                                                 addition_dataset):
+    with pytest.warns(UserWarning, match="trainable weights are torch.bfloat16"):
+        LatroTrainer(tiny_llama.to(torch.bfloat16), latro_args(tmp_path), train_dataset=addition_dataset,
+                     processing_class=demo_tokenizer)

@@ -160,7 +160,9 @@ def test_majority_vote_over_extracted_numbers():
     ("Option (A) est fausse.\nRéponse : D", "D"),
     ("ṣe ṣe ṣe B", "B"),                                     # a lone letter ending the text
     ("Mo rò pé ìdáhùn tó tọ̀nà ni B.", "B"),
-    ("The answer is C. Ìdáhùn: A", "C"),                     # the English marker is trusted first
+    ("The answer is C. Ìdáhùn: A", "A"),                     # the last answer statement wins
+    ("The answer is probably not A.\nÌdáhùn: C", "C"),
+    ("The answer is C.\nNote: A lot depends on the units.", "C"),  # "Note: A lot" is not an answer line
 ])
 def test_multiple_choice_letters_in_any_script(completion, letter):
     assert eu.extract_choice(completion) == letter

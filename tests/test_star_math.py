@@ -55,7 +55,8 @@ def test_dpo_pairs_are_every_correct_incorrect_pair_within_a_question():
                record(2, False), record(2, False, sample=1),  # all wrong: no pair
                record(3, True), record(3, False, sample=1), record(3, True, hinted=True, sample=2)]
     pairs = [(w["rationale"], l["rationale"]) for w, l in dpo_pairs(records)]
-    assert pairs == [("r0.0", "r0.1"), ("r0.0", "r0.3"), ("r0.2", "r0.1"), ("r0.2", "r0.3"), ("r3.0", "r3.1")]
+    assert pairs == [("r0.0", "r0.1"), ("r0.0", "r0.3"), ("r0.2", "r0.1"), ("r0.2", "r0.3"), ("r3.0", "r3.1"),
+                     ("r3.2", "r3.1")]  # a rationalization is a correct sample of its question too
     assert all(w.split(".")[0] == l.split(".")[0] for w, l in pairs)  # never across questions
 
 
@@ -69,6 +70,10 @@ def test_degeneration_on_crafted_strings_of_any_script():
     assert not is_degenerate("7 + 7 = 14. 14 + 1 = 15.\nAnswer: 15")  # a healthy worked sum
     assert is_degenerate("好" * 30) and not is_degenerate("我们今天去公园散步然后回家吃饭")  # unspaced scripts
     assert not is_degenerate("ṣe ṣe ṣe")  # too short to call
+    assert is_degenerate("\n" * 40) and is_degenerate("." * 30)  # whitespace / punctuation only
+    from implicit_reasoning.utils.star import _tokens
+
+    assert _tokens("Ẹ̀yà ọ̀rọ̀ kọ́") == ["ẹ̀yà", "ọ̀rọ̀", "kọ́"]  # no precomposed ẹ̀: the marks stay in the word
     assert degeneration_rate([YORUBA_DEGENERATE, YORUBA_HEALTHY]) == 0.5 and degeneration_rate([]) == 0.0
 
 

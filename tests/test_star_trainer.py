@@ -11,6 +11,7 @@ from implicit_reasoning.demo import build_demo_model
 from implicit_reasoning.trainer import STaRConfig, STaRTrainer
 from implicit_reasoning.trainer import star_trainer
 from implicit_reasoning.utils.data_utils import load_task_dataset
+from implicit_reasoning.utils.star import dpo_pairs
 
 CONFIG = "num_terms=2,max_value=5,num_examples=8"
 
@@ -195,8 +196,10 @@ def test_dpo_pairs_reference_logps_and_trl_style_metrics(tmp_path, demo_tokenize
     expected = logps[torch.arange(len(prompt) - 1, ids.shape[1] - 1), ids[0, len(prompt):]].sum()
     assert r["ref_logp"] == pytest.approx(float(expected), abs=1e-3)
     logged = [h for h in trainer.state.log_history if "rewards/margins" in h]
-    assert logged and {"rewards/chosen", "rewards/rejected", "rewards/accuracies", "dpo_loss", "nll_loss",
-                       "pairs"} <= set().union(*logged)
+    assert logged and {"rewards/chosen", "rewards/rejected", "rewards/accuracies", "dpo_loss", "nll_loss"} <= set(
+        ).union(*logged)
+    iteration = next(h for h in trainer.state.log_history if "pairs" in h)  # logged once, when the data are built
+    assert iteration["pairs"] == len(trainer._data) == len(dpo_pairs(rows)) and iteration["step"] == 0
 
 
 def test_an_iteration_with_nothing_to_train_on_skips_its_updates_uncounted(tmp_path, demo_tokenizer, data,
@@ -236,3 +239,74 @@ def test_config_errors_name_the_field(tmp_path, overrides, pattern):
 def test_max_steps_is_the_schedule_sum(tmp_path):
     config = star_args(tmp_path, num_iterations=3, start_steps=40, step_growth=1.2)
     assert config.schedule == [40, 48, 57] and config.max_steps == 145
+
+
+def test_every_update_has_all_its_micro_batches_and_uses_distinct_examples(tmp_path, demo_tokenizer, data,
+                                                                           monkeypatch):
+    """8 questions, batch 3, accumulation 2: Trainer's own loader would give every other update 1 micro-batch."""
+    count = iter(range(10**6))  # 16 kept examples, each its own text
+    monkeypatch.setattr(star_trainer, "generate",
+                        answer_generator(demo_tokenizer, lambda p: f"Sample {next(count)}. {solve(p)}"))
+    trainer = make(tmp_path, demo_tokenizer, data, num_iterations=1, start_steps=2, per_device_train_batch_size=3,
+                   gradient_accumulation_steps=2, eval_strategy="no", rationalize=False, response_length=24)
+    served = []
+    objective = trainer.compute_objective
+
+    def spy(model, batch):
+        served.append((trainer.state.global_step, demo_tokenizer.batch_decode(batch["input_ids"])))
+        return objective(model, batch)
+
+    trainer.compute_objective = spy
+    trainer.train()
+    assert [step for step, _ in served] == [0, 0, 1, 1]  # 2 micro-batches in each of the 2 updates
+    texts = [t for _, batch in served for t in batch]
+    assert len(texts) == 12 and len(set(texts)) == 12  # 12 of the 16 kept examples, none twice
+
+
+def test_a_resume_into_another_directory_takes_the_data_from_the_checkpoint(tmp_path, demo_tokenizer, data):
+    common = dict(start_steps=3, eval_strategy="no", save_strategy="steps", save_steps=1, seed=3,
+                  train_strategy="dpo", samples_per_train_question=4, temperature=3.0, rationalize=False)
+    part = make(tmp_path / "part", demo_tokenizer, data, **common)
+    part.add_callback(StopAt(1))
+    part.train()
+    checkpoint = tmp_path / "part" / "checkpoint-1"
+    assert (checkpoint / star_trainer.CHECKPOINT_DATA_FILE).exists()
+    resumed = STaRTrainer(AutoModelForCausalLM.from_pretrained(checkpoint), star_args(tmp_path / "elsewhere", **common),
+                          train_dataset=data[0], eval_dataset=data[1], processing_class=demo_tokenizer)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert generated(tmp_path / "elsewhere", 1) and not (tmp_path / "elsewhere" / "iteration_0").exists()
+    # no data anywhere: an error, never a silent regeneration with the mid-iteration model
+    (checkpoint / star_trainer.CHECKPOINT_DATA_FILE).unlink()
+    lost = STaRTrainer(AutoModelForCausalLM.from_pretrained(checkpoint), star_args(tmp_path / "lost", **common),
+                       train_dataset=data[0], eval_dataset=data[1], processing_class=demo_tokenizer)
+    with pytest.raises(FileNotFoundError, match="resuming inside a STaR iteration needs its data"):
+        lost.train(resume_from_checkpoint=str(checkpoint))
+
+
+def test_iteration_statistics_are_logged_once_each_whatever_logging_steps(tmp_path, demo_tokenizer, data,
+                                                                         monkeypatch):
+    monkeypatch.setattr(star_trainer, "generate", answer_generator(demo_tokenizer, solve))
+    trainer = make(tmp_path, demo_tokenizer, data, eval_strategy="no", logging_steps=500, rationalize=False)
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "kept_samples" in h]
+    assert [(h["iteration"], h["kept_samples"], h["step"]) for h in logged] == [(0.0, 16.0, 0), (1.0, 16.0, 2)]
+
+
+def test_reset_restarts_the_learning_rate_schedule_each_iteration(tmp_path, demo_tokenizer, data, monkeypatch):
+    monkeypatch.setattr(star_trainer, "generate", answer_generator(demo_tokenizer, solve))
+    trainer = make(tmp_path, demo_tokenizer, data, eval_strategy="no", start_steps=4, lr_scheduler_type="linear",
+                   learning_rate=0.04)
+    trainer.train()
+    rates = [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h]
+    assert rates == pytest.approx([0.04, 0.03, 0.02, 0.01] * 2)  # a linear decay per iteration, from the peak
+
+
+def test_rationalize_needs_questions_and_prompts_built_the_same_way(tmp_path, demo_tokenizer, data):
+    custom = data[0].remove_columns(["question"])
+    model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['question'\]"):
+        STaRTrainer(model, star_args(tmp_path), train_dataset=custom, processing_class=demo_tokenizer)
+    STaRTrainer(model, star_args(tmp_path, rationalize=False), train_dataset=custom, processing_class=demo_tokenizer)
+    other = load_task_dataset("arithmetic", "train", demo_tokenizer, dataset_config=CONFIG)  # LaTRO's trigger
+    with pytest.raises(ValueError, match="rationalize=True rebuilds each prompt"):
+        STaRTrainer(model, star_args(tmp_path), train_dataset=other, processing_class=demo_tokenizer)

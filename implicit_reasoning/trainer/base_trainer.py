@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from contextlib import contextmanager
 
 import torch
@@ -64,7 +65,14 @@ class BaseTrainer(Trainer):
         self.base_model_path = self._base_model_path(model, args, use_peft)
         tokenizer = self._tokenizer(args, processing_class)
         for split, dataset in (("train", train_dataset), ("eval", eval_dataset)):
-            self._check_columns(split, dataset)
+            self._check_columns(split, dataset, self.columns_needed(args) if split == "train" else self.required_columns)
+        if not use_peft and not args.deepspeed and any(p.dtype in (torch.bfloat16, torch.float16) for p in model.parameters()):
+            warnings.warn(
+                f"{type(self).__name__}: the model's trainable weights are {next(model.parameters()).dtype}: the "
+                "optimizer updates them in that precision and loses steps below its resolution. Load in float32 "
+                "(torch_dtype=float32) and train with bf16=True (autocast), or train LoRA, or use DeepSpeed",
+                stacklevel=2,
+            )
         ref_model = self._build_reference(model, args, ref_model, use_peft) if self.uses_reference else None
         model = self._maybe_wrap_peft(model, args, peft_config) if use_peft else model
         if args.disable_dropout:
@@ -79,6 +87,7 @@ class BaseTrainer(Trainer):
             callbacks=callbacks,
         )
         self.model_accepts_loss_kwargs = False  # our losses are already means over the micro-batch
+        self.resumed_from: str | None = None  # set by train(): the checkpoint a run resumes from
         self.ref_model = self._prepare_reference(ref_model)
         self._metric_buffer = MetricBuffer()
         self._samples_table = SamplesTable(args.output_dir, args.num_logged_samples)
@@ -165,14 +174,19 @@ class BaseTrainer(Trainer):
         """
         return rows
 
-    def _check_columns(self, split: str, dataset) -> None:
-        if dataset is None or not self.required_columns:
+    @classmethod
+    def columns_needed(cls, args) -> tuple[str, ...]:
+        """The dataset columns this trainer reads under `args` (default: `required_columns`)."""
+        return cls.required_columns
+
+    def _check_columns(self, split: str, dataset, needed: tuple[str, ...]) -> None:
+        if dataset is None or not needed:
             return
-        missing = [c for c in self.required_columns if c not in dataset.column_names]
+        missing = [c for c in needed if c not in dataset.column_names]
         if missing:
             raise ValueError(
                 f"{type(self).__name__}: {split} dataset is missing column(s) {missing}; "
-                f"it has {dataset.column_names}, needs {list(self.required_columns)}"
+                f"it has {dataset.column_names}, needs {list(needed)}"
             )
 
     # ================================================================ models
@@ -345,6 +359,7 @@ class BaseTrainer(Trainer):
                 raise ValueError(f"resume_from_checkpoint=True: no checkpoint-* directory in {self.args.output_dir}")
         elif str(resume).lower() == "false":
             resume = None
+        self.resumed_from = resume or None  # the checkpoint this run resumes from, for subclasses
         if resume:
             self._checkpointed.load(resume)
         if self.args.should_save:

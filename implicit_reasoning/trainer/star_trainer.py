@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import warnings
 
 import torch
-from torch.utils.data import SequentialSampler
+from torch.utils.data import Sampler
 from transformers import TrainerCallback
 
 from ..utils.dpo import dpo_loss
@@ -40,20 +42,22 @@ from ..utils.prompts import format_prompt, question_text
 from ..utils.scoring import completion_nll, forward_window, pack_rows, score_rows, segment_reduce, token_logprobs
 from ..utils.star import degeneration_rate, dpo_pairs, is_degenerate, kept, locate_step, unsolved, with_hint
 from .base_trainer import BaseTrainer
+from .guard import SkipAwareScheduler
 from .star_config import STaRConfig
 
 GENERATED_FILE = "generated.jsonl"
 BASE_WEIGHTS_FILE = "star_base_weights.safetensors"
+CHECKPOINT_DATA_FILE = "star_iteration_data.jsonl"
 PROMPT, COMPLETION = 1, 2
 ROW_KEYS = ("input_ids", "attention_mask", "position_ids", "segment_ids")
 
 
 class STaRTrainer(BaseTrainer):
-    """STaR on any causal LM. Datasets need `queries` (the prompt), `question` and `groundtruth` columns."""
+    """STaR on any causal LM. Datasets need `queries` (the prompt) and `groundtruth` (+ `question` to rationalize)."""
 
     trainer_name = "star"
     config_class = STaRConfig
-    required_columns = ("queries", "question", "groundtruth")
+    required_columns = ("queries", "groundtruth")
     args: STaRConfig
 
     def __init__(self, *args, **kwargs):
@@ -67,10 +71,31 @@ class STaRTrainer(BaseTrainer):
         if self.args.reset_model_every_iteration and self.is_deepspeed_enabled:
             raise ValueError("reset_model_every_iteration=True is not supported under DeepSpeed (the engine owns "
                              "the parameters and optimizer state); set it to False")
+        if self.args.rationalize and self.train_dataset is not None:
+            self._check_hint_prompts()
+        self.add_callback(_SaveIterationData(self))
         if self.eval_dataset is not None:
             self.add_callback(_ValidateAtIterationEnds(self))
         else:  # nothing to validate on
             self.args.eval_on_start = False
+
+    @classmethod
+    def columns_needed(cls, args: STaRConfig) -> tuple[str, ...]:
+        """Rationalization rebuilds the prompt with a hint from the raw `question`."""
+        return cls.required_columns + (("question",) if args.rationalize else ())
+
+    def _check_hint_prompts(self) -> None:
+        """Rationalization rebuilds prompts from `question` and cot_trigger: the dataset's `queries` must be
+        built the same way, or rationalizations would come from another prompt than the one stored."""
+        row = self.train_dataset[0]
+        rebuilt = format_prompt(self.processing_class, question_text(row["question"], self.args.cot_trigger),
+                                use_chat_template=self.args.use_chat_template)
+        if rebuilt != row["queries"]:
+            raise ValueError(
+                "rationalize=True rebuilds each prompt from the `question` column and cot_trigger, but this dataset's "
+                f"`queries` were built another way (row 0: {row['queries']!r}, rebuilt: {rebuilt!r}); load it with "
+                "STaR's cot_trigger (load_task_dataset(..., cot_trigger=config.cot_trigger)) or set rationalize=False"
+            )
 
     @classmethod
     def sft_rows(cls, config: STaRConfig, rows, tokenizer):
@@ -79,8 +104,12 @@ class STaRTrainer(BaseTrainer):
 
     # ============================================================== the outer loop
     def _get_train_sampler(self, train_dataset=None):
-        """The loader only paces Trainer's loop (batches come from the iteration's data): no RNG use."""
-        return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+        """The loader only paces Trainer's loop (batches come from the iteration's data). Its length is a whole
+        number of updates, so that every update has gradient_accumulation_steps micro-batches; no RNG use."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        args = self.args
+        per_update = args.per_device_train_batch_size * self.accelerator.num_processes * args.gradient_accumulation_steps
+        return PacingSampler(len(dataset), per_update)
 
     def _prepare_inputs(self, inputs) -> dict:
         step = self.state.global_step
@@ -95,12 +124,12 @@ class STaRTrainer(BaseTrainer):
         if self.args.reset_model_every_iteration and self._base_state is None:
             self._base_state = self._base_weights()
         path = self.iteration_file(iteration)
-        if resumed and os.path.exists(path):  # stopped inside this iteration: its data, reference log-probs included
-            records = load_generations(path)
+        if resumed:  # stopped inside this iteration: its data (reference log-probs included) from the checkpoint
+            records = load_generations(self._checkpoint_data(path))
         else:
             # 1-3. generate, filter, rationalize (or take the preloaded generations)
             if iteration == 0 and self.args.preload_generated:
-                records = [{k: v for k, v in r.items() if k != "ref_logp"}
+                records = [{**{k: v for k, v in r.items() if k != "ref_logp"}, "iteration": 0}
                            for r in load_generations(self.args.preload_generated)]
             else:
                 records = self.generate_iteration(iteration)
@@ -109,9 +138,22 @@ class STaRTrainer(BaseTrainer):
             if self.args.train_strategy == "dpo":  # pi_ref = the model at the start of the iteration: now
                 self._add_reference_logps(records)
             self._write_generations(path, records)
+        if self.args.reset_model_every_iteration:  # each iteration trains afresh: its own LR schedule too
+            self._restart_schedule(iteration, offset=self.state.global_step - sum(self.schedule[:iteration]))
         self._data = kept(records) if self.args.train_strategy == "sft" else dpo_pairs(records)
         self._built = iteration
         self._log_iteration(iteration, records)
+
+    def _checkpoint_data(self, fallback: str) -> str:
+        """The iteration's data saved in the checkpoint resumed from (else the run's own file); an error, never a
+        silent regeneration with the mid-iteration model."""
+        for path in (os.path.join(self.resumed_from or "", CHECKPOINT_DATA_FILE), fallback):
+            if self.resumed_from and os.path.exists(path):
+                return path
+        raise FileNotFoundError(
+            f"resuming inside a STaR iteration needs its data: neither {self.resumed_from}/{CHECKPOINT_DATA_FILE} nor "
+            f"{fallback} exists (regenerating them with the mid-iteration model would change the run)"
+        )
 
     def _write_generations(self, path: str, records: list[dict]) -> None:
         if self.args.should_save:
@@ -265,10 +307,12 @@ class STaRTrainer(BaseTrainer):
 
         path = os.path.join(self.args.output_dir, BASE_WEIGHTS_FILE)
         if self.state.global_step > 0:
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"resuming with reset_model_every_iteration=True needs {path} (the weights "
-                                        "to reset to, written when the run started)")
-            return load_file(path)
+            original = os.path.join(os.path.dirname(os.path.abspath(self.resumed_from or "")), BASE_WEIGHTS_FILE)
+            found = next((p for p in (path, original) if os.path.exists(p)), None)
+            if found is None:
+                raise FileNotFoundError(f"resuming with reset_model_every_iteration=True needs {path} or {original} "
+                                        "(the weights to reset to, written when the run started)")
+            return load_file(found)
         state = {n: p.detach().to("cpu", copy=True).contiguous() for n, p in self._trainable()}
         if self.args.should_save:
             os.makedirs(self.args.output_dir, exist_ok=True)
@@ -284,6 +328,26 @@ class STaRTrainer(BaseTrainer):
         if optimizer is not None:
             optimizer.state.clear()
 
+    def _restart_schedule(self, iteration: int, offset: int) -> None:
+        """A fresh LR schedule (warm-up included) over this iteration's steps, `offset` steps in (a resume)."""
+        from transformers import get_scheduler
+
+        args, steps = self.args, self.schedule[iteration]
+        optimizer = self.optimizer
+        for group in optimizer.param_groups:  # the schedule's base value is the configured learning rate
+            group["initial_lr"] = group["lr"] = args.learning_rate
+        scheduler = get_scheduler(args.lr_scheduler_type, optimizer=optimizer,
+                                  num_warmup_steps=args.get_warmup_steps(steps), num_training_steps=steps,
+                                  scheduler_specific_kwargs=args.lr_scheduler_kwargs)
+        with warnings.catch_warnings():  # stepping to the resume point, without optimizer steps
+            warnings.simplefilter("ignore")
+            for _ in range(offset):
+                scheduler.step()
+        if isinstance(self.lr_scheduler, SkipAwareScheduler):
+            self.lr_scheduler.scheduler = scheduler
+        else:
+            self.lr_scheduler = scheduler
+
     # =================================================================== 5. validate
     def evaluation_records(self, model, dataset) -> list[dict]:
         """The core's greedy accuracy (and maj@k), plus whether each completion is degenerate."""
@@ -293,16 +357,49 @@ class STaRTrainer(BaseTrainer):
         return records
 
     def _log_iteration(self, iteration: int, records: list[dict]) -> None:
+        """The iteration's data statistics, logged at once (not averaged into the next training log)."""
         hint_free = [r for r in records if not r["hinted"]]
-        self.log_metric("iteration", iteration)
-        self.log_metric("kept_samples", len(kept(records)))
-        self.log_metric("rationalized_samples", sum(r["hinted"] for r in records))
-        self.log_metric("generation_accuracy", sum(r["correct"] for r in hint_free) / max(len(hint_free), 1))
-        self.log_metric("generation_degeneration_rate", degeneration_rate([r["rationale"] for r in hint_free]))
+        logs = {
+            "iteration": float(iteration),
+            "kept_samples": float(len(kept(records))),
+            "rationalized_samples": float(sum(r["hinted"] for r in records)),
+            "generation_accuracy": sum(r["correct"] for r in hint_free) / max(len(hint_free), 1),
+            "generation_degeneration_rate": degeneration_rate([r["rationale"] for r in hint_free]),
+        }
         if self.args.train_strategy == "dpo":
-            self.log_metric("pairs", len(self._data))
+            logs["pairs"] = float(len(self._data))
+        self.log(logs)
         self.record_samples([{k: r[k] for k in ("prompt", "rationale", "prediction", "correct", "hinted")}
                              for r in records])
+
+
+class PacingSampler(Sampler[int]):
+    """0..n-1 cycled to a whole multiple of `per_update` indices (accelerate then shards it evenly)."""
+
+    def __init__(self, n: int, per_update: int):
+        self.n, self.length = n, -(-n // per_update) * per_update
+
+    def __iter__(self):
+        return (i % self.n for i in range(self.length))
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class _SaveIterationData(TrainerCallback):
+    """Copies the iteration's data (generations, reference log-probs) into every checkpoint: a resume inside the
+    iteration trains on exactly them, wherever it resumes."""
+
+    def __init__(self, trainer: STaRTrainer):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        built = self.trainer._built
+        if state.is_world_process_zero and built is not None:
+            source = self.trainer.iteration_file(built)
+            if os.path.exists(source):
+                shutil.copyfile(source, os.path.join(args.output_dir, f"checkpoint-{state.global_step}",
+                                                     CHECKPOINT_DATA_FILE))
 
 
 class _ValidateAtIterationEnds(TrainerCallback):

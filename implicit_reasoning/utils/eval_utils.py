@@ -45,7 +45,7 @@ _NUMBER_RE = re.compile(r"\(\s*-\s*(\d+(?:\.\d+)?)\s*\)|(?<![\w.])(-?)(\d+(?:\.\
 _CHOICE_AFTER_MARKER_RE = re.compile(r"\(([A-E])\)|\b([A-E])\b")
 _PAREN_CHOICE_RE = re.compile(r"\(([A-E])\)")
 # "<word in any script>: X" on the last line ("Ìdáhùn: C", "Réponse : B"), and a lone letter ending the text
-_WORD_COLON_CHOICE_RE = re.compile(r"[^\W\d_]+\s*[:：]\s*\(?([A-E])\)?(?!\w)")
+_WORD_COLON_CHOICE_RE = re.compile(r"[^\W\d_]+\s*[:：]\s*\(?([A-E])\)?[\s.!。]*$")
 _LONE_FINAL_CHOICE_RE = re.compile(r"(?:^|[^\w(])\(?([A-E])\)?[\s.!。]*$")
 _BARE_CHOICE_RE = re.compile(r"(?:^|\s)([A-E])\)")
 
@@ -148,18 +148,22 @@ def math_equal(prediction: str, groundtruth: str) -> bool:
 
 
 def extract_choice(completion: str) -> str | None:
-    """The option letter, in order of trust: after the last English answer marker; after "<word>: " on the last
-    line, in any script ("Ìdáhùn: C"); a lone letter ending the text; the last ``(X)``; the last ``X)``."""
-    tail = _after_last_marker(completion)
-    if tail is not None:
-        match = _CHOICE_AFTER_MARKER_RE.search(tail)
+    """The option letter of the LAST answer statement: after an English answer marker, or after "<word>: " on the
+    last line in any script ("Ìdáhùn: C"), whichever comes later; else a lone letter ending the text; else the
+    last ``(X)``; else the last ``X)``."""
+    candidates = []  # (position in the text, letter)
+    markers = list(_MARKER_RE.finditer(completion))
+    if markers:
+        match = _CHOICE_AFTER_MARKER_RE.search(completion, markers[-1].end())
         if match:
-            return match.group(1) or match.group(2)
-    lines = [line for line in completion.strip().splitlines() if line.strip()]
-    if lines:
-        found = _WORD_COLON_CHOICE_RE.findall(lines[-1])
-        if found:
-            return found[-1]
+            candidates.append((markers[-1].end(), match.group(1) or match.group(2)))
+    stripped = completion.rstrip()
+    last_line_start = stripped.rfind("\n") + 1
+    found = list(_WORD_COLON_CHOICE_RE.finditer(stripped, last_line_start))
+    if found:
+        candidates.append((found[-1].start(), found[-1].group(1)))
+    if candidates:
+        return max(candidates)[1]
     final = _LONE_FINAL_CHOICE_RE.search(completion.strip())
     if final:
         return final.group(1)

@@ -56,13 +56,13 @@ def unsolved(records: list[dict]) -> list[int]:
 def dpo_pairs(records: list[dict]) -> list[tuple[dict, dict]]:
     """Every (correct, incorrect) pair of the same question; questions with one outcome only give none.
 
-    Rationalized samples are left out: they were generated with the answer in view, so they
-    are not the policy's own hint-free choices that DPO compares.
+    A correct rationalization (stored with the hint-free prompt) is a correct sample of its
+    question: it is what makes pairs for the questions the policy never solves on its own.
+    Rationalization keeps only correct samples, so every incorrect one is hint-free.
     """
     by_question: dict[int, list[dict]] = {}
     for record in records:
-        if not record["hinted"]:
-            by_question.setdefault(record["question_index"], []).append(record)
+        by_question.setdefault(record["question_index"], []).append(record)
     pairs = []
     for index in sorted(by_question):
         group = by_question[index]
@@ -73,12 +73,19 @@ def dpo_pairs(records: list[dict]) -> list[tuple[dict, dict]]:
 
 
 # ---------------------------------------------------------------------------- degeneration
+# a word: letters / digits with their combining marks (Yoruba's ẹ̀ has no precomposed form: e, dot below, grave)
+_WORD_RE = re.compile(r"(?:\w|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f])+")
+
+
 def _tokens(text: str) -> list[str]:
-    """Words of any script (NFC, so combining diacritics stay with their letter); characters for unspaced scripts."""
+    """Words of any script (combining marks stay in their word); characters for scripts written without spaces;
+    and for a text with no word at all (whitespace or punctuation only), its characters."""
     text = unicodedata.normalize("NFC", text).lower()
-    words = re.findall(r"\w+", text)
+    words = _WORD_RE.findall(text)
     if len(words) <= 1 and len(text.strip()) > DEGENERATE_MIN_TOKENS:  # no spaces (e.g. Chinese): characters
         words = [c for c in text if not c.isspace()]
+    if not words:  # "\n" x 40, "......": what repeats is the characters themselves
+        words = list(text)
     return words
 
 
