@@ -69,11 +69,6 @@ def pack_segments(segments, pad_token_id: int) -> tuple[torch.Tensor, torch.Tens
     return rows["input_ids"], rows["attention_mask"], rows["segment_ids"]
 
 
-def select_rows(rows: dict, index) -> dict:
-    """Every per-row tensor / list of ``rows`` indexed by ``index`` (a slice or index tensor)."""
-    return {key: value[index] for key, value in rows.items()}
-
-
 # ---------------------------------------------------------------------- log-prob gather
 class _SelectiveLogSoftmax(torch.autograd.Function):
     """log softmax(logits)[index] in float32, row by row; backward recomputes softmax the same way.
