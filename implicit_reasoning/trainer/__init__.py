@@ -6,9 +6,12 @@
 """
 
 from .base_trainer import BaseTrainer
+from .curriculum_config import CurriculumFields
 from .latro_trainer import LatroTrainer
 from .markovian_trainer import MarkovianTrainer
 from .markovian_vq import MarkovianVQTrainer
+from .ppo_curriculum_config import PPOCurriculumConfig
+from .ppo_curriculum_trainer import PPOCurriculumTrainer
 from .rollout_trainer import RolloutTrainer
 from .sft_trainer import SFTBaselineTrainer
 from .star_trainer import STaRTrainer
@@ -23,7 +26,7 @@ from .trainer_config import (
 )
 
 TRAINERS = {
-    cls.trainer_name: (cls, cls.config_class) for cls in (LatroTrainer, MarkovianTrainer, SFTBaselineTrainer, STaRTrainer)
+    cls.trainer_name: (cls, cls.config_class) for cls in (LatroTrainer, MarkovianTrainer, SFTBaselineTrainer, STaRTrainer, PPOCurriculumTrainer)
 }
 VARIANTS = {("markovian", "use_vq"): MarkovianVQTrainer}  # (trainer name, config flag) -> class
 
@@ -45,12 +48,16 @@ def trainer_class(name: str, config=None) -> type:
 
 
 __all__ = [
+    "TRAINERS",
     "BaseTrainer",
+    "CurriculumFields",
     "LatroConfig",
     "LatroTrainer",
     "MarkovianConfig",
     "MarkovianTrainer",
     "MarkovianVQTrainer",
+    "PPOCurriculumConfig",
+    "PPOCurriculumTrainer",
     "ReasoningPromptFields",
     "RolloutConfig",
     "RolloutTrainer",
@@ -58,7 +65,6 @@ __all__ = [
     "SFTBaselineTrainer",
     "STaRConfig",
     "STaRTrainer",
-    "TRAINERS",
     "TrainerConfig",
     "trainer_class",
     "trainer_entry",

@@ -77,6 +77,7 @@ class BaseTrainer(Trainer):
         model = self._maybe_wrap_peft(model, args, peft_config) if use_peft else model
         if args.disable_dropout:
             disable_dropout_in_model(model)  # the model's and the adapter's
+        model = self.build_trained_module(model, args)
         super().__init__(
             model=model,
             args=args,
@@ -119,6 +120,22 @@ class BaseTrainer(Trainer):
         """Skip the update being accumulated (e.g. a non-finite reward); `reason` goes into the error message."""
         self.update_guard.flag(reason)
 
+    def build_trained_module(self, policy, args):
+        """What Trainer trains (its `model`): the policy, or a module holding it and companions (PPO's value net).
+
+        Called once in __init__ with the prepared policy (peft-wrapped, dropout off). A module other
+        than the policy must say where the policy is (`policy_of`) and handle its own saving.
+        """
+        return policy
+
+    def policy_of(self, module):
+        """The policy inside an unwrapped trained module (see `build_trained_module`)."""
+        return module
+
+    def unwrapped_policy(self):
+        """The policy, without DDP / DeepSpeed wrappers (a PeftModel under LoRA)."""
+        return self.policy_of(self.accelerator.unwrap_model(self.model))
+
     @contextmanager
     def reference_model(self):
         """The frozen reference in eval mode (no dropout): a separate model, or the policy with LoRA disabled."""
@@ -126,7 +143,7 @@ class BaseTrainer(Trainer):
             with model_utils.eval_mode(self.ref_model):
                 yield self.ref_model
             return
-        unwrapped = self.accelerator.unwrap_model(self.model)
+        unwrapped = self.unwrapped_policy()
         with unwrapped.disable_adapter(), model_utils.eval_mode(unwrapped):
             yield unwrapped
 
@@ -138,17 +155,19 @@ class BaseTrainer(Trainer):
                 "refresh_reference() with LoRA: the reference is the adapter-disabled base model and "
                 "cannot follow the adapter; train without LoRA or pass a separate ref_model"
             )
-        policy = self.accelerator.unwrap_model(self.model)
+        policy = self.unwrapped_policy()
         reference = self.accelerator.unwrap_model(self.ref_model)
         with _gathered(list(policy.parameters()) + list(reference.parameters()), self.is_deepspeed_enabled):
             for target, source in zip(reference.parameters(), policy.parameters()):
                 target.copy_(source)
 
+    @contextmanager
     def generation_model(self):
         """Context yielding the policy ready for `generate` (parameters gathered under ZeRO-3)."""
         from trl.models import unwrap_model_for_generation
 
-        return unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True)
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True) as model:
+            yield self.policy_of(model)
 
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
         """Loss of one micro-batch: a dict with `loss` and any scalar parts to log."""
@@ -306,8 +325,10 @@ class BaseTrainer(Trainer):
         self._prepare_deepspeed_for_eval()
         with self.generation_model() as unwrapped:
             records = self.evaluation_records(unwrapped, dataset)
+            extra = self.evaluation_extras(unwrapped, dataset)
         records = self._gather_records(records)
-        metrics = {f"{metric_key_prefix}_{k}": v for k, v in summarize_records(records).items()}
+        summary = {**self.summarize_records(records), **extra}
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in summary.items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
@@ -332,6 +353,14 @@ class BaseTrainer(Trainer):
             num_processes=self.accelerator.num_processes,
             progress=self.is_in_train is False and self.accelerator.is_main_process,
         )
+
+    def evaluation_extras(self, model, dataset) -> dict[str, float]:
+        """Metrics beyond the per-question records (PPO: the validation loss); the same on every process."""
+        return {}
+
+    def summarize_records(self, records: list[dict]) -> dict[str, float]:
+        """The eval metrics of the gathered records (accuracy, maj@k, ...)."""
+        return summarize_records(records)
 
     def eval_checker_name(self) -> str:
         """Dataset name whose answer checker scores eval completions."""

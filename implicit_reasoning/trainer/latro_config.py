@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .base_config import ReasoningPromptFields, check
-from .rollout_config import RolloutConfig
+from .rollout_config import GroupRolloutConfig
 
 DEFAULT_STOP_SEQS = ["The answer is", "the answer is", "Answer:", "answer:", "**Answer", "Final answer:"]
 STOP_TOKEN_CHOICES = ("eos", "pad", "both")
 
 
 @dataclass
-class LatroConfig(ReasoningPromptFields, RolloutConfig):
+class LatroConfig(ReasoningPromptFields, GroupRolloutConfig):
     """LaTRO: the model's own log-likelihood of the gold answer is the reward.
 
     Parameters that control the rationale:

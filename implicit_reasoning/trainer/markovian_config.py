@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
-from .rollout_config import RolloutConfig
+from .rollout_config import GroupRolloutConfig
 from .base_config import check
 
 MARKOVIAN_SCORERS = ("critic", "actor")
@@ -17,7 +17,7 @@ VQ_IGNORED = ("method", "markovian", "scorer", "actor_reward_weight", "kl_penalt
 
 
 @dataclass
-class MarkovianConfig(RolloutConfig):
+class MarkovianConfig(GroupRolloutConfig):
     """The answer is scored from the CoT alone (the question redacted).
 
     Parameters that control the CoT and its reward:

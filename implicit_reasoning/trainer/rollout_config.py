@@ -1,4 +1,5 @@
-"""`RolloutConfig`: the fields of trainers that sample rollouts at every update (LaTRO, Markovian, PPO)."""
+"""`RolloutConfig`: the fields of trainers that sample rollouts at every update (PPO); `GroupRolloutConfig` adds
+K samples per prompt (LaTRO, Markovian)."""
 
 from __future__ import annotations
 
@@ -12,20 +13,22 @@ class RolloutConfig(SamplingFields, TrainerConfig):
     """Shared fields plus the rollout ones (and `temperature`, `top_p`, `top_k` from `SamplingFields`).
 
     Parameters that control the rollouts:
-        ref_model_name_or_path, rloo_k, rollout_batch_size, temperature, top_p, top_k
+        ref_model_name_or_path, rollout_batch_size, temperature, top_p, top_k
 
-    Batch semantics (LaTRO's): `per_device_train_batch_size * gradient_accumulation_steps`
-    samples per device per update, a multiple of `rloo_k`; each update draws that / `rloo_k`
-    prompts per device and samples each `rloo_k` times.
+    Batch semantics: `per_device_train_batch_size * gradient_accumulation_steps` samples per
+    device per update, `samples_per_prompt` of them from each prompt (1 here; K = `rloo_k`
+    in `GroupRolloutConfig`).
     """
-
-    min_rloo_k = 2  # a leave-one-out baseline needs two samples per prompt (not a field: no annotation)
 
     ref_model_name_or_path: str | None = field(
         default=None, metadata={"help": "Frozen reference model; default: the same weights as the policy."}
     )
-    rloo_k: int = field(default=4, metadata={"help": "Samples per prompt (K)."})
     rollout_batch_size: int = field(default=16, metadata={"help": "Rows per generation / scoring chunk."})
+
+    @property
+    def samples_per_prompt(self) -> int:
+        """Completions sampled from each prompt."""
+        return 1
 
     @property
     def samples_per_update(self) -> int:
@@ -34,8 +37,39 @@ class RolloutConfig(SamplingFields, TrainerConfig):
 
     @property
     def prompts_per_update(self) -> int:
-        """Distinct prompts per device per update: samples_per_update / rloo_k."""
-        return self.samples_per_update // self.rloo_k
+        """Distinct prompts per device per update: samples_per_update / samples_per_prompt."""
+        return self.samples_per_update // self.samples_per_prompt
+
+    @property
+    def prompts_per_rollout(self) -> int:
+        """Prompts per device that one rollout generates from (PPO: every minibatch of the rollout's)."""
+        return self.prompts_per_update
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.rollout_batch_size >= 1, f"rollout_batch_size={self.rollout_batch_size}: must be >= 1")
+        check(
+            not (self.use_lora and self.ref_model_name_or_path),
+            f"ref_model_name_or_path={self.ref_model_name_or_path!r} with use_lora=True: with LoRA the reference "
+            "is the adapter-disabled base model; drop one of the two",
+        )
+
+
+@dataclass
+class GroupRolloutConfig(RolloutConfig):
+    """Rollouts of K = `rloo_k` samples per prompt (LaTRO's RLOO groups, Markovian's z-score groups).
+
+    Each update draws `per_device_train_batch_size * gradient_accumulation_steps / rloo_k`
+    prompts per device and samples each `rloo_k` times.
+    """
+
+    min_rloo_k = 2  # a leave-one-out baseline needs two samples per prompt (not a field: no annotation)
+
+    rloo_k: int = field(default=4, metadata={"help": "Samples per prompt (K)."})
+
+    @property
+    def samples_per_prompt(self) -> int:
+        return self.rloo_k
 
     def validate(self) -> None:
         super().validate()
@@ -45,10 +79,4 @@ class RolloutConfig(SamplingFields, TrainerConfig):
             f"per_device_train_batch_size ({self.per_device_train_batch_size}) * gradient_accumulation_steps "
             f"({self.gradient_accumulation_steps}) = {self.samples_per_update} must be a multiple of "
             f"rloo_k ({self.rloo_k})",
-        )
-        check(self.rollout_batch_size >= 1, f"rollout_batch_size={self.rollout_batch_size}: must be >= 1")
-        check(
-            not (self.use_lora and self.ref_model_name_or_path),
-            f"ref_model_name_or_path={self.ref_model_name_or_path!r} with use_lora=True: with LoRA the reference "
-            "is the adapter-disabled base model; drop one of the two",
         )

@@ -14,6 +14,13 @@ per update, K = samples per prompt, so each micro-batch holds P*K/G samples)::
       -> optimizer step (Trainer) -> micro 2: roll out again
 
 With U > 1 (PPO-style reuse) the same rollout serves U updates; `rollout_pass` says which.
+`rollout_schedule` lays out the micro-batches of a rollout (PPO: shuffled minibatches per
+epoch), and `end_rollout_early` may cut a cycle short at an update boundary (PPO's KL early
+stop), after which the next micro-step rolls out afresh.
+
+With a data mixture (`CurriculumFields.datasets`, two or more entries) the prompts of a rollout
+are drawn by the curriculum's weights at rollout time (`trainer/curriculum.py`); the dataloader
+then only paces the run.
 """
 
 from __future__ import annotations
@@ -21,8 +28,11 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Sampler
 
+from ..utils.evaluation import shard_indices
 from ..utils.generation import generate, sampling_config
+from ..utils.model_utils import eval_mode
 from .base_trainer import BaseTrainer
+from .curriculum import Curriculum, row_losses
 from .rollout_config import RolloutConfig
 
 
@@ -75,9 +85,13 @@ class RolloutTrainer(BaseTrainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._buffer: list[dict] = []
+        self._schedule: list[dict] = []
         self._micro_step = 0
         self._rollout_start = 0
+        self.curriculum = self._build_curriculum()
+        self._frozen: dict[str, torch.Tensor] | None = None  # trainable weights of the curriculum's frozen copy
+        if self.curriculum is not None:
+            self.register_state("curriculum", self.curriculum)
 
     # --------------------------------------------------------------- the method
     def make_rollout(self, prompts: dict[str, list]) -> dict:
@@ -88,6 +102,21 @@ class RolloutTrainer(BaseTrainer):
     def updates_per_rollout(self) -> int:
         """Optimizer updates made from one rollout (PPO-style reuse overrides this; 1 = on-policy)."""
         return 1
+
+    def rollout_schedule(self, rollout: dict) -> list[dict]:
+        """The micro-batches a rollout serves, in order: its G slices, once per update of the cycle."""
+        return split_rows(rollout, self.args.gradient_accumulation_steps) * self.updates_per_rollout
+
+    def end_rollout_early(self) -> bool:
+        """Called at every update boundary inside a cycle, on every process: True = roll out afresh now.
+
+        Must return the same on every process (decide on values reduced across processes).
+        """
+        return False
+
+    def difficulty_texts(self, rows: dict[str, list]) -> tuple[list[str], list[str]]:
+        """(prefix, target) texts whose per-token loss is a row's difficulty (trainers with a curriculum)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support a data curriculum")
 
     def sample(self, prompt_ids: list[list[int]], k: int, max_new_tokens: int, stop_ids=(), stop_seqs=(),
                min_new_tokens: int | None = None) -> torch.Tensor:
@@ -113,7 +142,7 @@ class RolloutTrainer(BaseTrainer):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         return PromptGroupSampler(
             len(dataset),
-            self.args.prompts_per_update,
+            self.args.prompts_per_rollout,
             self.accelerator.num_processes,
             self.args.gradient_accumulation_steps * self.updates_per_rollout,
             self.args.data_seed if self.args.data_seed is not None else self.args.seed,
@@ -125,7 +154,7 @@ class RolloutTrainer(BaseTrainer):
         return self._get_dataloader(
             dataset=self.train_dataset,
             description="Training",
-            batch_size=self.args.prompts_per_update,
+            batch_size=self.args.prompts_per_rollout,
             sampler_fn=self._get_train_sampler,
             is_training=True,
         )
@@ -136,17 +165,82 @@ class RolloutTrainer(BaseTrainer):
         return (self._micro_step - self._rollout_start) // self.args.gradient_accumulation_steps
 
     def _prepare_inputs(self, inputs: dict) -> dict:
-        """Roll out at the first micro-step of a rollout cycle; serve its slices for every update of the cycle.
+        """Roll out at the first micro-step of a rollout cycle; serve its schedule for every update of the cycle.
 
         After a resume the micro-step count continues from global_step; a resume inside a
         cycle rolls out afresh for the cycle's remaining updates (the buffer is not checkpointed).
         """
         accumulation = self.args.gradient_accumulation_steps
-        if self._micro_step == 0 and self.state.global_step > 0:
+        resumed = self._micro_step == 0 and self.state.global_step > 0
+        if resumed:
             self._micro_step = self.state.global_step * accumulation
-        if not self._buffer or self._micro_step % (accumulation * self.updates_per_rollout) == 0:
-            self._buffer = split_rows(self.make_rollout(inputs), accumulation)
-            self._rollout_start = self._micro_step
-        batch = {**self._buffer[self._micro_step % accumulation], "rollout_pass": self.rollout_pass}
+        position = self._micro_step - self._rollout_start
+        at_boundary = 0 < position < len(self._schedule) and position % accumulation == 0
+        if not self._schedule or position >= len(self._schedule) or (at_boundary and self.end_rollout_early()):
+            self._schedule = self.rollout_schedule(self.make_rollout(self._draw_prompts(inputs)))
+            self._rollout_start = self._micro_step - (self._micro_step % len(self._schedule) if resumed else 0)
+        batch = {**self._schedule[self._micro_step - self._rollout_start], "rollout_pass": self.rollout_pass}
         self._micro_step += 1
         return batch
+
+    # --------------------------------------------------------------- curriculum
+    def _build_curriculum(self) -> Curriculum | None:
+        mixture = getattr(self.args, "mixture", None)
+        if not mixture or len(mixture) < 2 or self.train_dataset is None:
+            return None
+        if "mixture_index" not in self.train_dataset.column_names:
+            raise ValueError(f"{type(self).__name__}: `datasets` lists a mixture but the train dataset has no "
+                             "mixture_index column: load it with the trainer's load_split (pipeline.build_trainer)")
+        if self.is_deepspeed_enabled and self.args.freeze_interval != self.args.difficulty_interval:
+            raise ValueError("freeze_interval != difficulty_interval keeps a frozen copy of the weights, which is not "
+                             "supported under DeepSpeed: set them equal")
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return Curriculum(self.train_dataset, self.args, seed)
+
+    def _draw_prompts(self, inputs: dict) -> dict:
+        """This rollout's prompts: the dataloader's, or the curriculum's draw for this step and process."""
+        if self.curriculum is None:
+            return inputs
+        step = self.state.global_step
+        if self.curriculum.due(step):
+            self._measure_difficulty(step)
+        n = len(next(iter(inputs.values())))
+        return self.curriculum.draw(n, step, self.accelerator.process_index)
+
+    @torch.no_grad()
+    def _measure_difficulty(self, step: int) -> None:
+        """Every dataset's per-row losses on its fixed sample (shared out over processes), then new weights."""
+        policy = self.unwrapped_policy()
+        trainable = {n: p for n, p in policy.named_parameters() if p.requires_grad}
+        if self.curriculum.keeps_copy and (self._frozen is None or self.curriculum.refresh_due(step)):
+            self._frozen = {n: p.detach().clone() for n, p in trainable.items()}
+        current = {n: p.detach().clone() for n, p in trainable.items()} if self.curriculum.keeps_copy else None
+        if current is not None:
+            for n, p in trainable.items():
+                p.copy_(self._frozen[n])
+        try:
+            with eval_mode(policy):
+                losses = [self._dataset_losses(policy, rows) for rows in self.curriculum.sample]
+        finally:
+            if current is not None:
+                for n, p in trainable.items():
+                    p.copy_(current[n])
+        for name, value in self.curriculum.update(step, losses).items():
+            self.log_metric(name, value)
+
+    def _dataset_losses(self, model, rows: list[int]) -> torch.Tensor:
+        """Per-row losses of `rows` of the train dataset, each process scoring every P-th, gathered in order."""
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        indices, num_real = shard_indices(len(rows), rank, world)  # the same count on every rank (ZeRO-3)
+        prefixes, targets = self.difficulty_texts(self.curriculum.dataset.select([rows[i] for i in indices]).to_dict())
+        losses = row_losses(model, self.processing_class, prefixes, targets, self.args.max_prompt_length,
+                            self.args.rollout_batch_size)[:num_real]
+        if world == 1:
+            return losses
+        from accelerate.utils import gather_object
+
+        parts = gather_object([losses.tolist()])
+        ordered = [None] * len(rows)
+        for r, part in enumerate(parts):
+            ordered[r::world] = part
+        return torch.tensor(ordered, dtype=torch.float32)

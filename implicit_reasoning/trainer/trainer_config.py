@@ -4,9 +4,19 @@ Each config lives beside its trainer (`latro_config.py`, `markovian_config.py`, 
 this module keeps `from implicit_reasoning.trainer.trainer_config import LatroConfig` working.
 """
 
-from .base_config import DTYPE_CHOICES, ReasoningPromptFields, SamplingFields, TrainerConfig
+from .base_config import (
+    DTYPE_CHOICES,
+    ReasoningPromptFields,
+    SamplingFields,
+    TrainerConfig,
+)
 from .latro_config import DEFAULT_STOP_SEQS, STOP_TOKEN_CHOICES, LatroConfig
-from .markovian_config import MARKOVIAN_INSTRUCTION, MARKOVIAN_METHODS, MARKOVIAN_SCORERS, MarkovianConfig
+from .markovian_config import (
+    MARKOVIAN_INSTRUCTION,
+    MARKOVIAN_METHODS,
+    MARKOVIAN_SCORERS,
+    MarkovianConfig,
+)
 from .rollout_config import RolloutConfig
 from .sft_config import SFTBaselineConfig
 from .star_config import STAR_STRATEGIES, STaRConfig
@@ -17,13 +27,14 @@ __all__ = [
     "MARKOVIAN_INSTRUCTION",
     "MARKOVIAN_METHODS",
     "MARKOVIAN_SCORERS",
+    "STAR_STRATEGIES",
     "STOP_TOKEN_CHOICES",
+    "GroupRolloutConfig",
     "LatroConfig",
     "MarkovianConfig",
     "ReasoningPromptFields",
     "RolloutConfig",
     "SFTBaselineConfig",
-    "STAR_STRATEGIES",
     "STaRConfig",
     "SamplingFields",
     "TrainerConfig",

@@ -122,6 +122,28 @@ def wikitext_example(row: dict) -> dict:
     return {"question": row["text"], "rationale": "", "answer": ""}
 
 
+# Raw-text sets for PPO data mixtures: the text goes to "question", rationale and answer stay empty.
+
+
+def cnn_dailymail_example(row: dict) -> dict:
+    """The news article (column ``article``); the ``highlights`` summary is not used."""
+    return {"question": row["article"].strip(), "rationale": "", "answer": ""}
+
+
+def daily_dialog_example(row: dict) -> dict:
+    """The dialog's turns (column ``dialog``), each stripped, joined with newlines."""
+    turns = [str(turn).strip() for turn in row["dialog"]]
+    return {"question": "\n".join(turn for turn in turns if turn), "rationale": "", "answer": ""}
+
+
+def europarl_example(row: dict) -> dict:
+    """The English side of a Europarl sentence pair (column ``translation``)."""
+    pair = {lang: text for lang, text in (row["translation"] or {}).items() if text is not None}
+    if "en" not in pair:
+        raise ValueError(f"column 'translation' has no 'en' side (languages present: {sorted(pair)})")
+    return {"question": pair["en"].strip(), "rationale": "", "answer": ""}
+
+
 def custom_example(row: dict) -> dict:
     return {"question": row["queries"], "rationale": "", "answer": str(row["groundtruth"]).strip()}
 

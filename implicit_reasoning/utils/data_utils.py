@@ -43,7 +43,10 @@ from .data_sources import (
     arc_example,
     arithmetic_example,
     build_wiki_examples,
+    cnn_dailymail_example,
     custom_example,
+    daily_dialog_example,
+    europarl_example,
     generate_arithmetic,
     generate_arithmetic_negative,
     gsm8k_example,
@@ -58,7 +61,8 @@ from .data_sources import (
 from .prompts import DEFAULT_COT_TRIGGER, format_prompt, question_text
 
 __all__ = [
-    "CARVED_FROM_TEST", "CHOICE_LETTERS", "GENERATED_SPLIT_SEED_OFFSETS", "WIKI_TASKS", "DatasetSpec", "GoldAnswerError",
+    "CARVED_FROM_TEST", "CARVED_FROM_TRAIN", "CHOICE_LETTERS", "GENERATED_SPLIT_SEED_OFFSETS", "WIKI_TASKS",
+    "DatasetSpec", "GoldAnswerError",
     "build_latro_dataset", "build_wiki_examples", "format_prompt", "generate_arithmetic",
     "generate_arithmetic_negative", "get_dataset_spec", "is_custom_path", "last_boxed_content", "list_datasets",
     "load_examples", "load_markovian_examples", "load_raw_dataset", "load_task_dataset", "register_dataset",
@@ -101,6 +105,9 @@ class DatasetSpec:
     # A config name that stands for several hub configs loaded and concatenated
     # (e.g. MATH "all" -> its seven subjects).
     config_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # A hub revision (branch/tag/commit), e.g. "refs/convert/parquet" for the Hub's own parquet export of
+    # a repo whose main branch still holds a loading script (no longer supported by ``datasets``).
+    hub_revision: str | None = None
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
@@ -200,11 +207,12 @@ def _load_local(path: str | Path, stems: tuple[str, ...], hub_split: str, datase
 
 def _load_hub(spec: DatasetSpec, hub_split: str, dataset_config: str | None):
     config = dataset_config or spec.hub_config
+    revision = {"revision": spec.hub_revision} if spec.hub_revision else {}
     members = spec.config_groups.get(config)
     if members:
-        parts = [datasets.load_dataset(spec.hub_path, member, split=hub_split) for member in members]
+        parts = [datasets.load_dataset(spec.hub_path, member, split=hub_split, **revision) for member in members]
         return datasets.concatenate_datasets(parts)
-    return datasets.load_dataset(spec.hub_path, config, split=hub_split)
+    return datasets.load_dataset(spec.hub_path, config, split=hub_split, **revision)
 
 
 def _check_columns(ds: datasets.Dataset, required: tuple[str, ...], dataset: str, split: str) -> None:
@@ -340,6 +348,8 @@ _OUR_SPLITS_TRAIN_TEST = {"train": "train", "eval": "test", "test": "test"}  # n
 CARVED_FROM_TEST = {"train": "test[:80%]", "eval": "test[80%:90%]", "test": "test[90%:]"}
 """Split map for sets that ship only a test split: disjoint 80/10/10 % slices of it (mmmlu uses it;
 pass it as ``splits=`` when registering such a set)."""
+CARVED_FROM_TRAIN = {"train": "train[:80%]", "eval": "train[80%:90%]", "test": "train[90%:]"}
+"""The same for sets that ship only a train split (europarl, bookcorpus)."""
 _MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
                   "number_theory", "prealgebra", "precalculus")
 
@@ -365,6 +375,19 @@ for _spec in (
     *(DatasetSpec(_task, "Salesforce/wikitext", "wikitext-103-raw-v1",
                   {"train": "train", "eval": "validation", "test": "test"},
                   ("text",), wikitext_example, CHECKER_NONE) for _task in WIKI_TASKS),
+    # Raw-text sets for PPO mixtures (implicit_reasoning.utils.text_data); text column listed first.
+    DatasetSpec("cnn_dailymail", "abisee/cnn_dailymail", "3.0.0",
+                {"train": "train", "eval": "validation", "test": "test"},
+                ("article", "highlights", "id"), cnn_dailymail_example, CHECKER_NONE),
+    # main still holds a loading script; the Hub's parquet export has the same schema and splits.
+    DatasetSpec("daily_dialog", "li2017dailydialog/daily_dialog", None,
+                {"train": "train", "eval": "validation", "test": "test"},
+                ("dialog", "act", "emotion"), daily_dialog_example, CHECKER_NONE,
+                hub_revision="refs/convert/parquet"),
+    DatasetSpec("europarl", "Helsinki-NLP/europarl", "en-fr", dict(CARVED_FROM_TRAIN),
+                ("translation",), europarl_example, CHECKER_NONE),
+    DatasetSpec("bookcorpus", "rojagtap/bookcorpus", None, dict(CARVED_FROM_TRAIN),
+                ("text",), wikitext_example, CHECKER_NONE),
     DatasetSpec("arithmetic", None, None, {s: s for s in GENERATED_SPLIT_SIZES},
                 ("terms",), arithmetic_example, CHECKER_NUMERIC, generator=generate_arithmetic),
     DatasetSpec("arithmetic_negative", None, None, {s: s for s in GENERATED_SPLIT_SIZES},

@@ -1,4 +1,4 @@
-"""Shared rollout utilities: advantages and truncation (pure functions of tensors).
+"""Shared rollout utilities: advantages (RLOO, z-score, GAE) and truncation (pure functions of tensors).
 
 Packing and one-pass segment scoring live in :mod:`implicit_reasoning.utils.scoring`;
 `pack_segments` and `score_segments` are re-exported here, where SPEC section 2.3 names them.
@@ -19,6 +19,7 @@ from .scoring import PAD_SEGMENT, pack_segments, score_segments
 __all__ = [
     "PAD_SEGMENT",
     "find_stop_positions",
+    "gae",
     "group_zscore",
     "pack_segments",
     "repeat_rows",
@@ -99,3 +100,35 @@ def truncate_response(
 def repeat_rows(rows: Sequence, k: int) -> list:
     """Each row K times in a row: the prompt-major layout of a list (``repeat_interleave`` for lists)."""
     return [row for row in rows for _ in range(k)]
+
+
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over the TOKENS of each row (Schulman et al. 2016).
+
+    ``rewards``, ``values`` and ``mask`` are (B, T); ``mask`` marks the valid response tokens,
+    right-padded (a prefix of each row). With V = 0 after a row's last valid token:
+
+        delta_t = r_t + gamma * V_{t+1} - V_t
+        A_t     = delta_t + gamma * lam * A_{t+1}
+        R_t     = A_t + V_t                  (the value target)
+
+    Returns float32 ``(advantages, returns)``, both 0 at masked positions.
+    """
+    if not (rewards.shape == values.shape == mask.shape) or rewards.dim() != 2:
+        raise ValueError(f"gae: rewards {tuple(rewards.shape)}, values {tuple(values.shape)} and mask "
+                         f"{tuple(mask.shape)} must be the same (B, T) shape")
+    valid = mask.bool()
+    if (valid[:, 1:] & ~valid[:, :-1]).any():
+        raise ValueError("gae: mask must be right-padded (the valid tokens of a row are a prefix of it)")
+    m = valid.float()
+    r, v = rewards.float() * m, values.float() * m
+    advantages = torch.zeros_like(r)
+    next_value = torch.zeros_like(r[:, 0])
+    next_advantage = torch.zeros_like(r[:, 0])
+    for t in reversed(range(r.shape[1])):
+        delta = r[:, t] + gamma * next_value - v[:, t]
+        advantages[:, t] = (delta + gamma * lam * next_advantage) * m[:, t]
+        next_value, next_advantage = v[:, t], advantages[:, t]
+    return advantages, (advantages + v) * m

@@ -1,0 +1,218 @@
+"""The plumbing of PPOCurriculumTrainer, kept out of its algorithm file.
+
+* the module Trainer trains: the policy and a value network (`value_model.py`), LoRA on both;
+* rollout scoring: one no-grad pass of policy + value and one of the reference, per chunk;
+* reward functions: config names / import paths / callables, and the frozen-model scorer
+  behind `continuation_loglik`;
+* saving (policy at the top level, value network in `value_model/`) and resuming from it;
+* evaluation: answer accuracy (question/answer rows), repetition rate of the completions,
+  the validation loss, and completions of `test_prompts` written to the output dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+
+from ..utils import rewards
+from ..utils.eval_utils import checker_for, is_correct
+from ..utils.evaluation import eval_generation_config, shard_indices
+from ..utils.generation import generate
+from ..utils.model_utils import (
+    encode_continuation,
+    encode_prompt,
+    end_of_text_ids,
+    eval_mode,
+)
+from ..utils.scoring import forward_window, pack_rows, score_rows, token_logprobs
+from .curriculum import row_losses
+from .curriculum_config import normalize_entry
+from .ppo_data import load_entry_rows
+from .value_model import VALUE_DIR, PolicyAndValue, ValueModel, load_weights
+
+RESPONSE = 2
+TEST_GENERATIONS_FILE = "test_generations.jsonl"
+
+
+class PPOSupport:
+    """Mixin of PPOCurriculumTrainer (listed before RolloutTrainer)."""
+
+    # ------------------------------------------------------------ the trained module
+    def build_trained_module(self, policy, args):
+        from trl.trainer.utils import disable_dropout_in_model
+
+        if args.value_model_name_or_path or args.use_lora:
+            value = ValueModel.from_pretrained(args.value_model_name_or_path or self.base_model_path, args)
+        else:
+            value = ValueModel.from_policy(policy)
+        if args.use_lora:
+            from peft import LoraConfig, get_peft_model
+
+            targets = args.lora_target_modules
+            value.backbone = get_peft_model(value.backbone, LoraConfig(
+                r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                target_modules=targets[0] if targets == ["all-linear"] else targets))
+        if args.disable_dropout:
+            disable_dropout_in_model(value)
+        return PolicyAndValue(policy, value)
+
+    def policy_of(self, module):
+        return module.policy if isinstance(module, PolicyAndValue) else module
+
+    @torch.no_grad()
+    def score_rollout(self, rows: dict) -> tuple[torch.Tensor, ...]:
+        """(old_logps, old_values, ref_logps, mask), each (B, W) float32 on CPU over the response columns.
+
+        Column j is the response's j-th token (rows are aligned on the response; right-padded).
+        """
+        scored = rows["segment_ids"] == RESPONSE
+        start = int(scored.any(dim=0).nonzero()[0])  # rows are aligned: every response starts here
+        width = rows["input_ids"].shape[1] - start
+        module = self.accelerator.unwrap_model(self.model)
+        logps, values, ref_logps = [], [], []
+        chunk = self.args.rollout_batch_size
+        device = self.accelerator.device
+        for i in range(0, len(rows["input_ids"]), chunk):
+            part = {k: v[i : i + chunk].to(device) for k, v in rows.items()}
+            with eval_mode(module):
+                logits, window, value = module(part, part["segment_ids"] == RESPONSE)
+            logps.append(_pad(token_logprobs(logits, window["input_ids"])[:, 1:], width))
+            values.append(_pad(value[:, 1:], width))
+            with self.reference_model() as ref:
+                logits, window = forward_window(ref, part, part["segment_ids"] == RESPONSE)
+                ref_logps.append(_pad(token_logprobs(logits, window["input_ids"])[:, 1:], width))
+        mask = scored[:, start:]
+        return torch.cat(logps), torch.cat(values), torch.cat(ref_logps), mask
+
+    # ------------------------------------------------------------ rewards
+    def build_rewards(self, funcs=None) -> tuple[list, list[str]]:
+        """The reward callables and their logged names, from `funcs` (callables) or `reward_funcs` (names)."""
+        specs = list(funcs) if funcs is not None else list(self.args.reward_funcs)
+        built, names = [], []
+        for spec in specs:
+            if callable(spec):
+                func, name = spec, rewards.reward_name(spec)
+            elif spec in rewards.BUILTIN_REWARDS:
+                func, name = rewards.BUILTIN_REWARDS[spec], spec
+            elif spec in rewards.MODEL_REWARDS:
+                func, name = rewards.MODEL_REWARDS[spec](self._continuation_scorer), spec
+            else:
+                func, name = rewards.import_reward(spec), spec
+            built.append(func)
+            names.append(name if name not in names else f"{name}_{len(names)}")
+        weights = self.args.reward_weights or [1.0] * len(built)
+        if len(weights) != len(built):
+            raise ValueError(f"reward_weights has {len(weights)} entries for {len(built)} reward functions")
+        self.reward_weights = [float(w) for w in weights]
+        return built, names
+
+    def _continuation_scorer(self, prompts: list[str], completion_ids: list[list[int]],
+                             continuations: list[str]) -> torch.Tensor:
+        """Mean log-prob per token of each continuation after prompt + completion, under the frozen reference."""
+        x = [encode_prompt(self.processing_class, p, self.args.max_prompt_length) for p in prompts]
+        z = [[t for t in ids if t not in self.stop_ids] for ids in completion_ids]
+        c = [encode_continuation(self.processing_class, text) for text in continuations]
+        rows = pack_rows([x, z, c], self.processing_class.pad_token_id, align=2)
+        with self.reference_model() as ref:
+            return score_rows(ref, rows, (3,), self.args.rollout_batch_size, reduce="mean")[3]
+
+    # ------------------------------------------------------------ save / resume
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        """The policy as a causal LM (or LoRA adapter) dir, the value network in `value_model/`, the run config."""
+        output_dir = output_dir or self.args.output_dir
+        module = self.accelerator.unwrap_model(self.model)
+        state = self.accelerator.get_state_dict(self.deepspeed) if self.is_deepspeed_enabled else None
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        module.policy.save_pretrained(output_dir, state_dict=_part(state, "policy."))
+        module.value.save_pretrained(os.path.join(output_dir, VALUE_DIR), state_dict=_part(state, "value."))
+        self.processing_class.save_pretrained(output_dir)
+        self._save_run_config(output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Trainer's resume would load a policy-only file into the policy + value module: load each part."""
+        module = self.accelerator.unwrap_model(model if model is not None else self.model)
+        load_weights(module.policy, resume_from_checkpoint)
+        load_weights(module.value, os.path.join(resume_from_checkpoint, VALUE_DIR))
+
+    def _load_best_model(self) -> None:
+        if self.is_deepspeed_enabled:
+            return super()._load_best_model()
+        self._load_from_checkpoint(self.state.best_model_checkpoint)
+
+    # ------------------------------------------------------------ evaluation
+    def evaluation_records(self, model, dataset) -> list[dict]:
+        """One completion per eval prompt: its answer's correctness (question/answer rows) and repetition rate."""
+        args, tokenizer = self.args, self.processing_class
+        limit = len(dataset) if args.max_eval_samples is None else min(args.max_eval_samples, len(dataset))
+        indices, num_real = shard_indices(limit, self.accelerator.process_index, self.accelerator.num_processes)
+        if not indices:
+            return []
+        rows = dataset.select(indices)
+        ids = self._complete(model, rows["prompt"])
+        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        records = []
+        for i, index in enumerate(indices[:num_real]):
+            source, gold = rows["source"][i], rows["groundtruth"][i]
+            answered = bool(gold) and checker_for(source) != "none"
+            records.append({"index": index, "prompt": rows["prompt"][i], "completion": texts[i], "source": source,
+                            "correct": is_correct(source, texts[i], gold) if answered else None,
+                            "repetition_rate": rewards.repetition_rate([t for t in ids[i] if t != tokenizer.pad_token_id])})
+        return records
+
+    def summarize_records(self, records: list[dict]) -> dict[str, float]:
+        n = max(len(records), 1)
+        summary = {"num_questions": float(len(records)),
+                   "repetition_rate": sum(r["repetition_rate"] for r in records) / n}
+        answered = [r["correct"] for r in records if r["correct"] is not None]
+        if answered:
+            summary["accuracy"] = sum(answered) / len(answered)
+        return summary
+
+    def evaluation_extras(self, model, dataset) -> dict[str, float]:
+        """The validation loss (mean per-token loss of the continuations) and the test prompts' completions."""
+        if not hasattr(self, "_validation_rows"):
+            entry = self.args.validation_dataset
+            self._validation_rows = (load_entry_rows(normalize_entry(entry, 0), "eval", self.processing_class, self.args)
+                                     if entry else dataset)
+        rows = self._validation_rows
+        limit = len(rows) if self.args.max_eval_samples is None else min(self.args.max_eval_samples, len(rows))
+        indices, num_real = shard_indices(limit, self.accelerator.process_index, self.accelerator.num_processes)
+        part = rows.select(indices)
+        with eval_mode(model):
+            losses = row_losses(model, self.processing_class, part["prompt"], part["continuation"],
+                                self.args.max_prompt_length, self.args.per_device_eval_batch_size)[:num_real]
+        total = self._global_sum(torch.tensor([float(losses.double().sum()), float(num_real)], dtype=torch.float64))
+        self._write_test_generations(model)
+        return {"loss": float(total[0] / total[1].clamp(min=1))}
+
+    def _complete(self, model, prompts: list[str]) -> list[list[int]]:
+        config = eval_generation_config(self.args, self.processing_class, self.args.eval_temperature > 0,
+                                        end_of_text_ids(self.processing_class, model))
+        x = [encode_prompt(self.processing_class, p, self.args.max_prompt_length) for p in prompts]
+        return generate(model, x, config, self.args.per_device_eval_batch_size).tolist()
+
+    def _write_test_generations(self, model) -> None:
+        if not self.args.test_prompts:
+            return
+        texts = self.processing_class.batch_decode(self._complete(model, self.args.test_prompts),
+                                                   skip_special_tokens=True)
+        if self.accelerator.is_main_process:
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            with open(os.path.join(self.args.output_dir, TEST_GENERATIONS_FILE), "a") as f:
+                for prompt, text in zip(self.args.test_prompts, texts):
+                    f.write(json.dumps({"step": self.state.global_step, "prompt": prompt, "completion": text}) + "\n")
+
+
+def _pad(values: torch.Tensor, width: int) -> torch.Tensor:
+    """(b, w) -> (b, width) float32 on CPU, zero-filled on the right."""
+    out = values.new_zeros(values.shape[0], width, dtype=torch.float32)
+    out[:, : values.shape[1]] = values.float()
+    return out.cpu()
+
+
+def _part(state: dict | None, prefix: str) -> dict | None:
+    return None if state is None else {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
