@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .base_config import ReasoningPromptFields, check
+from .curriculum_config import CurriculumFields
 from .rollout_config import GroupRolloutConfig
 
 DEFAULT_STOP_SEQS = ["The answer is", "the answer is", "Answer:", "answer:", "**Answer", "Final answer:"]
@@ -12,13 +13,16 @@ STOP_TOKEN_CHOICES = ("eos", "pad", "both")
 
 
 @dataclass
-class LatroConfig(ReasoningPromptFields, GroupRolloutConfig):
+class LatroConfig(ReasoningPromptFields, CurriculumFields, GroupRolloutConfig):
     """LaTRO: the model's own log-likelihood of the gold answer is the reward.
 
     Parameters that control the rationale:
         cot_trigger, response_length, stop_token, stop_token_ids, stop_seqs
     Parameters that control the objective:
         kl_coef, sft_coef, non_stop_penalty, penalty_reward_value
+    Parameters of a data mixture (CurriculumFields; off without `datasets`):
+        datasets, curriculum_rule, curriculum_eta, curriculum_floor, difficulty_sample_size,
+        difficulty_interval, freeze_interval
 
     Defaults follow the paper where it gives them (K=16, beta=0.05, lr 5e-7) except the
     rationale budget, which users set per dataset (the paper used 500 tokens on GSM8K).

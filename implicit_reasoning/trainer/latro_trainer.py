@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from ..utils.data_utils import load_task_dataset
 from ..utils.latro import latro_loss, latro_rewards
 from ..utils.model_utils import (
     encode_continuation,
@@ -28,7 +29,14 @@ from ..utils.model_utils import (
     stop_token_ids,
 )
 from ..utils.rollout import find_stop_positions, repeat_rows
-from ..utils.scoring import forward_window, pack_rows, score_rows, segment_reduce, token_logprobs
+from ..utils.scoring import (
+    forward_window,
+    pack_rows,
+    score_rows,
+    segment_reduce,
+    token_logprobs,
+)
+from .curriculum import load_mixture
 from .latro_config import LatroConfig
 from .rollout_trainer import RolloutTrainer
 
@@ -51,6 +59,20 @@ class LatroTrainer(RolloutTrainer):
         end_ids = end_of_text_ids(tokenizer, self.model)  # the model's end-of-turn ids are "eos" too
         self.stop_ids = stop_token_ids(tokenizer, self.args.stop_token, self.args.stop_token_ids, end_ids)
         self.stop_seq_ids = stop_sequence_ids(tokenizer, self.args.stop_seqs)
+
+    @classmethod
+    def load_split(cls, config: LatroConfig, split: str, tokenizer):
+        """The `split` of `dataset_name`, or of every `datasets` entry (a mixture the curriculum samples)."""
+        if not config.datasets:
+            return super().load_split(config, split, tokenizer)
+        kwargs = {**config.dataset_kwargs, "dataset_config": None, "dataset_path": None}
+        return load_mixture(config, split, lambda entry: load_task_dataset(
+            entry["name"], split, tokenizer, **{**kwargs, "dataset_config": entry["config"],
+                                                "dataset_path": entry["path"]}))
+
+    def difficulty_texts(self, rows: dict[str, list]) -> tuple[list[str], list[str]]:
+        """A question's difficulty: the loss of its gold response right after the prompt."""
+        return rows["queries"], rows["responses"]
 
     def make_rollout(self, prompts: dict[str, list]) -> dict:
         args, tokenizer, k = self.args, self.processing_class, self.args.rloo_k

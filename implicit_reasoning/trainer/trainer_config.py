@@ -10,6 +10,7 @@ from .base_config import (
     SamplingFields,
     TrainerConfig,
 )
+from .curriculum_config import CurriculumFields
 from .latro_config import DEFAULT_STOP_SEQS, STOP_TOKEN_CHOICES, LatroConfig
 from .markovian_config import (
     MARKOVIAN_INSTRUCTION,
@@ -17,7 +18,8 @@ from .markovian_config import (
     MARKOVIAN_SCORERS,
     MarkovianConfig,
 )
-from .rollout_config import RolloutConfig
+from .ppo_curriculum_config import PPOCurriculumConfig
+from .rollout_config import GroupRolloutConfig, RolloutConfig
 from .sft_config import SFTBaselineConfig
 from .star_config import STAR_STRATEGIES, STaRConfig
 
@@ -29,9 +31,11 @@ __all__ = [
     "MARKOVIAN_SCORERS",
     "STAR_STRATEGIES",
     "STOP_TOKEN_CHOICES",
+    "CurriculumFields",
     "GroupRolloutConfig",
     "LatroConfig",
     "MarkovianConfig",
+    "PPOCurriculumConfig",
     "ReasoningPromptFields",
     "RolloutConfig",
     "SFTBaselineConfig",

@@ -44,7 +44,10 @@ def evaluate_dataset(
     num_processes: int = 1,
     progress: bool = False,
 ) -> list[dict]:
-    """Per-question records for this process's shard (every `num_processes`-th row)."""
+    """Per-question records for this process's shard (every `num_processes`-th row).
+
+    `checker_name` scores every row, except in a data mixture, whose rows name their dataset in `source`.
+    """
     limit = len(dataset) if args.max_eval_samples is None else min(args.max_eval_samples, len(dataset))
     indices, num_real = shard_indices(limit, process_index, num_processes)
     if not indices:  # an empty eval set: the same on every rank
@@ -64,7 +67,9 @@ def evaluate_dataset(
         config = eval_generation_config(args, tokenizer, True, end_ids)
         texts = _decode(tokenizer, generate(model, repeated, config, batch, progress=label and f"maj@{k} samples"))
         extra = [texts[i * k : (i + 1) * k] for i in range(len(prompts))]
-    records = [_record(checker_name, *row) for row in zip(indices, rows["queries"], rows["groundtruth"], first, extra)]
+    # a mixture's rows carry their dataset (`source`): each is scored by its own checker
+    checkers = rows["source"] if "source" in rows.column_names else [checker_name] * len(rows)
+    records = [_record(*row) for row in zip(checkers, indices, rows["queries"], rows["groundtruth"], first, extra)]
     return records[:num_real]
 
 
