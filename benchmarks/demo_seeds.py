@@ -44,42 +44,63 @@ def spread(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "min": min(values), "max": max(values)}
 
 
+METRICS = ("accuracy", "repetition_rate", "loss")  # eval metrics a demo reports before / after (as it has them)
+CURVES = ("reward", "objective/scores", "loss/value")  # training logs reported at the first and last log
+
+
 def summarise(runs: list[dict]) -> dict:
     by_trainer: dict[str, list[dict]] = {}
     for run in runs:
         by_trainer.setdefault(run["demo"], []).append(run)
-    return {
-        trainer: {
-            "seeds": [r["seed"] for r in rows],
-            "accuracy_before": spread([r["accuracy_before"] for r in rows]),
-            "accuracy_after": spread([r["accuracy_after"] for r in rows]),
-            "eval_accuracy_during_training": [r["eval_accuracy_during_training"] for r in rows],
-            "wall_seconds": spread([r["wall_seconds"] for r in rows]),
-            "runs": rows,
-        }
-        for trainer, rows in by_trainer.items()
-    }
+    summary = {}
+    for trainer, rows in by_trainer.items():
+        entry = {"seeds": [r["seed"] for r in rows], "wall_seconds": spread([r["wall_seconds"] for r in rows])}
+        for key in METRICS:
+            if all(f"{key}_before" in r for r in rows):
+                entry[f"{key}_before"] = spread([r[f"{key}_before"] for r in rows])
+                entry[f"{key}_after"] = spread([r[f"{key}_after"] for r in rows])
+                entry[f"eval_{key}_during_training"] = [r[f"eval_{key}_during_training"] for r in rows]
+        for key in CURVES:
+            if all(f"{key}_first_log" in r for r in rows):
+                entry[f"{key}_first_log"] = spread([r[f"{key}_first_log"] for r in rows])
+                entry[f"{key}_last_log"] = spread([r[f"{key}_last_log"] for r in rows])
+        summary[trainer] = {**entry, "runs": rows}
+    return summary
+
+
+def _fmt(key: str, s: dict) -> str:
+    if key == "accuracy":
+        return f"{100 * s['mean']:.1f} % [{100 * s['min']:.1f}, {100 * s['max']:.1f}]"
+    return f"{s['mean']:.3f} [{s['min']:.3f}, {s['max']:.3f}]"
 
 
 def markdown(summary: dict, command: str) -> str:
-    pct = lambda s: f"{100 * s['mean']:.1f} % [{100 * s['min']:.1f}, {100 * s['max']:.1f}]"  # noqa: E731
     lines = [f"Command: `{command}`", "",
-             "| trainer | seeds | before (warm start) | after | wall time per run |", "|---|---|---|---|---|"]
+             "| trainer | seeds | metric | before (warm start) | after | wall time per run |", "|---|---|---|---|---|---|"]
     for trainer, s in summary.items():
         wall = s["wall_seconds"]
-        lines.append(f"| {trainer} | {', '.join(map(str, s['seeds']))} | {pct(s['accuracy_before'])} | "
-                     f"{pct(s['accuracy_after'])} | {wall['mean']:.0f} s [{wall['min']:.0f}, {wall['max']:.0f}] |")
-    lines += ["", "Eval accuracy at each evaluation during training, per seed:", ""]
+        for key in METRICS:
+            if f"{key}_before" in s:
+                lines.append(f"| {trainer} | {', '.join(map(str, s['seeds']))} | eval {key} | "
+                             f"{_fmt(key, s[f'{key}_before'])} | {_fmt(key, s[f'{key}_after'])} | "
+                             f"{wall['mean']:.0f} s [{wall['min']:.0f}, {wall['max']:.0f}] |")
+        for key in CURVES:
+            if f"{key}_first_log" in s:
+                lines.append(f"| {trainer} | {', '.join(map(str, s['seeds']))} | {key} (first / last log) | "
+                             f"{_fmt(key, s[f'{key}_first_log'])} | {_fmt(key, s[f'{key}_last_log'])} | |")
+    lines += ["", "Eval metrics at each evaluation during training, per seed:", ""]
     for trainer, s in summary.items():
-        for seed, curve in zip(s["seeds"], s["eval_accuracy_during_training"]):
-            lines.append(f"- {trainer} seed {seed}: " + " -> ".join(f"{100 * a:.1f}" for a in curve))
+        for key in METRICS:
+            for seed, curve in zip(s["seeds"], s.get(f"eval_{key}_during_training", [])):
+                scale = 100 if key == "accuracy" else 1
+                lines.append(f"- {trainer} seed {seed} {key}: " + " -> ".join(f"{scale * a:.3g}" for a in curve))
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("trainers", nargs="+", help="demo names: configs/demo_<name>.yaml (latro, markovian, sft, "
-                                                     "star, star_dpo, non_markovian)")
+                                                     "star, star_dpo, non_markovian, ppo_curriculum, ppo_text)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--out", default=str(RUNS), help="where summary.json / summary.md go")

@@ -21,7 +21,6 @@ from transformers import TrainingArguments
 
 from .trainer import trainer_class, trainer_entry
 from .trainer.state import load_run_config
-from .utils.evaluation import summarize_records
 from .utils.model_utils import load_tokenizer, resolve_dtype
 
 # settings of the run that do not carry over to an evaluation (what to load, how it trained, which subset
@@ -40,7 +39,8 @@ INHERITED_HF = ("seed", "data_seed", "per_device_train_batch_size", "gradient_ac
 @dataclass
 class EvaluationArguments:
     model_name_or_path: str = field(metadata={"help": "Checkpoint dir, LoRA adapter dir or hub id."})
-    trainer: str | None = field(default=None, metadata={"help": "latro | markovian | sft (default: the run's)."})
+    trainer: str | None = field(default=None, metadata={"help": "latro | markovian | sft | star | ppo_curriculum "
+                                                                 "(default: the run's)."})
     tokenizer_name_or_path: str | None = field(default=None, metadata={"help": "Default: the checkpoint's."})
     base_model_name_or_path: str | None = field(
         default=None, metadata={"help": "Base model of a LoRA adapter (default: the adapter's own record)."}
@@ -142,7 +142,7 @@ def run_evaluation(args: EvaluationArguments) -> dict:
         critic = load_for_eval(_critic_path(args, run), args.torch_dtype) if trainer_cls.eval_uses_reference else model
         trainer = trainer_cls(model, config, eval_dataset=dataset, processing_class=tokenizer, ref_model=critic)
         records = trainer.evaluation_records(model, dataset)
-    summary = {**summarize_records(records), "model": args.model_name_or_path, "trainer": name,
+    summary = {**trainer.summarize_records(records), "model": args.model_name_or_path, "trainer": name,
                "dataset": config.dataset_name, "split": args.split}
     out = args.output_dir or os.path.join(args.model_name_or_path, f"eval_{args.split}")
     os.makedirs(out, exist_ok=True)

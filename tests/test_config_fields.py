@@ -14,12 +14,14 @@ from transformers import TrainingArguments
 
 from implicit_reasoning.trainer import TRAINERS, ReasoningPromptFields, RolloutConfig, TrainerConfig
 from implicit_reasoning.trainer.base_config import SamplingFields
+from implicit_reasoning.trainer.trainer_config import CurriculumFields, GroupRolloutConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "implicit_reasoning"
 DOCS = ROOT / "docs"
 HF_FIELDS = {f.name: f for f in fields(TrainingArguments)}
-SHARED_CLASSES = (TrainerConfig, RolloutConfig, ReasoningPromptFields, SamplingFields)
+SHARED_CLASSES = (TrainerConfig, RolloutConfig, GroupRolloutConfig, ReasoningPromptFields, SamplingFields,
+                  CurriculumFields)
 # fields whose effect is to set TrainingArguments fields in __post_init__ (each has its own test)
 TRANSLATED = {"num_evaluations", "checkpoint_path"}
 

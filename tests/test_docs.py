@@ -24,6 +24,9 @@ VARIANTS = {
                                           scorer="actor", actor_reward_weight=0.1)),
     "markovian-vq": ("markovian", dict(rloo_k=1, use_vq=True, vq_reason_length=3)),
     "sft": ("sft", dict(response_length=4)),
+    "ppo_curriculum": ("ppo_curriculum", dict(response_length=4, ppo_epochs=2, early_stop_kl=1.0,
+                                              reward_funcs=["answer_accuracy", "repetition_penalty",
+                                                            "continuation_loglik"])),
     "star-sft": ("star", dict(response_length=12, num_iterations=1, start_steps=1, samples_per_train_question=2,
                               max_steps=-1)),
     "star-dpo": ("star", dict(response_length=12, num_iterations=1, start_steps=1, samples_per_train_question=4,
@@ -47,6 +50,8 @@ def test_every_logged_metric_is_on_the_trainers_page(variant, tmp_path, demo_tok
                         dataset_config="num_terms=2,max_value=5,num_examples=8", **{**COMMON, **overrides})
     if name == "markovian":
         data = load_markovian_examples("arithmetic", "train", demo_tokenizer, dataset_config=config.dataset_config)
+    elif name == "ppo_curriculum":  # prompt / continuation / groundtruth rows
+        data = trainer_entry(name)[0].load_split(config, "train", demo_tokenizer)
     else:
         keep = {k: v for k, v in config.dataset_kwargs.items() if k != "sanity_check"}
         data = load_task_dataset("arithmetic", "train", demo_tokenizer, **keep)

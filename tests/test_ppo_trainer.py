@@ -311,3 +311,17 @@ def test_two_processes_agree_on_weights_kl_coefficient_and_curriculum(tmp_path):
     assert len(lines) == 2, result.stdout[-2000:]
     first, second = (line.split(" ", 2)[2] for line in lines)
     assert first == second and "step 3" in first  # identical parameters, beta and curriculum weights on both ranks
+
+
+def test_a_saved_ppo_model_evaluates_with_the_evaluation_script(tmp_path, demo_tokenizer):
+    from implicit_reasoning.evaluate import EvaluationArguments, run_evaluation
+
+    config = _config(tmp_path, max_steps=1)
+    trainer = _trainer(config, demo_tokenizer)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "model"))
+    summary = run_evaluation(EvaluationArguments(model_name_or_path=str(tmp_path / "model"), split="test",
+                                                 max_eval_samples=6, output_dir=str(tmp_path / "eval")))
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert summary["trainer"] == "ppo_curriculum" and summary["num_questions"] == 6 == len(rows)
+    assert summary["accuracy"] == sum(r["correct"] for r in rows) / 6 and "repetition_rate" in summary

@@ -101,16 +101,20 @@ METHOD_FLAGS = {
              "--response_length", "8", "--gen_batch_size", "16"],
     "star-dpo": ["--num_iterations", "1", "--start_steps", "2", "--samples_per_train_question", "2",
                  "--response_length", "8", "--gen_batch_size", "16", "--train_strategy", "dpo", "--temperature", "2"],
+    # one rollout of 2 epochs x 1 minibatch: 2 updates; YAML-free CLI lists for the reward functions
+    "ppo_curriculum": ["--max_steps", "2", "--ppo_epochs", "2", "--response_length", "8",
+                       "--reward_funcs", "answer_accuracy", "repetition_penalty", "--adaptive_kl", "true"],
 }
 
 
-@pytest.mark.parametrize("variant", ["latro", "markovian", "markovian-vq", "star", "star-dpo"])
+@pytest.mark.parametrize("variant", ["latro", "markovian", "markovian-vq", "star", "star-dpo", "ppo_curriculum"])
 def test_torchrun_two_processes_data_parallel(tmp_path, tiny_model_dir, variant):
     name = variant.split("-")[0]
     out = tmp_path / "run"
+    port = 29531 + len(variant) + (20 if name == "ppo_curriculum" else 0)
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(29531 + len(variant)),
+        "--master_port", str(port),
         str(ROOT / "scripts/training.py"), "--trainer", name,
         "--model_name_or_path", str(tiny_model_dir), "--dataset_name", "arithmetic",
         "--dataset_config", "num_terms=2,max_value=5,num_examples=32", "--output_dir", str(out),

@@ -209,3 +209,24 @@ def test_europarl_row_without_english_side(tmp_path):
     _write_jsonl(tmp_path / "train.jsonl", [{"translation": {"de": "Ja.", "fr": "Oui."}}] * 10)
     with pytest.raises(ValueError, match=r"'europarl' split 'train' row 0: column 'translation' has no 'en' side"):
         load_text_dataset("europarl", "train", dataset_path=str(tmp_path))
+
+
+def test_synthetic_text_kinds_are_what_they_say():
+    """The generated raw-text sets of tests and the PPO demo: constant, random words, counting, worked sums."""
+    rows = {kind: load_text_dataset("synthetic_text", "train", dataset_config=f"kind={kind},num_examples=20,length=12")
+            ["text"] for kind in ("constant", "random", "counting", "sums")}
+    assert len(set(rows["constant"])) == 1 and rows["constant"][0].startswith("the cat sat on the mat")
+    assert len(set(rows["random"])) == 20
+    for text in rows["counting"]:  # an arithmetic progression
+        numbers = [int(w) for w in text.split()]
+        assert len(numbers) == 12 and len({b - a for a, b in zip(numbers, numbers[1:])}) == 1
+    for text in rows["sums"]:  # "a + b = c." with each c the next a
+        words = text.split()
+        for i in range(0, len(words) - 4, 5):
+            a, b, c = int(words[i]), int(words[i + 2]), int(words[i + 4].rstrip("."))
+            assert a + b == c
+    train = load_text_dataset("synthetic_text", "train", dataset_config="kind=random,num_examples=5")["text"]
+    evaluation = load_text_dataset("synthetic_text", "eval", dataset_config="kind=random,num_examples=5")["text"]
+    assert not set(train) & set(evaluation)  # splits draw from their own seeds
+    with pytest.raises(ValueError, match="kind must be one of"):
+        load_text_dataset("synthetic_text", "train", dataset_config="kind=poems")

@@ -20,6 +20,7 @@ import transformers
 
 from ..pipeline import run_training
 from ..trainer import SFTBaselineConfig, SFTBaselineTrainer, trainer_class
+from ..trainer.ppo_data import is_text_entry
 from ..utils.data_utils import load_task_dataset
 from .assets import build_demo_model, build_demo_tokenizer
 
@@ -67,11 +68,7 @@ def build_warm_start(config, directory: str, trainer_cls):
     if not os.path.exists(os.path.join(directory, "config.json")):
         tokenizer = build_demo_tokenizer()
         model = build_demo_model(tokenizer, seed=config.seed)
-        keep = ("dataset_config", "dataset_path", "seed", "cot_trigger", "use_chat_template")
-        kwargs = {key: value for key, value in config.dataset_kwargs.items() if key in keep}
-        train = load_task_dataset(config.dataset_name, "train", tokenizer, **kwargs)  # registry rows, LaTRO format
-        print(f"[demo] warm start: {DEMO_WARM_START['max_steps']} SFT steps on mixed careful/guess solutions")
-        rows = trainer_cls.sft_rows(config, warm_start_dataset(train, seed=config.seed), tokenizer)
+        rows = warm_start_rows(config, tokenizer, trainer_cls)
         SFTBaselineTrainer(model, warm_start_config(directory, config), train_dataset=rows,
                            processing_class=tokenizer).train()
         model.save_pretrained(directory)
@@ -84,6 +81,22 @@ def build_warm_start(config, directory: str, trainer_cls):
     )
 
 
+def warm_start_rows(config, tokenizer, trainer_cls):
+    """SFT rows of the warm start: mixed careful/guess solutions, or for a raw-text mixture its texts
+    (prompt -> continuation), in `trainer_cls`'s format."""
+    mixture = getattr(config, "mixture", None)
+    if mixture and all(is_text_entry(entry) for entry in mixture):
+        print(f"[demo] warm start: {DEMO_WARM_START['max_steps']} SFT steps on the mixture's texts")
+        texts = trainer_cls.load_split(config, "train", tokenizer)
+        return texts.map(lambda r: {"queries": r["prompt"], "rationale": r["continuation"], "responses": ""},
+                         remove_columns=texts.column_names)
+    keep = ("dataset_config", "dataset_path", "seed", "cot_trigger", "use_chat_template")
+    kwargs = {key: value for key, value in config.dataset_kwargs.items() if key in keep}
+    train = load_task_dataset(config.dataset_name, "train", tokenizer, **kwargs)  # registry rows, LaTRO format
+    print(f"[demo] warm start: {DEMO_WARM_START['max_steps']} SFT steps on mixed careful/guess solutions")
+    return trainer_cls.sft_rows(config, warm_start_dataset(train, seed=config.seed), tokenizer)
+
+
 def demo_threads() -> None:
     """One intra-op thread unless OMP_NUM_THREADS says otherwise.
 
@@ -94,31 +107,38 @@ def demo_threads() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
 
+REPORTED = ("accuracy", "repetition_rate", "loss")  # eval metrics reported before / after, when the trainer has them
+CURVES = ("reward", "objective/scores", "loss/value")  # training logs reported at the first and last log
+
+
 def report(config, name: str, before: dict, after: dict, seconds: float, history=()) -> dict:
-    """Print and save (`demo_results.json`) accuracy before / after and the first / last logged reward."""
-    rewards = [h["reward"] for h in history if "reward" in h]
-    evals = [h["eval_accuracy"] for h in history if "eval_accuracy" in h]
+    """Print and save (`demo_results.json`) eval metrics before / after and the first / last training logs."""
     result = {
         "trainer": name,
-        "dataset": f"{config.dataset_name} ({config.dataset_config})",
+        "dataset": f"{config.dataset_name} ({config.dataset_config})" if not getattr(config, "datasets", None)
+        else ", ".join(str(entry.get("config") or entry["name"]) for entry in config.mixture),
         "seed": config.seed,
-        "accuracy_before": before["eval_accuracy"],
-        "accuracy_after": after["eval_accuracy"],
-        "eval_accuracy_during_training": evals,
         "eval_questions": int(after["eval_num_questions"]),
         "total_seconds": round(seconds, 1),
     }
-    if rewards:
-        result.update(reward_first_log=round(rewards[0], 3), reward_last_log=round(rewards[-1], 3))
+    for key in REPORTED:
+        if f"eval_{key}" in after:
+            result[f"{key}_before"], result[f"{key}_after"] = before[f"eval_{key}"], after[f"eval_{key}"]
+            result[f"eval_{key}_during_training"] = [h[f"eval_{key}"] for h in history if f"eval_{key}" in h]
+    for key in CURVES:
+        values = [h[key] for h in history if key in h]
+        if values:
+            result[f"{key}_first_log"], result[f"{key}_last_log"] = round(values[0], 4), round(values[-1], 4)
     with open(os.path.join(config.output_dir, DEMO_RESULTS_FILE), "w") as f:
         json.dump(result, f, indent=2)
-    print(
-        f"[demo] {name}: held-out accuracy {result['accuracy_before']:.1%} (warm start) -> "
-        f"{result['accuracy_after']:.1%} after training, on {result['eval_questions']} questions "
-        f"({result['total_seconds']} s in all, warm start and evaluations included)"
-    )
-    if rewards:
-        print(f"[demo] {name}: mean reward {rewards[0]:.3f} at the first log -> {rewards[-1]:.3f} at the last")
+    for key in REPORTED:
+        if f"{key}_before" in result:
+            print(f"[demo] {name}: held-out {key} {result[f'{key}_before']:.4g} (warm start) -> "
+                  f"{result[f'{key}_after']:.4g} after training, on {result['eval_questions']} rows")
+    for key in CURVES:
+        if f"{key}_first_log" in result:
+            print(f"[demo] {name}: {key} {result[f'{key}_first_log']} at the first log -> {result[f'{key}_last_log']}")
+    print(f"[demo] {name}: {result['total_seconds']} s in all, warm start and evaluations included")
     return result
 
 

@@ -4,6 +4,10 @@ Every `difficulty_interval` optimizer steps a frozen copy of the policy (refresh
 `freeze_interval` steps) measures each dataset's difficulty on a fixed sample of
 `difficulty_sample_size` rows: the mean and variance over rows of the per-token loss of the
 row's target text (`difficulty_texts`). A rule (`utils.curriculum`) turns them into weights.
+Measuring happens when prompts are drawn, i.e. at rollout starts: when a rollout serves several
+updates (PPO epochs / minibatches) a start need not fall on a multiple of the interval, so the
+first draw at or after each multiple measures (and refreshes the copy at a multiple of
+`freeze_interval`), rather than only the draws on a common multiple of both.
 
 Prompts are drawn at rollout time, not by the dataloader: the draws of update u use the
 weights at u and a generator seeded by (seed, u, process), so a resumed run draws exactly
@@ -24,7 +28,9 @@ MIXTURE_COLUMNS = ("source", "mixture_index")  # dataset name (answer checker) a
 
 
 def load_mixture(config, split: str, load_entry) -> datasets.Dataset:
-    """The `split` of every mixture entry (`load_entry(entry) -> Dataset`), concatenated, with MIXTURE_COLUMNS."""
+    """The `split` of every mixture entry (`load_entry(entry) -> Dataset`) with MIXTURE_COLUMNS, interleaved
+    round-robin (row 0 of each dataset, then row 1 of each, ...) so that the first n rows, e.g.
+    `max_eval_samples` of them, cover every dataset."""
     parts = []
     for index, entry in enumerate(config.mixture):
         part = load_entry(entry)
@@ -32,7 +38,11 @@ def load_mixture(config, split: str, load_entry) -> datasets.Dataset:
             raise ValueError(f"datasets[{index}] ({entry_label(entry)}) split {split!r} has no rows")
         part = part.add_column("source", [entry["name"]] * len(part))
         parts.append(part.add_column("mixture_index", [index] * len(part)))
-    return datasets.concatenate_datasets(parts)
+    if len(parts) == 1:
+        return parts[0]
+    offsets = [sum(len(p) for p in parts[:k]) for k in range(len(parts))]
+    order = [offsets[k] + i for i in range(max(len(p) for p in parts)) for k, p in enumerate(parts) if i < len(p)]
+    return datasets.concatenate_datasets(parts).select(order)
 
 
 class Curriculum:
@@ -66,12 +76,16 @@ class Curriculum:
 
     # -------------------------------------------------------------- measuring
     def due(self, step: int) -> bool:
-        """Whether the weights are to be updated before drawing for `step` (once per interval step)."""
-        return len(self.labels) > 1 and step % self.config.difficulty_interval == 0 and step != self.measured_step
+        """Whether the weights are to be updated before drawing for `step`: a multiple of `difficulty_interval`
+        lies in (last measured step, step], i.e. this is the first draw at or after it."""
+        interval = self.config.difficulty_interval
+        return len(self.labels) > 1 and step // interval > self.measured_step // interval
 
     def refresh_due(self, step: int) -> bool:
-        """Whether the frozen copy is refreshed at this measurement (a copy is kept only between refreshes)."""
-        return step % self.config.freeze_interval == 0
+        """Whether the frozen copy is refreshed at the measurement of `step` (asked before `update`): a multiple
+        of `freeze_interval` lies in (last measured step, step]. A copy is kept only between refreshes."""
+        interval = self.config.freeze_interval
+        return step // interval > self.measured_step // interval
 
     @property
     def keeps_copy(self) -> bool:

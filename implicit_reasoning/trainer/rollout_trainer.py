@@ -25,8 +25,12 @@ then only paces the run.
 
 from __future__ import annotations
 
+import os
+import warnings
+
 import torch
 from torch.utils.data import Sampler
+from transformers import TrainerCallback
 
 from ..utils.evaluation import shard_indices
 from ..utils.generation import generate, sampling_config
@@ -34,6 +38,24 @@ from ..utils.model_utils import eval_mode
 from .base_trainer import BaseTrainer
 from .curriculum import Curriculum, row_losses
 from .rollout_config import RolloutConfig
+
+
+FROZEN_FILE = "curriculum_frozen.safetensors"  # the curriculum's frozen copy, in checkpoints taken between refreshes
+
+
+class SaveFrozenCopyCallback(TrainerCallback):
+    """Writes the curriculum's frozen copy (trainable weights) into each checkpoint (main process)."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        frozen = self.trainer._frozen
+        if frozen is not None and state.is_world_process_zero:
+            from safetensors.torch import save_file
+
+            folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+            save_file({n: t.detach().cpu().contiguous() for n, t in frozen.items()}, os.path.join(folder, FROZEN_FILE))
 
 
 class PromptGroupSampler(Sampler[int]):
@@ -92,6 +114,8 @@ class RolloutTrainer(BaseTrainer):
         self._frozen: dict[str, torch.Tensor] | None = None  # trainable weights of the curriculum's frozen copy
         if self.curriculum is not None:
             self.register_state("curriculum", self.curriculum)
+            if self.curriculum.keeps_copy:
+                self.add_callback(SaveFrozenCopyCallback(self))
 
     # --------------------------------------------------------------- the method
     def make_rollout(self, prompts: dict[str, list]) -> dict:
@@ -213,7 +237,9 @@ class RolloutTrainer(BaseTrainer):
         policy = self.unwrapped_policy()
         trainable = {n: p for n, p in policy.named_parameters() if p.requires_grad}
         if self.curriculum.keeps_copy and (self._frozen is None or self.curriculum.refresh_due(step)):
-            self._frozen = {n: p.detach().clone() for n, p in trainable.items()}
+            self._frozen = self._restored_copy(trainable) if not self.curriculum.refresh_due(step) else None
+            if self._frozen is None:
+                self._frozen = {n: p.detach().clone() for n, p in trainable.items()}
         current = {n: p.detach().clone() for n, p in trainable.items()} if self.curriculum.keeps_copy else None
         if current is not None:
             for n, p in trainable.items():
@@ -227,6 +253,18 @@ class RolloutTrainer(BaseTrainer):
                     p.copy_(current[n])
         for name, value in self.curriculum.update(step, losses).items():
             self.log_metric(name, value)
+
+    def _restored_copy(self, trainable: dict) -> dict | None:
+        """The frozen copy saved in the checkpoint this run resumed from (a resume between refreshes)."""
+        path = os.path.join(self.resumed_from, FROZEN_FILE) if self.resumed_from else None
+        if path is None or not os.path.exists(path):
+            if path is not None:
+                warnings.warn(f"{path} is missing: the curriculum's frozen copy restarts from the current weights")
+            return None
+        from safetensors.torch import load_file
+
+        saved = load_file(path)
+        return {n: saved[n].to(device=p.device, dtype=p.dtype) for n, p in trainable.items()}
 
     def _dataset_losses(self, model, rows: list[int]) -> torch.Tensor:
         """Per-row losses of `rows` of the train dataset, each process scoring every P-th, gathered in order."""

@@ -182,6 +182,43 @@ def generate_arithmetic_negative(
     return [{"terms": [draw() for _ in range(num_terms)]} for _ in range(n)]
 
 
+SYNTHETIC_TEXT_KINDS = ("constant", "random", "counting", "sums")
+_WORDS = ("the", "cat", "dog", "sat", "ran", "on", "under", "a", "mat", "tree", "big", "small", "red", "blue",
+          "and", "then", "slept", "jumped", "over", "house")
+
+
+def generate_synthetic_text(split: str, n: int, seed: int, kind: str = "counting", length: int = 40) -> list[dict]:
+    """``n`` rows ``{"text": ...}`` of about ``length`` words each, of one ``kind`` (offline test/demo text):
+
+    * ``constant``: one fixed sentence, repeated (nothing left to learn);
+    * ``random``: words drawn uniformly from a 20-word list (nothing learnable beyond the unigram);
+    * ``counting``: arithmetic progressions "7 10 13 16 ..." (a pattern a model can learn);
+    * ``sums``: worked running sums "12 + 5 = 17. 17 + 9 = 26. ..." (learnable, as in the demo task).
+    """
+    if kind not in SYNTHETIC_TEXT_KINDS:
+        raise ValueError(f"synthetic_text: kind must be one of {SYNTHETIC_TEXT_KINDS}, got {kind!r}")
+    if not isinstance(length, int) or length < 2:
+        raise ValueError(f"synthetic_text: length must be an integer >= 2, got {length!r}")
+    rng = split_rng(split, seed)
+    rows = []
+    for _ in range(n):
+        if kind == "constant":
+            words = ("the cat sat on the mat and then slept . " * length).split()[:length]
+        elif kind == "random":
+            words = [rng.choice(_WORDS) for _ in range(length)]
+        elif kind == "counting":
+            start, step = rng.randint(1, 20), rng.randint(1, 5)
+            words = [str(start + i * step) for i in range(length)]
+        else:
+            total, words = rng.randint(1, 20), []
+            while len(words) < length:
+                term = rng.randint(1, 9)
+                words += [str(total), "+", str(term), "=", f"{total + term}."]
+                total += term
+        rows.append({"text": " ".join(words)})
+    return rows
+
+
 def _format_term(value: int) -> str:
     return f"(-{abs(value)})" if value < 0 else str(value)
 

@@ -49,6 +49,7 @@ from .data_sources import (
     europarl_example,
     generate_arithmetic,
     generate_arithmetic_negative,
+    generate_synthetic_text,
     gsm8k_example,
     last_boxed_content,
     math_example,
@@ -390,6 +391,8 @@ for _spec in (
                 ("text",), wikitext_example, CHECKER_NONE),
     DatasetSpec("arithmetic", None, None, {s: s for s in GENERATED_SPLIT_SIZES},
                 ("terms",), arithmetic_example, CHECKER_NUMERIC, generator=generate_arithmetic),
+    DatasetSpec("synthetic_text", None, None, {s: s for s in GENERATED_SPLIT_SIZES},
+                ("text",), wikitext_example, CHECKER_NONE, generator=generate_synthetic_text),
     DatasetSpec("arithmetic_negative", None, None, {s: s for s in GENERATED_SPLIT_SIZES},
                 ("terms",), arithmetic_example, CHECKER_NUMERIC, generator=generate_arithmetic_negative),
 ):
