@@ -110,6 +110,7 @@ class RolloutTrainer(BaseTrainer):
         self._schedule: list[dict] = []
         self._micro_step = 0
         self._rollout_start = 0
+        self._cycle_end = 0
         self.curriculum = self._build_curriculum()
         self._frozen: dict[str, torch.Tensor] | None = None  # trainable weights of the curriculum's frozen copy
         if self.curriculum is not None:
@@ -199,10 +200,12 @@ class RolloutTrainer(BaseTrainer):
         if resumed:
             self._micro_step = self.state.global_step * accumulation
         position = self._micro_step - self._rollout_start
-        at_boundary = 0 < position < len(self._schedule) and position % accumulation == 0
-        if not self._schedule or position >= len(self._schedule) or (at_boundary and self.end_rollout_early()):
+        inside = 0 < position and self._micro_step < self._cycle_end and position % accumulation == 0
+        if not self._schedule or self._micro_step >= self._cycle_end or (inside and self.end_rollout_early()):
             self._schedule = self.rollout_schedule(self.make_rollout(self._draw_prompts(inputs)))
-            self._rollout_start = self._micro_step - (self._micro_step % len(self._schedule) if resumed else 0)
+            cycle, self._rollout_start = len(self._schedule), self._micro_step
+            # a resume inside a cycle serves the fresh rollout for the cycle's remaining updates only
+            self._cycle_end = self._micro_step + (cycle - self._micro_step % cycle if resumed else cycle)
         batch = {**self._schedule[self._micro_step - self._rollout_start], "rollout_pass": self.rollout_pass}
         self._micro_step += 1
         return batch
