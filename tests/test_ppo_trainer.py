@@ -325,3 +325,67 @@ def test_a_saved_ppo_model_evaluates_with_the_evaluation_script(tmp_path, demo_t
     rows = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert summary["trainer"] == "ppo_curriculum" and summary["num_questions"] == 6 == len(rows)
     assert summary["accuracy"] == sum(r["correct"] for r in rows) / 6 and "repetition_rate" in summary
+    assert summary["maj@8"] == sum(r["majority_correct"] for r in rows) / 6 and len(rows[0]["samples"]) == 8
+
+
+def test_gradient_checkpointing_gives_the_same_update(tmp_path, demo_tokenizer):
+    losses = []
+    for checkpointing in (False, True):
+        config = _config(tmp_path / str(checkpointing), max_steps=1, gradient_checkpointing=checkpointing)
+        trainer = _trainer(config, demo_tokenizer)
+        trainer.train()
+        losses.append(trainer.state.log_history[0]["loss"])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_bf16_autocast_leaves_values_and_log_probs_float32(tmp_path, demo_tokenizer):
+    trainer = _trainer(_config(tmp_path, bf16=True), demo_tokenizer)
+    with trainer.accelerator.autocast():
+        out = trainer.make_rollout(trainer.train_dataset.select(range(4)).to_dict())
+    values = out["old_values"][out["mask"].bool()]
+    assert values.dtype == torch.float32 and out["old_logps"].dtype == torch.float32
+    assert (values.bfloat16().float() != values).any()  # not rounded to bf16 by autocast
+
+
+def test_log_probs_are_those_of_the_sampling_temperature(tmp_path, demo_tokenizer):
+    trainer = _trainer(_config(tmp_path, temperature=0.5), demo_tokenizer)
+    out = trainer.make_rollout(trainer.train_dataset.select(range(2)).to_dict())
+    ids, mask, tokens = out["input_ids"], out["attention_mask"], out["mask"].bool()
+    start = int((out["segment_ids"] == 2).any(0).nonzero()[0])
+    with torch.no_grad():
+        logits = trainer.unwrapped_policy()(input_ids=ids, attention_mask=mask,
+                                            position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits.double()
+    expected = torch.log_softmax(logits[:, start - 1 : -1] / 0.5, -1).gather(-1, ids[:, start:].unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(out["old_logps"].double(), expected * tokens, atol=1e-4, rtol=1e-4)
+
+
+def test_attention_dropout_is_off_so_the_first_ratio_is_exactly_one(tmp_path, demo_tokenizer):
+    model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
+    model.config.attention_dropout = 0.3
+    for module in model.modules():
+        if hasattr(module, "attention_dropout"):
+            module.attention_dropout = 0.3
+    trainer = _trainer(_config(tmp_path, max_steps=1), demo_tokenizer, model=model)
+    trainer.train()
+    assert trainer.state.log_history[0]["val/ratio"] == pytest.approx(1.0, abs=1e-7)
+
+
+def test_seed_sets_the_value_head_and_a_fresh_rollout_after_an_early_stop_has_new_prompts(tmp_path, demo_tokenizer):
+    heads = [_trainer(_config(tmp_path, seed=s), demo_tokenizer).model.value.head.weight for s in (1, 1, 2)]
+    assert torch.equal(heads[0], heads[1]) and not torch.equal(heads[0], heads[2])
+    config = _config(tmp_path, max_steps=4, ppo_epochs=4, early_stop_kl=1e-12, learning_rate=1e-2)
+    trainer = _trainer(config, demo_tokenizer)
+    prompts = []
+    original = trainer.make_rollout
+    trainer.make_rollout = lambda rows: (prompts.append(rows["prompt"]), original(rows))[1]
+    trainer.train()
+    assert len(prompts) == 2 and prompts[0] != prompts[1]
+
+
+def test_evaluate_on_another_dataset_reports_its_own_loss_and_config_errors(tmp_path, demo_tokenizer):
+    trainer = _trainer(_config(tmp_path), demo_tokenizer)
+    first = trainer.evaluate()["eval_loss"]
+    other = trainer.eval_dataset.select(range(4, 8))
+    assert trainer.evaluate(other)["eval_loss"] != first
+    with pytest.raises(ValueError, match="kl_coef=0.0 with adaptive_kl=True"):
+        _config(tmp_path, adaptive_kl=True, kl_coef=0.0)

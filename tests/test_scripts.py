@@ -168,7 +168,7 @@ def test_evaluation_script_writes_summary_and_predictions(tmp_path, tiny_model_d
     assert summary["accuracy"] == sum(r["correct"] for r in rows) / 12
 
 
-@pytest.mark.parametrize("demo", ["latro", "markovian", "star", "star_dpo"])
+@pytest.mark.parametrize("demo", ["latro", "markovian", "star", "star_dpo", "ppo_curriculum"])
 def test_builtin_demo_raises_accuracy(tmp_path, demo):
     """The README's main job and the other demos, as shipped (configs/demo_<demo>.yaml), on a fresh output dir."""
     from implicit_reasoning.demo import run_demo
@@ -183,6 +183,9 @@ def test_builtin_demo_raises_accuracy(tmp_path, demo):
     assert result["accuracy_after"] >= result["accuracy_before"] + 0.10, result
     if name == "markovian":  # the normalized reward R = log P(y | CoT) - log P(y | CoT') rises too
         assert result["reward_last_log"] > result["reward_first_log"], result
+    if name == "ppo_curriculum":  # the accuracy reward rises and the value network learns the returns
+        assert result["objective/scores_last_log"] > result["objective/scores_first_log"], result
+        assert result["loss/value_last_log"] < result["loss/value_first_log"] / 2, result
     if name == "star":  # two iterations, each validated, the second no worse than the first
         curve = result["eval_accuracy_during_training"]
         assert len(curve) >= 2 and curve[1] >= curve[0] - 0.02, result

@@ -23,7 +23,6 @@ from contextlib import contextmanager
 import torch
 from transformers import PreTrainedModel, Trainer
 from transformers.trainer_utils import get_last_checkpoint
-from trl.trainer.utils import disable_dropout_in_model
 
 from ..utils import model_utils
 from ..utils.data_utils import load_task_dataset
@@ -76,7 +75,7 @@ class BaseTrainer(Trainer):
         ref_model = self._build_reference(model, args, ref_model, use_peft) if self.uses_reference else None
         model = self._maybe_wrap_peft(model, args, peft_config) if use_peft else model
         if args.disable_dropout:
-            disable_dropout_in_model(model)  # the model's and the adapter's
+            model_utils.disable_dropout(model)  # the model's, the adapter's and attention's
         model = self.build_trained_module(model, args)
         super().__init__(
             model=model,
@@ -245,7 +244,7 @@ class BaseTrainer(Trainer):
         elif ref_model is None:
             ref_model = copy.deepcopy(model)
         if args.disable_dropout:
-            disable_dropout_in_model(ref_model)
+            model_utils.disable_dropout(ref_model)
         return ref_model.eval().requires_grad_(False)
 
     def _maybe_wrap_peft(self, model, args, peft_config):

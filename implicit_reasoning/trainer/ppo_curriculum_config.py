@@ -100,12 +100,6 @@ class PPOCurriculumConfig(ReasoningPromptFields, CurriculumFields, RolloutConfig
             check(getattr(self, name) >= 0, f"{name}={getattr(self, name)}: must be >= 0")
         check(self.early_stop_kl is None or self.early_stop_kl > 0, f"early_stop_kl={self.early_stop_kl}: must be > 0")
         check(bool(self.reward_funcs), "reward_funcs: at least one reward function is needed")
-        check(
-            self.reward_weights is None or len(self.reward_weights) == len(self.reward_funcs),
-            f"reward_weights has {len(self.reward_weights or [])} entries for {len(self.reward_funcs)} reward_funcs",
-        )
-        check(
-            not (self.use_lora and self.value_model_name_or_path),
-            "value_model_name_or_path with use_lora=True: the value network is a LoRA-adapted copy of the policy's "
-            "backbone; drop one of the two",
-        )
+        # reward_weights vs the functions is checked by the trainer: Python callers may pass other functions
+        check(not self.adaptive_kl or self.kl_coef > 0,
+              f"kl_coef={self.kl_coef} with adaptive_kl=True: the controller scales beta, so it must start > 0")

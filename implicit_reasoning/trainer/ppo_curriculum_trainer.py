@@ -131,20 +131,26 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
         rows, accumulation = len(rollout["input_ids"]), args.gradient_accumulation_steps
         size = rows // args.num_mini_batches
         generator = torch.Generator().manual_seed(args.seed + self.state.global_step)
-        schedule = []
+        minibatches = []
         for _ in range(args.ppo_epochs):
             order = torch.randperm(rows, generator=generator).to(rollout["input_ids"].device)
-            for m in range(args.num_mini_batches):
-                minibatch = {k: v[order[m * size : (m + 1) * size]] for k, v in rollout.items()}
-                normalizer = minibatch["mask"].sum().clamp(min=1) / accumulation
-                minibatch["token_normalizer"] = normalizer.expand(size)
-                schedule.extend(split_rows(minibatch, accumulation))
+            minibatches += [{k: v[order[m * size : (m + 1) * size]] for k, v in rollout.items()}
+                            for m in range(args.num_mini_batches)]
+        # DDP averages the processes' gradients: dividing by (all processes' tokens) / processes makes the
+        # update the token mean of the whole minibatch, however its tokens fall on processes and micro-batches
+        tokens = self._global_sum(torch.stack([mb["mask"].sum().double().cpu() for mb in minibatches]))
+        scale = self.accelerator.num_processes * accumulation
+        schedule = []
+        for minibatch, count in zip(minibatches, tokens.tolist()):
+            minibatch["token_normalizer"] = torch.full((size,), max(count, 1.0) / scale, device=minibatch["mask"].device)
+            schedule.extend(split_rows(minibatch, accumulation))
         return schedule
 
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
         # 4. loss = sum_t [max(-A rho, -A clip(rho)) + vf_coef 0.5 max((V-R)^2, (V_clip-R)^2)] / tokens
         rows = {k: batch[k] for k in ROW_KEYS}
         logits, window, values = model(rows, batch["segment_ids"] == RESPONSE)
+        logits = logits / self.args.temperature  # the distribution that sampled the rollout (as in TRL's PPO)
         logps, values = token_logprobs(logits, window["input_ids"])[:, 1:], values[:, 1:]  # response columns
         width = logps.shape[1]
         old_logps, old_values, advantages, returns, mask = (batch[k][:, :width] for k in TOKEN_KEYS)
@@ -153,9 +159,8 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
         vf = ppo.value_loss_terms(values, old_values, returns, self.args.cliprange_value)
         loss = ppo.masked_total(pg["loss"], mask, normalizer) + self.args.vf_coef * ppo.masked_total(
             vf["loss"], mask, normalizer)
-        approxkl = masked_mean(pg["approxkl"].detach(), mask)
-        self._update_approxkl.append(float(approxkl))
-        self._log_update(pg, vf, logits, mask, approxkl)
+        self._update_approxkl.append([float(ppo.masked_total(pg["approxkl"].detach(), mask, 1.0)), float(mask.sum())])
+        self._log_update(pg, vf, logits, mask, normalizer)
         return {"loss": loss}
 
     def end_rollout_early(self) -> bool:
@@ -165,26 +170,28 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
             return False
         if self._discard_rollout:
             return True
-        local = [sum(self._update_approxkl), len(self._update_approxkl)]
-        total, count = self._global_sum(torch.tensor(local, dtype=torch.float64)).tolist()
+        local = torch.tensor(self._update_approxkl, dtype=torch.float64).reshape(-1, 2).sum(0)
+        total, count = self._global_sum(local).tolist()  # the update's token mean, over all processes
         self._update_approxkl = []
         stop = total / max(count, 1.0) > 1.5 * self.args.early_stop_kl
         self.log_metric("policy/early_stopped", float(stop))
         return stop
 
     # ============================================================ logging
-    def _log_update(self, pg: dict, vf: dict, logits: torch.Tensor, mask: torch.Tensor, approxkl) -> None:
-        entropy = ppo.token_entropy(logits.detach())
+    def _log_update(self, pg: dict, vf: dict, logits: torch.Tensor, mask: torch.Tensor, normalizer) -> None:
+        """Token means of the update: each micro-batch's sums / (minibatch tokens / (processes x G)), averaged by
+        log_metric over the G micro-batches and the processes, are the minibatch's exact token means."""
+        entropy = ppo.token_entropy(logits.detach())[:, :-1]  # the distribution each response token came from
         for name, value in (
-            ("policy/approxkl", approxkl),
-            ("policy/clipfrac", masked_mean(pg["clipped"], mask)),
-            ("policy/entropy", masked_mean(entropy[:, :-1], mask)),  # the distribution each response token came from
-            ("loss/policy", masked_mean(pg["loss"].detach(), mask)),
-            ("loss/value", masked_mean(vf["loss"].detach(), mask)),
-            ("val/clipfrac", masked_mean(vf["clipped"], mask)),
-            ("val/ratio", masked_mean(pg["ratio"].detach(), mask)),
+            ("policy/approxkl", pg["approxkl"].detach()),
+            ("policy/clipfrac", pg["clipped"]),
+            ("policy/entropy", entropy),
+            ("loss/policy", pg["loss"].detach()),
+            ("loss/value", vf["loss"].detach()),
+            ("val/clipfrac", vf["clipped"]),
+            ("val/ratio", pg["ratio"].detach()),
         ):
-            self.log_metric(name, value)
+            self.log_metric(name, ppo.masked_total(value, mask, normalizer))
 
     def _log_rollout(self, prompts, completions, y, stops, scores, kl, beta, values, returns, mask) -> None:
         seq_kl = kl.sum(1)

@@ -18,9 +18,10 @@ import torch
 
 from ..utils import rewards
 from ..utils.eval_utils import checker_for, is_correct
-from ..utils.evaluation import eval_generation_config, shard_indices
+from ..utils.evaluation import eval_generation_config, majority_fields, shard_indices
 from ..utils.generation import generate
 from ..utils.model_utils import (
+    disable_dropout,
     encode_continuation,
     encode_prompt,
     end_of_text_ids,
@@ -41,8 +42,11 @@ class PPOSupport:
 
     # ------------------------------------------------------------ the trained module
     def build_trained_module(self, policy, args):
-        from trl.trainer.utils import disable_dropout_in_model
+        with torch.random.fork_rng(devices=[]):  # the head and the adapters initialise from `seed`, like the run
+            torch.manual_seed(args.seed)
+            return PolicyAndValue(policy, self._value_network(policy, args))
 
+    def _value_network(self, policy, args) -> ValueModel:
         if args.value_model_name_or_path or args.use_lora:
             value = ValueModel.from_pretrained(args.value_model_name_or_path or self.base_model_path, args)
         else:
@@ -55,8 +59,8 @@ class PPOSupport:
                 r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
                 target_modules=targets[0] if targets == ["all-linear"] else targets))
         if args.disable_dropout:
-            disable_dropout_in_model(value)
-        return PolicyAndValue(policy, value)
+            disable_dropout(value)
+        return value
 
     def policy_of(self, module):
         return module.policy if isinstance(module, PolicyAndValue) else module
@@ -78,11 +82,12 @@ class PPOSupport:
             part = {k: v[i : i + chunk].to(device) for k, v in rows.items()}
             with eval_mode(module):
                 logits, window, value = module(part, part["segment_ids"] == RESPONSE)
-            logps.append(_pad(token_logprobs(logits, window["input_ids"])[:, 1:], width))
+            temperature = self.args.temperature  # log-probs of the distribution that sampled (policy and reference)
+            logps.append(_pad(token_logprobs(logits / temperature, window["input_ids"])[:, 1:], width))
             values.append(_pad(value[:, 1:], width))
             with self.reference_model() as ref:
                 logits, window = forward_window(ref, part, part["segment_ids"] == RESPONSE)
-                ref_logps.append(_pad(token_logprobs(logits, window["input_ids"])[:, 1:], width))
+                ref_logps.append(_pad(token_logprobs(logits / temperature, window["input_ids"])[:, 1:], width))
         mask = scored[:, start:]
         return torch.cat(logps), torch.cat(values), torch.cat(ref_logps), mask
 
@@ -152,33 +157,40 @@ class PPOSupport:
         if not indices:
             return []
         rows = dataset.select(indices)
-        ids = self._complete(model, rows["prompt"])
+        ids = self._complete(model, rows["prompt"], sample=args.eval_temperature > 0)
         texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        k = args.eval_num_samples  # maj@k over k sampled completions of each question/answer row
+        samples = tokenizer.batch_decode(self._complete(model, [p for p in rows["prompt"] for _ in range(k)], True),
+                                         skip_special_tokens=True) if k > 1 else []
         records = []
         for i, index in enumerate(indices[:num_real]):
             source, gold = rows["source"][i], rows["groundtruth"][i]
             answered = bool(gold) and checker_for(source) != "none"
-            records.append({"index": index, "prompt": rows["prompt"][i], "completion": texts[i], "source": source,
-                            "correct": is_correct(source, texts[i], gold) if answered else None,
-                            "repetition_rate": rewards.repetition_rate([t for t in ids[i] if t != tokenizer.pad_token_id])})
+            record = {"index": index, "prompt": rows["prompt"][i], "completion": texts[i], "source": source,
+                      "correct": is_correct(source, texts[i], gold) if answered else None,
+                      "repetition_rate": rewards.repetition_rate([t for t in ids[i] if t != tokenizer.pad_token_id])}
+            if answered and samples:
+                record.update(majority_fields(source, samples[i * k : (i + 1) * k], gold))
+            records.append(record)
         return records
 
     def summarize_records(self, records: list[dict]) -> dict[str, float]:
         n = max(len(records), 1)
         summary = {"num_questions": float(len(records)),
                    "repetition_rate": sum(r["repetition_rate"] for r in records) / n}
-        answered = [r["correct"] for r in records if r["correct"] is not None]
+        answered = [r for r in records if r["correct"] is not None]
         if answered:
-            summary["accuracy"] = sum(answered) / len(answered)
+            summary["accuracy"] = sum(r["correct"] for r in answered) / len(answered)
+        if answered and "samples" in answered[0]:
+            summary[f"maj@{len(answered[0]['samples'])}"] = sum(r["majority_correct"] for r in answered) / len(answered)
         return summary
 
     def evaluation_extras(self, model, dataset) -> dict[str, float]:
         """The validation loss (mean per-token loss of the continuations) and the test prompts' completions."""
-        if not hasattr(self, "_validation_rows"):
-            entry = self.args.validation_dataset
-            self._validation_rows = (load_entry_rows(normalize_entry(entry, 0), "eval", self.processing_class, self.args)
-                                     if entry else dataset)
-        rows = self._validation_rows
+        entry = self.args.validation_dataset
+        if entry and not hasattr(self, "_validation_rows"):
+            self._validation_rows = load_entry_rows(normalize_entry(entry, 0), "eval", self.processing_class, self.args)
+        rows = self._validation_rows if entry else dataset
         limit = len(rows) if self.args.max_eval_samples is None else min(self.args.max_eval_samples, len(rows))
         indices, num_real = shard_indices(limit, self.accelerator.process_index, self.accelerator.num_processes)
         part = rows.select(indices)
@@ -189,8 +201,9 @@ class PPOSupport:
         self._write_test_generations(model)
         return {"loss": float(total[0] / total[1].clamp(min=1))}
 
-    def _complete(self, model, prompts: list[str]) -> list[list[int]]:
-        config = eval_generation_config(self.args, self.processing_class, self.args.eval_temperature > 0,
+    def _complete(self, model, prompts: list[str], sample: bool) -> list[list[int]]:
+        """Completions (token ids, padded): greedy, or sampled at the run's eval sampling settings."""
+        config = eval_generation_config(self.args, self.processing_class, sample,
                                         end_of_text_ids(self.processing_class, model))
         x = [encode_prompt(self.processing_class, p, self.args.max_prompt_length) for p in prompts]
         return generate(model, x, config, self.args.per_device_eval_batch_size).tolist()
@@ -198,7 +211,8 @@ class PPOSupport:
     def _write_test_generations(self, model) -> None:
         if not self.args.test_prompts:
             return
-        texts = self.processing_class.batch_decode(self._complete(model, self.args.test_prompts),
+        texts = self.processing_class.batch_decode(self._complete(model, self.args.test_prompts,
+                                                                  self.args.eval_temperature > 0),
                                                    skip_special_tokens=True)
         if self.accelerator.is_main_process:
             os.makedirs(self.args.output_dir, exist_ok=True)

@@ -39,7 +39,6 @@ from .base_trainer import BaseTrainer
 from .curriculum import Curriculum, row_losses
 from .rollout_config import RolloutConfig
 
-
 FROZEN_FILE = "curriculum_frozen.safetensors"  # the curriculum's frozen copy, in checkpoints taken between refreshes
 
 
@@ -201,8 +200,9 @@ class RolloutTrainer(BaseTrainer):
             self._micro_step = self.state.global_step * accumulation
         position = self._micro_step - self._rollout_start
         inside = 0 < position and self._micro_step < self._cycle_end and position % accumulation == 0
-        if not self._schedule or self._micro_step >= self._cycle_end or (inside and self.end_rollout_early()):
-            self._schedule = self.rollout_schedule(self.make_rollout(self._draw_prompts(inputs)))
+        stopped = inside and self.end_rollout_early()
+        if not self._schedule or self._micro_step >= self._cycle_end or stopped:
+            self._schedule = self.rollout_schedule(self.make_rollout(self._draw_prompts(inputs, fresh=stopped)))
             cycle, self._rollout_start = len(self._schedule), self._micro_step
             # a resume inside a cycle serves the fresh rollout for the cycle's remaining updates only
             self._cycle_end = self._micro_step + (cycle - self._micro_step % cycle if resumed else cycle)
@@ -224,14 +224,23 @@ class RolloutTrainer(BaseTrainer):
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         return Curriculum(self.train_dataset, self.args, seed)
 
-    def _draw_prompts(self, inputs: dict) -> dict:
-        """This rollout's prompts: the dataloader's, or the curriculum's draw for this step and process."""
-        if self.curriculum is None:
-            return inputs
+    def _draw_prompts(self, inputs: dict, fresh: bool = False) -> dict:
+        """This rollout's prompts: the dataloader's, or the curriculum's draw for this step and process.
+
+        `fresh`: a rollout that replaces an early-stopped one mid-cycle, while the dataloader still serves
+        the stopped one's prompts: rows drawn at random (seeded by seed, step and process) instead.
+        """
+        n = len(next(iter(inputs.values())))
         step = self.state.global_step
+        if self.curriculum is None:
+            if not fresh:
+                return inputs
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            generator = torch.Generator().manual_seed(seed + 1_000_003 * (step + 1) + 7919 * self.accelerator.process_index)
+            rows = torch.randint(len(self.train_dataset), (n,), generator=generator).tolist()
+            return self.train_dataset.select(rows).to_dict()
         if self.curriculum.due(step):
             self._measure_difficulty(step)
-        n = len(next(iter(inputs.values())))
         return self.curriculum.draw(n, step, self.accelerator.process_index)
 
     @torch.no_grad()

@@ -63,7 +63,8 @@ class ValueModel(nn.Module):
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
             inputs_embeds=inputs_embeds, use_cache=False,
         ).last_hidden_state
-        return self.head(hidden.float()).squeeze(-1)
+        with torch.autocast(device_type=hidden.device.type, enabled=False):  # bf16 autocast must not round V
+            return self.head(hidden.float()).squeeze(-1)
 
     def save_pretrained(self, directory: str, state_dict: dict | None = None, **kwargs) -> None:
         """The backbone as a transformers / peft model dir plus `value_head.safetensors`."""
@@ -73,8 +74,10 @@ class ValueModel(nn.Module):
         self.backbone.save_pretrained(directory, state_dict=backbone_state, **kwargs)
         save_file(head_state, os.path.join(directory, HEAD_FILE))
 
-    def gradient_checkpointing_enable(self, **kwargs) -> None:
-        self.backbone.gradient_checkpointing_enable(**kwargs)
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None, **kwargs) -> None:
+        self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs, **kwargs)
+        if hasattr(self.backbone, "enable_input_require_grads"):  # a frozen (LoRA) backbone under reentrant checkpointing
+            self.backbone.enable_input_require_grads()
 
 
 class PolicyAndValue(nn.Module):
@@ -107,9 +110,9 @@ class PolicyAndValue(nn.Module):
     def is_gradient_checkpointing(self) -> bool:
         return self.policy.is_gradient_checkpointing
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
-        self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
-        self.value.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None, **kwargs) -> None:
+        self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs, **kwargs)
+        self.value.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs, **kwargs)
 
     def gradient_checkpointing_disable(self) -> None:
         self.policy.gradient_checkpointing_disable()

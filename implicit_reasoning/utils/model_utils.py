@@ -163,3 +163,15 @@ def stop_token_ids(
     if stop_token in ("pad", "both") and tokenizer.pad_token_id is not None:
         ids.append(tokenizer.pad_token_id)
     return list(dict.fromkeys(ids + list(extra)))
+
+
+def disable_dropout(model) -> None:
+    """Every dropout off: `nn.Dropout` modules (trl's helper) and the float `attention_dropout` that
+    Llama-style attention modules pass to scaled-dot-product attention (the saved config is left as shipped)."""
+    from trl.trainer.utils import disable_dropout_in_model
+
+    disable_dropout_in_model(model)
+    for module in model.modules():
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+
