@@ -31,7 +31,7 @@ def trainers_help() -> str:
     lines = ["usage: training.py [--trainer NAME] [--FIELD VALUE ...] | training.py CONFIG.yaml", "", "trainers:"]
     for name, (trainer_cls, config_cls) in sorted(TRAINERS.items()):
         summary = (trainer_cls.__doc__ or "").strip().splitlines()[0]
-        lines.append(f"  {name:<10} {trainer_cls.__name__} / {config_cls.__name__}: {summary}")
+        lines.append(f"  {name:<15} {trainer_cls.__name__} / {config_cls.__name__}: {summary}")
     lines += ["", f"--trainer defaults to {DEFAULT_TRAINER!r}. `--help --trainer NAME` lists that trainer's fields."]
     return "\n".join(lines)
 
