@@ -53,8 +53,11 @@ EXTRAS_DEEPSPEED = ["deepspeed"]  # install with --no-build-isolation, after tor
 EXTRAS_FLASH = ["flash-attn"]  # needs CUDA to build
 EXTRAS_VLLM = ["vllm"]  # needs CUDA
 
+EXTRAS_TENSORBOARD = ["tensorboard"]  # report_to="tensorboard" (the tests read its event files)
+
 EXTRAS_REQUIRE = {
-    "dev": ["pytest", "pytest-timeout"],
+    "dev": ["pytest", "pytest-timeout", *EXTRAS_TENSORBOARD],
+    "tensorboard": EXTRAS_TENSORBOARD,
     "deepspeed": EXTRAS_DEEPSPEED,
     "flash": EXTRAS_FLASH,
     "vllm": EXTRAS_VLLM,
