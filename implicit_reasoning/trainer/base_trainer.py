@@ -289,11 +289,15 @@ class BaseTrainer(Trainer):
                 self.log_metric(name, value)
         return (loss, None) if return_outputs else loss
 
-    def _any_process(self, flag: bool) -> bool:
-        value = torch.tensor([float(flag)], device=self.args.device)
+    def sum_over_processes(self, values: torch.Tensor) -> torch.Tensor:
+        """`values` summed over all processes (a collective: every process calls it), returned on CPU."""
+        values = values.to(self.accelerator.device)
         if self.accelerator.num_processes > 1:
-            value = self.accelerator.reduce(value, reduction="sum")
-        return bool(value.item() > 0)
+            values = self.accelerator.reduce(values, reduction="sum")
+        return values.cpu()
+
+    def _any_process(self, flag: bool) -> bool:
+        return bool(self.sum_over_processes(torch.tensor([float(flag)])).item() > 0)
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)

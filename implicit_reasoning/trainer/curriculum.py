@@ -45,6 +45,11 @@ def load_mixture(config, split: str, load_entry) -> datasets.Dataset:
     return datasets.concatenate_datasets(parts).select(order)
 
 
+def step_generator(seed: int, step: int, process_index: int) -> torch.Generator:
+    """The generator of the draws a process makes at optimizer step `step` (a resumed run makes the same)."""
+    return torch.Generator().manual_seed(seed + 1_000_003 * (step + 1) + 7919 * process_index)
+
+
 class Curriculum:
     """Weights over the mixture's datasets, the rows of each, and the difficulty sample of each."""
 
@@ -69,7 +74,7 @@ class Curriculum:
     # ------------------------------------------------------------------ drawing
     def draw(self, n: int, step: int, process_index: int) -> dict[str, list]:
         """n rows for this process at optimizer step `step` (columns as lists)."""
-        generator = torch.Generator().manual_seed(self.seed + 1_000_003 * (step + 1) + 7919 * process_index)
+        generator = step_generator(self.seed, step, process_index)
         sources = draw_sources(self.weights.weights, n, generator)
         picks = [self.rows[k][int(torch.randint(len(self.rows[k]), (1,), generator=generator))] for k in sources]
         return self.dataset.select(picks).to_dict()

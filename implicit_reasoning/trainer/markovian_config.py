@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
-from .rollout_config import GroupRolloutConfig
 from .base_config import check
+from .rollout_config import GroupRolloutConfig
 
 MARKOVIAN_SCORERS = ("critic", "actor")
 MARKOVIAN_METHODS = ("pg", "ppo", "ei")

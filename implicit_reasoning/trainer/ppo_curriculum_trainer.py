@@ -92,12 +92,12 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
         # 3. advantage: GAE over tokens; returns are the value targets; whiten A over all processes
         advantages, returns = gae(token_rewards, old_values, mask, args.gamma, args.lam)
         if args.whiten_advantages:
-            moments = self._global_sum(ppo.masked_moments(advantages, mask))
+            moments = self.sum_over_processes(ppo.masked_moments(advantages, mask))
             advantages = ppo.whiten(advantages, mask, moments)
 
         # 5. KL control: beta follows the rollout's mean sequence KL (all processes)
         local = [float(kl.sum(1).double().sum()), float(len(y)), float(self._discard_rollout)]
-        kl_sum, n, discard = self._global_sum(torch.tensor(local, dtype=torch.float64)).tolist()
+        kl_sum, n, discard = self.sum_over_processes(torch.tensor(local, dtype=torch.float64)).tolist()
         self.kl_ctl.update(kl_sum / n, int(n))
         self._discard_rollout = discard > 0  # the same on every process: end_rollout_early decides globally
         self._log_rollout(prompts, completions, y, stops, scores, kl, beta, old_values, returns, mask)
@@ -138,7 +138,7 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
                             for m in range(args.num_mini_batches)]
         # DDP averages the processes' gradients: dividing by (all processes' tokens) / processes makes the
         # update the token mean of the whole minibatch, however its tokens fall on processes and micro-batches
-        tokens = self._global_sum(torch.stack([mb["mask"].sum().double().cpu() for mb in minibatches]))
+        tokens = self.sum_over_processes(torch.stack([mb["mask"].sum().double().cpu() for mb in minibatches]))
         scale = self.accelerator.num_processes * accumulation
         schedule = []
         for minibatch, count in zip(minibatches, tokens.tolist()):
@@ -171,7 +171,7 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
         if self._discard_rollout:
             return True
         local = torch.tensor(self._update_approxkl, dtype=torch.float64).reshape(-1, 2).sum(0)
-        total, count = self._global_sum(local).tolist()  # the update's token mean, over all processes
+        total, count = self.sum_over_processes(local).tolist()  # the update's token mean, over all processes
         self._update_approxkl = []
         stop = total / max(count, 1.0) > 1.5 * self.args.early_stop_kl
         self.log_metric("policy/early_stopped", float(stop))
@@ -218,9 +218,3 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
              "score": float(scores[i])}
             for i in range(min(n, len(completions)))
         ])
-
-    def _global_sum(self, values: torch.Tensor) -> torch.Tensor:
-        values = values.to(self.accelerator.device)
-        if self.accelerator.num_processes > 1:
-            values = self.accelerator.reduce(values, reduction="sum")
-        return values.cpu()

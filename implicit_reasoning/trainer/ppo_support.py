@@ -197,7 +197,7 @@ class PPOSupport:
         with eval_mode(model):
             losses = row_losses(model, self.processing_class, part["prompt"], part["continuation"],
                                 self.args.max_prompt_length, self.args.per_device_eval_batch_size)[:num_real]
-        total = self._global_sum(torch.tensor([float(losses.double().sum()), float(num_real)], dtype=torch.float64))
+        total = self.sum_over_processes(torch.tensor([float(losses.double().sum()), float(num_real)], dtype=torch.float64))
         self._write_test_generations(model)
         return {"loss": float(total[0] / total[1].clamp(min=1))}
 

@@ -36,7 +36,7 @@ from ..utils.evaluation import shard_indices
 from ..utils.generation import generate, sampling_config
 from ..utils.model_utils import eval_mode
 from .base_trainer import BaseTrainer
-from .curriculum import Curriculum, row_losses
+from .curriculum import Curriculum, row_losses, step_generator
 from .rollout_config import RolloutConfig
 
 FROZEN_FILE = "curriculum_frozen.safetensors"  # the curriculum's frozen copy, in checkpoints taken between refreshes
@@ -169,7 +169,7 @@ class RolloutTrainer(BaseTrainer):
             self.args.prompts_per_rollout,
             self.accelerator.num_processes,
             self.args.gradient_accumulation_steps * self.updates_per_rollout,
-            self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+            self.data_seed,
         )
 
     def get_train_dataloader(self):
@@ -211,6 +211,11 @@ class RolloutTrainer(BaseTrainer):
         return batch
 
     # --------------------------------------------------------------- curriculum
+    @property
+    def data_seed(self) -> int:
+        """Seed of prompt order and draws: `data_seed`, else `seed`."""
+        return self.args.data_seed if self.args.data_seed is not None else self.args.seed
+
     def _build_curriculum(self) -> Curriculum | None:
         mixture = getattr(self.args, "mixture", None)
         if not mixture or len(mixture) < 2 or self.train_dataset is None:
@@ -221,8 +226,7 @@ class RolloutTrainer(BaseTrainer):
         if self.is_deepspeed_enabled and self.args.freeze_interval != self.args.difficulty_interval:
             raise ValueError("freeze_interval != difficulty_interval keeps a frozen copy of the weights, which is not "
                              "supported under DeepSpeed: set them equal")
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return Curriculum(self.train_dataset, self.args, seed)
+        return Curriculum(self.train_dataset, self.args, self.data_seed)
 
     def _draw_prompts(self, inputs: dict, fresh: bool = False) -> dict:
         """This rollout's prompts: the dataloader's, or the curriculum's draw for this step and process.
@@ -235,8 +239,7 @@ class RolloutTrainer(BaseTrainer):
         if self.curriculum is None:
             if not fresh:
                 return inputs
-            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-            generator = torch.Generator().manual_seed(seed + 1_000_003 * (step + 1) + 7919 * self.accelerator.process_index)
+            generator = step_generator(self.data_seed, step, self.accelerator.process_index)
             rows = torch.randint(len(self.train_dataset), (n,), generator=generator).tolist()
             return self.train_dataset.select(rows).to_dict()
         if self.curriculum.due(step):
