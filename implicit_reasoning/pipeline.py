@@ -142,6 +142,20 @@ def build_trainer(name: str, config, model=None, tokenizer=None):
     return cls(model, config, train_dataset=train, eval_dataset=evaluation, processing_class=tokenizer)
 
 
+def end_distributed() -> None:
+    """Wait for every process, then destroy the process group.
+
+    Call it once the job's collectives are over. A process that exits with a live gloo group
+    can abort in interpreter finalization (SIGABRT, "terminate called without an active exception")
+    and fail the whole launch after training succeeded.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def run_training(name: str, config, model=None, tokenizer=None, evaluate_before: bool = False) -> RunResult:
     """Train with the named trainer, save the model (and its run_config.json), evaluate."""
     trainer = build_trainer(name, config, model, tokenizer)

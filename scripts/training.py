@@ -18,7 +18,7 @@ import sys
 
 from dotenv import load_dotenv
 
-from implicit_reasoning.pipeline import parse_training_args, relaunch_command, run_training, split_config_file
+from implicit_reasoning.pipeline import end_distributed, parse_training_args, relaunch_command, run_training, split_config_file
 
 
 def main(argv: list[str]) -> None:
@@ -31,9 +31,10 @@ def main(argv: list[str]) -> None:
         from implicit_reasoning.demo import run_demo
 
         run_demo(name, config)
-        return
-    metrics = run_training(name, config).after
-    print({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
+    else:
+        metrics = run_training(name, config).after
+        print({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
+    end_distributed()  # only after success: a process that raised must not wait in a barrier
 
 
 if __name__ == "__main__":

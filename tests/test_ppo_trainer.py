@@ -296,6 +296,8 @@ total = sum(float(p.double().sum()) for p in trainer.model.parameters())
 weights = trainer.curriculum.weights.weights.tolist()
 print(f"rank {rank} step {trainer.state.global_step} kl_coef {trainer.kl_ctl.value!r} weights {weights!r} "
       f"params {total!r}", flush=True)
+from implicit_reasoning.pipeline import end_distributed
+end_distributed()
 """
 
 

@@ -278,6 +278,8 @@ rank = trainer.accelerator.process_index
 rewards = torch.tensor([0.0, 0.0, 0.0, 10.0]) if rank == 0 else torch.tensor([10.0, 10.0, 10.0, 0.0])
 _, weights = trainer._advantages(rewards)
 print(f"rank {rank} weights {weights.tolist()}", flush=True)
+from implicit_reasoning.pipeline import end_distributed
+end_distributed()
 """
 
 
@@ -292,3 +294,24 @@ def test_expert_iteration_weights_are_normalised_by_the_global_kept_count(tmp_pa
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "rank 0 weights [0.0, 0.0, 0.0, 2.0]" in result.stdout, result.stdout[-2000:]
     assert "rank 1 weights [2.0, 2.0, 2.0, 0.0]" in result.stdout, result.stdout[-2000:]
+
+
+def test_training_script_destroys_the_process_group_after_a_successful_run(monkeypatch, tmp_path):
+    """A gloo group left alive at interpreter exit can SIGABRT a finished run; the script must end it."""
+    import importlib.util
+
+    import torch.distributed as dist
+
+    import implicit_reasoning.pipeline as pipeline
+
+    spec = importlib.util.spec_from_file_location("training_script", ROOT / "scripts" / "training.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setattr(script, "run_training", lambda name, config: pipeline.RunResult(after={}))
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        script.main(["--model_name_or_path", "unused", "--output_dir", str(tmp_path / "out")])
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
