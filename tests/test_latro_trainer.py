@@ -78,38 +78,53 @@ def test_user_script_trains_saves_and_resumes(tmp_path, tiny_gpt2, word_tokenize
     assert steps == [1, 2, 3, 4]  # history continues from the checkpoint, no restart at 1
 
 
-def test_one_policy_and_one_reference_forward_per_rollout(tmp_path, tiny_llama, demo_tokenizer, addition_dataset):
-    args = latro_args(tmp_path, max_steps=1, rloo_k=4, per_device_train_batch_size=4, gradient_accumulation_steps=2)
+@pytest.mark.parametrize("score_from_generation", [True, False])
+def test_forward_work_per_rollout(tmp_path, tiny_llama, demo_tokenizer, addition_dataset, score_from_generation):
+    """Generation + (answer-only cache continuation | one no-grad pass over [x;z;y]) + one reference pass
+    over [x;z] + one grad pass per micro-batch; nothing else touches the models."""
+    args = latro_args(tmp_path, max_steps=1, rloo_k=4, per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                      score_from_generation=score_from_generation)
     trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
-    calls = {"policy_no_grad": 0, "policy_grad": 0, "reference": 0}
+    calls = []  # (model, grad, in generate, input width, cached columns)
     generating = {"on": False}
 
     def count(kind):
-        def hook(module, inputs):
-            if generating["on"]:
-                return
-            if kind == "policy":
-                calls["policy_grad" if torch.is_grad_enabled() else "policy_no_grad"] += 1
-            else:
-                calls["reference"] += 1
+        def hook(module, args, kwargs):
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            cache = kwargs.get("past_key_values")
+            cached = cache.get_seq_length() if cache is not None else 0
+            calls.append((kind, torch.is_grad_enabled(), generating["on"], ids.shape, cached))
 
         return hook
 
-    tiny_llama.register_forward_pre_hook(count("policy"))
-    trainer.ref_model.register_forward_pre_hook(count("reference"))
-    sample = trainer.sample
+    tiny_llama.register_forward_pre_hook(count("policy"), with_kwargs=True)
+    trainer.ref_model.register_forward_pre_hook(count("reference"), with_kwargs=True)
+    generate = tiny_llama.generate
 
-    def counted_sample(*a, **k):
+    def counted_generate(*a, **k):
         generating["on"] = True
         try:
-            return sample(*a, **k)
+            return generate(*a, **k)
         finally:
             generating["on"] = False
 
-    trainer.sample = counted_sample
+    tiny_llama.generate = counted_generate
     trainer.train()
+    outside = [c for c in calls if not c[2]]
+    assert [c for c in calls if c[2]] and all(c[0] == "policy" and not c[1] for c in calls if c[2])
     # one update = 2 prompts x K=4 = 8 samples in one scoring chunk, 2 micro-batches
-    assert calls == {"policy_no_grad": 1, "policy_grad": 2, "reference": 1}
+    kinds = [(kind, grad) for kind, grad, *_ in outside]
+    assert kinds.count(("policy", True)) == 2 and kinds.count(("reference", False)) == 1
+    no_grad = [c for c in outside if c[0] == "policy" and not c[1]]
+    assert len(no_grad) == 1
+    answer_widths = {len(demo_tokenizer(r, add_special_tokens=False).input_ids) + 1  # y plus eos
+                     for r in addition_dataset["responses"]}
+    rows, width = no_grad[0][3]
+    assert rows == 8
+    if score_from_generation:  # only [last kept token; y] is fed, on top of generation's cache
+        assert width - 1 in answer_widths and no_grad[0][4] > 0
+    else:  # a fresh pass over [x; z; y]
+        assert width > max(answer_widths) + 1 and no_grad[0][4] == 0
 
 
 def test_lora_trains_adapter_only_and_reference_is_disabled_adapter(
@@ -286,3 +301,38 @@ def test_num_evaluations_spreads_evaluations_and_one_means_the_last_step(tmp_pat
 def test_lora_with_a_separate_reference_is_an_error():
     with pytest.raises(ValueError, match="ref_model_name_or_path='m' with use_lora=True"):
         LatroConfig(output_dir="x", rloo_k=2, per_device_train_batch_size=4, use_lora=True, ref_model_name_or_path="m")
+
+
+def test_scoring_from_generation_gives_the_full_pass_rewards_and_update(tmp_path, demo_tokenizer, addition_dataset):
+    """Same seed, same samples: R, KL and the update agree whichever way the policy terms are scored."""
+    from implicit_reasoning.demo import build_demo_model
+
+    results = {}
+    for reuse in (True, False):
+        torch.manual_seed(0)
+        model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
+        args = latro_args(tmp_path / str(reuse), max_steps=1, score_from_generation=reuse, seed=3,
+                          stop_seqs=["+"])
+        trainer = LatroTrainer(model, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
+        trainer.train()
+        logged = trainer.state.log_history[0]
+        results[reuse] = (logged["reward"], logged["kl"], logged["rationale_length"], snapshot(model))
+    (r1, kl1, n1, p1), (r2, kl2, n2, p2) = results[True], results[False]
+    assert n1 == n2 and r1 == pytest.approx(r2, abs=1e-4) and kl1 == pytest.approx(kl2, abs=1e-4)
+    assert all(torch.allclose(p1[n], p2[n], atol=1e-5) for n in p1)
+
+
+def test_a_cache_that_cannot_be_continued_falls_back_to_the_full_pass(
+    tmp_path, tiny_llama, demo_tokenizer, addition_dataset, monkeypatch
+):
+    import implicit_reasoning.utils.scored_generation as scored
+
+    def refuse(*args, **kwargs):
+        raise scored.CacheReuseError("test")
+
+    monkeypatch.setattr(scored, "continue_cache", refuse)
+    trainer = LatroTrainer(tiny_llama, latro_args(tmp_path, max_steps=1), train_dataset=addition_dataset,
+                           processing_class=demo_tokenizer)
+    with pytest.warns(UserWarning, match="scoring with a full pass"):
+        trainer.train()
+    assert trainer.state.global_step == 1 and torch.isfinite(torch.tensor(trainer.state.log_history[0]["reward"]))

@@ -41,8 +41,10 @@ def _logps(model, ids, mask, start):
     return torch.log_softmax(logits[:, start - 1 : -1], -1).gather(-1, ids[:, start:].unsqueeze(-1)).squeeze(-1)
 
 
-def test_rollout_matches_a_plain_torch_recomputation(tmp_path, demo_tokenizer):
-    config = _config(tmp_path, kl_coef=0.3, whiten_advantages=False, gamma=0.9, lam=0.8)
+@pytest.mark.parametrize("score_from_generation", [True, False])
+def test_rollout_matches_a_plain_torch_recomputation(tmp_path, demo_tokenizer, score_from_generation):
+    config = _config(tmp_path, kl_coef=0.3, whiten_advantages=False, gamma=0.9, lam=0.8,
+                     score_from_generation=score_from_generation)
     trainer = _trainer(config, demo_tokenizer)
     trainer.ref_model.model.layers[0].mlp.down_proj.weight.data.mul_(1.5)  # a reference that differs from the policy
     prompts = trainer.train_dataset.select(range(4)).to_dict()
@@ -148,7 +150,7 @@ def test_adaptive_kl_coefficient_follows_the_measured_kl(tmp_path, demo_tokenize
     trainer.train()
     coefs = [row["objective/kl_coef"] for row in trainer.state.log_history if "objective/kl_coef" in row]
     kls = [row["objective/kl"] for row in trainer.state.log_history if "objective/kl" in row]
-    assert kls[0] == 0.0 and kls[1] != 0.0  # the first rollout is the reference's; later ones drift
+    assert abs(kls[0]) < 1e-5 and abs(kls[1]) > 1e-3  # the first rollout is the reference's (up to rounding); later ones drift
     for i in range(2):  # beta_{i+1} = beta_i (1 + clip(KL_i / target - 1, +-0.2) n / horizon), n = 4 samples
         error = min(max(kls[i] / 0.05 - 1, -0.2), 0.2)
         assert coefs[i + 1] == pytest.approx(coefs[i] * (1 + error * 4 / 10), rel=1e-5)

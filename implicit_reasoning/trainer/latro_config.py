@@ -42,6 +42,12 @@ class LatroConfig(ReasoningPromptFields, CurriculumFields, GroupRolloutConfig):
         default=1.0,
         metadata={"help": "Weight of log pi(y|x,z) in the loss. The paper's gradient has it (1.0); its script shipped 0."},
     )
+    score_from_generation: bool = field(
+        default=True,
+        metadata={"help": "Take log pi(z|x) from generation's own logits and log pi(y|x,z) by continuing its KV cache "
+                  "over y (no policy pass over [x;z;y]); False = one no-grad policy pass. Falls back to the pass "
+                  "where the cache cannot be continued (another generation backend, an unsupported cache)."},
+    )
     non_stop_penalty: bool = field(
         default=True, metadata={"help": "Penalise rationales that never hit a stop within response_length."}
     )

@@ -8,10 +8,12 @@ its own log-likelihood of the gold answer y, log pi(y | x, z). One update:
     3. advantage  A_k = r_k - mean_{j != k} r_j                      (RLOO)
     4. loss       -mean_k[ A_k * log pi(z_k|x) + sft_coef * log pi(y | x, z_k) ]
 
-Scoring costs one no-grad policy forward over [x; z; y] (both log pi(z|x) and R), one
-reference forward over [x; z], and the update one forward with grad over [x; z; y]. Rows
-are packed with every rationale starting at the same column, so the LM head runs on the
-rationale and answer positions only; log-probs are summed in float32.
+Forward work per sample: generation (whose raw logits give log pi(z|x)), a continuation of
+generation's KV cache over y only (R), one reference forward over [x; z] and one forward with
+grad over [x; z; y] for the update (`score_from_generation=False`: one no-grad policy pass over
+[x; z; y] gives both policy terms instead). Rows are packed with every rationale starting at
+the same column, so the LM head runs on the rationale and answer positions only; log-probs
+are summed in float32.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from ..utils.model_utils import (
     stop_sequence_ids,
     stop_token_ids,
 )
-from ..utils.rollout import find_stop_positions, repeat_rows
+from ..utils.rollout import find_stop_positions, kept_lengths, repeat_rows
 from ..utils.scoring import (
     forward_window,
+    masked_sum,
     pack_rows,
     score_rows,
     segment_reduce,
@@ -79,17 +82,20 @@ class LatroTrainer(RolloutTrainer):
         x = [encode_prompt(tokenizer, q, args.max_prompt_length) for q in prompts["queries"]]
         y = [encode_continuation(tokenizer, r, append_eos=True) for r in prompts["responses"]]
 
-        # 1. rollout: K rationales per prompt, cut at the first stop token / stop sequence
-        generated = self.sample(x, k, args.response_length, self.stop_ids, self.stop_seq_ids)
-        stops = find_stop_positions(generated, self.stop_ids, self.stop_seq_ids)
-        z = [row[:s].tolist() if s >= 0 else row.tolist() for row, s in zip(generated, stops.tolist())]
+        # 1. rollout: K rationales per prompt, cut at the first stop token / stop sequence. Generation's own
+        #    raw logits give log pi(z|x), and its KV cache continued over y gives R (no pass over [x;z;y])
         xs, ys = repeat_rows(x, k), repeat_rows(y, k)
+        stop = (self.stop_ids, self.stop_seq_ids)
+        scored = self.sample_scored(x, k, args.response_length, *stop, answers=ys,
+                                    kept_length=lambda t: kept_lengths(t, *stop)) if args.score_from_generation else None
+        generated = scored.tokens if scored is not None else self.sample(x, k, args.response_length, *stop)
+        stops = find_stop_positions(generated, *stop)
+        z = [row[:s].tolist() if s >= 0 else row.tolist() for row, s in zip(generated, stops.tolist())]
 
-        # 2. reward: R = log pi(y|x,z) and log pi(z|x) from one pass, log pi_ref(z|x) from another
+        # 2. reward: R = log pi(y|x,z), log pi(z|x) (from generation, else one policy pass), log pi_ref(z|x)
         pad = tokenizer.pad_token_id
         rows = pack_rows([xs, z, ys], pad, align=RATIONALE - 1)
-        with eval_mode(self.model):
-            policy = score_rows(self.model, rows, (RATIONALE, ANSWER), args.rollout_batch_size)
+        policy = self._policy_scores(rows, scored, z)
         with self.reference_model() as ref:
             reference = score_rows(ref, pack_rows([xs, z], pad, align=RATIONALE - 1), (RATIONALE,),
                                    args.rollout_batch_size)
@@ -108,6 +114,15 @@ class LatroTrainer(RolloutTrainer):
         self._log_rollout(out, stops, z, prompts, k)
         device = self.accelerator.device
         return {**{key: rows[key].to(device) for key in ROW_KEYS}, "advantages": out["A"].detach().to(device)}
+
+    def _policy_scores(self, rows: dict, scored, z: list[list[int]]) -> dict[int, torch.Tensor]:
+        """{RATIONALE: log pi(z|x), ANSWER: log pi(y|x,z)} per sample, float32."""
+        if scored is None or scored.failure is not None:
+            with eval_mode(self.model):
+                return score_rows(self.model, rows, (RATIONALE, ANSWER), self.args.rollout_batch_size)
+        lengths = torch.tensor([len(r) for r in z])
+        kept = torch.arange(scored.token_logps.shape[1]) < lengths.unsqueeze(1)
+        return {RATIONALE: masked_sum(scored.token_logps, kept, dim=1), ANSWER: scored.answer_logps}
 
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
         # 4. loss = -mean_k[A_k log pi(z_k|x) + sft_coef log pi(y|x,z_k)], one forward with grad

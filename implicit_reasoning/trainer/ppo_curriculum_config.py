@@ -15,7 +15,7 @@ class PPOCurriculumConfig(ReasoningPromptFields, CurriculumFields, RolloutConfig
 
     Parameters that control the rollouts:
         prompt_length, response_length (from ReasoningPromptFields, with cot_trigger for QA
-        datasets), temperature, top_p, top_k, rollout_batch_size
+        datasets), temperature, top_p, top_k, rollout_batch_size, score_from_generation
     Parameters that control the rewards:
         reward_funcs, reward_weights, kl_coef, adaptive_kl, kl_target, kl_horizon
     Parameters that control PPO:
@@ -55,6 +55,11 @@ class PPOCurriculumConfig(ReasoningPromptFields, CurriculumFields, RolloutConfig
         default=None,
         metadata={"help": "Stop a rollout's remaining updates when an update's approx KL(pi_old || pi) per token "
                           "exceeds 1.5 x this; None = never."},
+    )
+    score_from_generation: bool = field(
+        default=True,
+        metadata={"help": "Old log-probs from generation's own logits at the sampling temperature (no policy pass "
+                  "over the rollout; the value network still runs); False = one no-grad policy pass."},
     )
     value_model_name_or_path: str | None = field(
         default=None, metadata={"help": "Value network backbone; default: a copy of the policy's with a new head."}

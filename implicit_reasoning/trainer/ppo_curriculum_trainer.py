@@ -76,11 +76,14 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
         x = [encode_prompt(tokenizer, p, args.max_prompt_length) for p in prompts["prompt"]]
 
         # 1. rollout: one completion per prompt, cut after the first end-of-text token (kept: stopping is an action)
-        generated = self.sample(x, 1, args.response_length, self.stop_ids)
+        #    generation's own logits at the sampling temperature are the old log-probs (no policy pass)
+        scored = self.sample_scored(x, 1, args.response_length, self.stop_ids, logprob_temperature=args.temperature) \
+            if args.score_from_generation else None
+        generated = scored.tokens if scored is not None else self.sample(x, 1, args.response_length, self.stop_ids)
         stops = find_stop_positions(generated, self.stop_ids, ())
         y = [row[: s + 1].tolist() if s >= 0 else row.tolist() for row, s in zip(generated, stops.tolist())]
         rows = pack_rows([x, y], tokenizer.pad_token_id, align=RESPONSE - 1)
-        old_logps, old_values, ref_logps, mask = self.score_rollout(rows)
+        old_logps, old_values, ref_logps, mask = self.score_rollout(rows, scored)
 
         # 2. reward: s = sum_f w_f f(x, y); r_t = -beta kl_t, + s at the last token
         completions = tokenizer.batch_decode([ids[:-1] if s >= 0 else ids for ids, s in zip(y, stops.tolist())],

@@ -66,30 +66,36 @@ class PPOSupport:
         return module.policy if isinstance(module, PolicyAndValue) else module
 
     @torch.no_grad()
-    def score_rollout(self, rows: dict) -> tuple[torch.Tensor, ...]:
+    def score_rollout(self, rows: dict, scored=None) -> tuple[torch.Tensor, ...]:
         """(old_logps, old_values, ref_logps, mask), each (B, W) float32 on CPU over the response columns.
 
         Column j is the response's j-th token (rows are aligned on the response; right-padded).
+        Log-probs are of the distribution that sampled, softmax(logits / temperature), for the
+        policy and the reference alike. ``scored`` (a `sample_scored` result) already holds the
+        policy's: then only the value network and the reference run here.
         """
-        scored = rows["segment_ids"] == RESPONSE
-        start = int(scored.any(dim=0).nonzero()[0])  # rows are aligned: every response starts here
+        response = rows["segment_ids"] == RESPONSE
+        start = int(response.any(dim=0).nonzero()[0])  # rows are aligned: every response starts here
         width = rows["input_ids"].shape[1] - start
+        mask = response[:, start:]
         module = self.accelerator.unwrap_model(self.model)
+        reuse = scored is not None and scored.failure is None
         logps, values, ref_logps = [], [], []
-        chunk = self.args.rollout_batch_size
-        device = self.accelerator.device
+        chunk, device, temperature = self.args.rollout_batch_size, self.accelerator.device, self.args.temperature
         for i in range(0, len(rows["input_ids"]), chunk):
             part = {k: v[i : i + chunk].to(device) for k, v in rows.items()}
             with eval_mode(module):
-                logits, window, value = module(part, part["segment_ids"] == RESPONSE)
-            temperature = self.args.temperature  # log-probs of the distribution that sampled (policy and reference)
-            logps.append(_pad(token_logprobs(logits / temperature, window["input_ids"])[:, 1:], width))
-            values.append(_pad(value[:, 1:], width))
+                if reuse:
+                    values.append(_pad(module.values(part, part["segment_ids"] == RESPONSE)[:, 1:], width))
+                else:
+                    logits, window, value = module(part, part["segment_ids"] == RESPONSE)
+                    logps.append(_pad(token_logprobs(logits / temperature, window["input_ids"])[:, 1:], width))
+                    values.append(_pad(value[:, 1:], width))
             with self.reference_model() as ref:
                 logits, window = forward_window(ref, part, part["segment_ids"] == RESPONSE)
                 ref_logps.append(_pad(token_logprobs(logits / temperature, window["input_ids"])[:, 1:], width))
-        mask = scored[:, start:]
-        return torch.cat(logps), torch.cat(values), torch.cat(ref_logps), mask
+        old = torch.where(mask, scored.token_logps[:, :width], 0.0) if reuse else torch.cat(logps)
+        return old, torch.cat(values), torch.cat(ref_logps), mask
 
     # ------------------------------------------------------------ rewards
     def build_rewards(self, funcs=None) -> tuple[list, list[str]]:

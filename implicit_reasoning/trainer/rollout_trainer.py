@@ -35,11 +35,18 @@ from transformers import TrainerCallback
 from ..utils.evaluation import shard_indices
 from ..utils.generation import generate, sampling_config
 from ..utils.model_utils import eval_mode
+from ..utils.scored_generation import generate_scored
 from .base_trainer import BaseTrainer
 from .curriculum import Curriculum, row_losses, step_generator
 from .rollout_config import RolloutConfig
 
 FROZEN_FILE = "curriculum_frozen.safetensors"  # the curriculum's frozen copy, in checkpoints taken between refreshes
+
+
+def is_zero3(trainer) -> bool:
+    """DeepSpeed ZeRO stage 3: parameters are gathered collectively by every forward."""
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return bool(trainer.is_deepspeed_enabled and plugin is not None and plugin.zero_stage == 3)
 
 
 class SaveFrozenCopyCallback(TrainerCallback):
@@ -153,6 +160,29 @@ class RolloutTrainer(BaseTrainer):
         repeated = [ids for ids in prompt_ids for _ in range(k)]
         with self.generation_model() as unwrapped:
             return generate(unwrapped, repeated, config, args.rollout_batch_size, stop_seqs)
+
+    def sample_scored(self, prompt_ids: list[list[int]], k: int, max_new_tokens: int, stop_ids=(), stop_seqs=(),
+                      answers=None, kept_length=None, logprob_temperature: float = 1.0):
+        """`sample` that also returns generation's own log-probs (see `utils/scored_generation.py`).
+
+        ``answers`` (one token list per sample) are scored after each sample's first
+        ``kept_length(tokens)`` tokens by continuing generation's KV cache. None where this is not
+        used (another generation backend; ZeRO-3, where every process must run the same forwards,
+        so no process may fall back alone): the caller then samples with `sample` and scores with
+        a full pass. A result with ``failure`` set has tokens but no log-probs (score those tokens).
+        """
+        args, tokenizer = self.args, self.processing_class
+        if getattr(args, "generation_backend", "hf") != "hf" or is_zero3(self):
+            return None
+        config = sampling_config(max_new_tokens, tokenizer.pad_token_id, stop_ids, args.temperature, args.top_p,
+                                 args.top_k)
+        repeated = [ids for ids in prompt_ids for _ in range(k)]
+        with self.generation_model() as unwrapped:
+            scored = generate_scored(unwrapped, repeated, config, args.rollout_batch_size, stop_seqs, answers,
+                                     kept_length, logprob_temperature)
+        if scored.failure is not None:
+            warnings.warn(f"scoring from generation is not exact here ({scored.failure}); scoring with a full pass")
+        return scored
 
     def check_rewards(self, rewards: torch.Tensor, name: str = "reward") -> bool:
         """Flag the update when a reward is NaN / inf (the guard then skips it); True when all are finite."""

@@ -97,13 +97,17 @@ class PolicyAndValue(nn.Module):
         values[:, j] = V(state before the window's token j), aligned like `token_logprobs` (column 0 is 0).
         """
         logits, window = forward_window(self.policy, rows, scored)
+        return logits, window, self.values(rows, scored)
+
+    def values(self, rows: dict, scored: torch.Tensor) -> torch.Tensor:
+        """Per-token values over `forward_window`'s window of `scored` tokens, aligned as in `forward`."""
+        first = int(scored.any(dim=0).nonzero()[0]) - 1
         end = int(rows["attention_mask"].any(dim=0).nonzero()[-1]) + 1
-        first = end - window["input_ids"].shape[1]
         values = self.value(
             input_ids=rows["input_ids"][:, :end], attention_mask=rows["attention_mask"][:, :end],
             position_ids=rows["position_ids"][:, :end] if "position_ids" in rows else None,
         )[:, first:end]
-        return logits, window, torch.cat([values.new_zeros(values.shape[0], 1), values[:, :-1]], dim=1)
+        return torch.cat([values.new_zeros(values.shape[0], 1), values[:, :-1]], dim=1)
 
     # Trainer and trl's unwrap_model_for_generation switch gradient checkpointing on the trained module
     @property

@@ -84,6 +84,12 @@ def find_stop_positions(
     return torch.where(first == length, torch.full_like(first, -1), first)
 
 
+def kept_lengths(responses: torch.Tensor, stop_token_ids: Sequence[int], stop_seqs: Sequence[Sequence[int]]):
+    """Tokens kept per row once cut at the earliest stop (the stop excluded); the whole row if none."""
+    stops = find_stop_positions(responses, stop_token_ids, stop_seqs)
+    return torch.where(stops >= 0, stops, torch.full_like(stops, responses.shape[1]))
+
+
 def truncate_response(
     responses: torch.Tensor,
     stop_token_ids: Sequence[int],
