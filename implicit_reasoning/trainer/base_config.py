@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ..utils.generation import GENERATION_BACKENDS, VLLM_INSTALL
 from ..utils.prompts import DEFAULT_COT_TRIGGER
 
 DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
@@ -41,6 +42,8 @@ class TrainerConfig(TrainingArguments):
     Parameters that control evaluation and logging:
         eval_temperature, eval_num_samples, eval_max_new_tokens, num_logged_samples,
         max_nonfinite_updates
+    Parameters that control how the policy generates (rollouts, STaR's samples, evaluation):
+        generation_backend, vllm_gpu_memory_utilization
     """
 
     # --- model ---
@@ -101,6 +104,16 @@ class TrainerConfig(TrainingArguments):
                           "is an error."},
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: the trainers read text columns."})
+    # --- generation ---
+    generation_backend: str = field(
+        default="hf",
+        metadata={"help": f"What the policy generates with: {' | '.join(GENERATION_BACKENDS)}. hf = model.generate; "
+                          "hf_compiled = static KV cache + torch.compile (compiles once per process); vllm = a "
+                          f"colocated vLLM engine ({VLLM_INSTALL}, CUDA). The same sampling whatever the backend."},
+    )
+    vllm_gpu_memory_utilization: float = field(
+        default=0.3, metadata={"help": "generation_backend=vllm: share of the GPU memory the engine may take."}
+    )
 
     def __post_init__(self):
         self.validate()
@@ -159,6 +172,19 @@ class TrainerConfig(TrainingArguments):
                 "have no effect; set disable_dropout=False to train with dropout (log-probs of the update then "
                 "differ from the rollout's by the dropout noise)",
             )
+        check(
+            self.generation_backend in GENERATION_BACKENDS,
+            f"generation_backend={self.generation_backend!r}: must be one of {GENERATION_BACKENDS}",
+        )
+        if self.generation_backend == "vllm":
+            check(
+                importlib.util.find_spec("vllm") is not None,
+                f"generation_backend='vllm' needs vLLM (CUDA only), which is not installed: {VLLM_INSTALL}",
+            )
+        check(
+            0 < self.vllm_gpu_memory_utilization <= 1,
+            f"vllm_gpu_memory_utilization={self.vllm_gpu_memory_utilization}: must be in (0, 1]",
+        )
         if self.attn_implementation == "flash_attention_2":
             check(
                 importlib.util.find_spec("flash_attn") is not None,

@@ -27,6 +27,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from ..utils import model_utils
 from ..utils.data_utils import load_task_dataset
 from ..utils.evaluation import evaluate_dataset, summarize_records
+from ..utils.generation import use_backend
 from .base_config import TrainerConfig
 from .guard import GuardCallback, SkipAwareScheduler, UpdateGuard, guard_optimizer_step
 from .metrics import MetricBuffer, SamplesTable
@@ -162,11 +163,33 @@ class BaseTrainer(Trainer):
 
     @contextmanager
     def generation_model(self):
-        """Context yielding the policy ready for `generate` (parameters gathered under ZeRO-3)."""
+        """Context yielding the policy ready for `generate` (parameters gathered under ZeRO-3).
+
+        Inside it, `generate` calls that name no backend run on `generation_engine()`.
+        """
         from trl.models import unwrap_model_for_generation
 
-        with unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True) as model:
+        with (unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True) as model,
+              use_backend(self.generation_engine())):
             yield self.policy_of(model)
+
+    def generation_engine(self):
+        """The `backend` of `generate`: the `generation_backend` name ("hf", "hf_compiled"), or for "vllm" the
+        colocated engine (`utils/vllm_backend.py`), built at first use."""
+        name = getattr(self.args, "generation_backend", "hf")
+        if name != "vllm":
+            return name
+        if getattr(self, "_vllm_generator", None) is None:
+            from ..utils.vllm_backend import trainer_generator
+
+            self._vllm_generator = trainer_generator(self)
+        return self._vllm_generator
+
+    def generation_weights_changed(self) -> None:
+        """The policy's weights changed without an optimizer step (a reset): the vLLM engine re-syncs them."""
+        generator = getattr(self, "_vllm_generator", None)
+        if generator is not None:
+            generator.mark_stale()
 
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
         """Loss of one micro-batch: a dict with `loss` and any scalar parts to log."""

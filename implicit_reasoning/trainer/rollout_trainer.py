@@ -159,7 +159,8 @@ class RolloutTrainer(BaseTrainer):
         )
         repeated = [ids for ids in prompt_ids for _ in range(k)]
         with self.generation_model() as unwrapped:
-            return generate(unwrapped, repeated, config, args.rollout_batch_size, stop_seqs)
+            return generate(unwrapped, repeated, config, args.rollout_batch_size, stop_seqs,
+                            backend=self.generation_engine())
 
     def sample_scored(self, prompt_ids: list[list[int]], k: int, max_new_tokens: int, stop_ids=(), stop_seqs=(),
                       answers=None, kept_length=None, logprob_temperature: float = 1.0):

@@ -7,15 +7,32 @@ log-probs and KLs are computed under the full distribution, so sampling must not
 warped by anything the config does not say. :func:`sampling_config` therefore sets every
 logits-processor setting explicitly (neutral unless configured), and :func:`generate`
 runs with a neutral `model.generation_config` so that no custom entry can leak in.
+
+Backends (``generation_backend``, see docs/configuration.md): ``"hf"`` is `model.generate`
+with a dynamic KV cache; ``"hf_compiled"`` is the same call with a static KV cache and the
+decoding forward compiled by `torch.compile` (same processors, same stopping, same output);
+``"vllm"`` runs in a colocated vLLM engine (`utils/vllm_backend.py`), an object that the
+trainer builds and passes as ``backend``. A ``backend`` left None is the one set by
+:func:`use_backend` (the trainers set theirs around generation), else ``"hf"``.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
-from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+from transformers import CompileConfig, GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
+GENERATION_BACKENDS = ("hf", "hf_compiled", "vllm")
+VLLM_INSTALL = "pip install 'implicit_reasoning[vllm]'"
+# hf_compiled: the static cache is sized up to a multiple of this, so that prompts of nearby widths reuse it
+# (transformers keeps the largest size seen), and the compiled decoding step is not rebuilt for each width
+STATIC_CACHE_BUCKET = 64
+
+_ambient_backend: ContextVar = ContextVar("implicit_reasoning_generation_backend", default="hf")
 
 # Every setting that adds a logits processor, at its neutral value (applied in greedy and sampled modes)
 NEUTRAL_PROCESSORS = dict(
@@ -109,6 +126,49 @@ def neutral_generation_config(model):
         target.generation_config = saved
 
 
+def check_backend(backend: str) -> None:
+    """A `ValueError` naming `generation_backend` and its choices unless `backend` is one of them."""
+    if backend not in GENERATION_BACKENDS:
+        raise ValueError(f"generation_backend={backend!r}: must be one of {GENERATION_BACKENDS}")
+
+
+@contextmanager
+def use_backend(backend):
+    """Within the block, `generate(..., backend=None)` runs on `backend` (a name, or an engine object)."""
+    if isinstance(backend, str):
+        check_backend(backend)
+    token = _ambient_backend.set(backend)
+    try:
+        yield
+    finally:
+        _ambient_backend.reset(token)
+
+
+def current_backend():
+    """The backend `generate` uses when given none (set by :func:`use_backend`; default "hf")."""
+    return _ambient_backend.get()
+
+
+def _compile_config(device: torch.device) -> CompileConfig:
+    # CUDA: CUDA graphs ("reduce-overhead"); elsewhere plain inductor. dynamic=True: one graph for every batch
+    # size and cache length (>= 2: torch specializes size 1, so `generate` never sends a 1-row batch)
+    config = CompileConfig(fullgraph=False, dynamic=True, mode="reduce-overhead" if device.type == "cuda" else "default")
+    config._compile_all_devices = True  # transformers only auto-compiles on accelerators otherwise
+    return config
+
+
+def compiled_generation_config(generation_config: GenerationConfig, prompt_width: int,
+                               device: torch.device) -> GenerationConfig:
+    """`generation_config` for the "hf_compiled" backend: the same settings, a static KV cache (sized up to a
+    multiple of STATIC_CACHE_BUCKET) and a compiled decoding forward."""
+    config = copy.deepcopy(generation_config)
+    config.cache_implementation = "static"
+    needed = prompt_width + generation_config.max_new_tokens
+    config.max_cache_len = -(-needed // STATIC_CACHE_BUCKET) * STATIC_CACHE_BUCKET
+    config.compile_config = _compile_config(device)
+    return config
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -117,13 +177,25 @@ def generate(
     batch_size: int,
     stop_seqs: Sequence[Sequence[int]] = (),
     progress: str | None = None,
+    backend=None,
 ) -> torch.Tensor:
     """Generate for token-list prompts in chunks of `batch_size` rows, in eval mode.
 
     `progress` (a label) shows a progress bar over batches. Returns the generated tokens
     only, (len(prompts), max_new_tokens), right-padded with the pad id (rows that stopped
-    early are padded after their stop).
+    early are padded after their stop). `backend`: "hf", "hf_compiled", an engine object with
+    this function's `generate(model, prompts, generation_config, batch_size, stop_seqs, progress)`
+    (the trainers' vLLM engine), or None for :func:`current_backend`.
     """
+    backend = current_backend() if backend is None else backend
+    if not isinstance(backend, str):
+        return backend.generate(model, prompts, generation_config, batch_size, stop_seqs=stop_seqs, progress=progress)
+    check_backend(backend)
+    if backend == "vllm":
+        raise ValueError(
+            "generation_backend='vllm' generates through the engine a trainer builds (BaseTrainer.generation_engine()); "
+            "pass that object as `backend`, not the name"
+        )
     width = generation_config.max_new_tokens
     pad = generation_config.pad_token_id
     device = next(model.parameters()).device
@@ -138,15 +210,21 @@ def generate(
     try:
         with neutral_generation_config(model):
             for start in starts:
-                ids, mask = left_pad(prompts[start : start + batch_size], pad)
+                chunk = list(prompts[start : start + batch_size])
+                if backend == "hf_compiled" and len(chunk) == 1:
+                    chunk = chunk * 2  # a 1-row batch would compile a graph of its own; the copy is dropped below
+                ids, mask = left_pad(chunk, pad)
                 criteria = StoppingCriteriaList([StopOnSequences(stop_seqs, ids.shape[1])]) if stop_seqs else None
+                config = generation_config
+                if backend == "hf_compiled":
+                    config = compiled_generation_config(generation_config, ids.shape[1], device)
                 seqs = model.generate(
                     input_ids=ids.to(device),
                     attention_mask=mask.to(device),
-                    generation_config=generation_config,
+                    generation_config=config,
                     stopping_criteria=criteria,
                 )
-                new = seqs[:, ids.shape[1] :].cpu()
+                new = seqs[: min(batch_size, len(prompts) - start), ids.shape[1] :].cpu()
                 out[start : start + len(new), : new.shape[1]] = new
     finally:
         model.train(was_training)
