@@ -11,9 +11,9 @@ its own log-likelihood of the gold answer y, log pi(y | x, z). One update:
 Forward work per sample: generation (whose raw logits give log pi(z|x)), a continuation of
 generation's KV cache over y only (R), one reference forward over [x; z] and one forward with
 grad over [x; z; y] for the update (`score_from_generation=False`: one no-grad policy pass over
-[x; z; y] gives both policy terms instead). Rows are packed with every rationale starting at
-the same column, so the LM head runs on the rationale and answer positions only; log-probs
-are summed in float32.
+[x; z; y] gives both policy terms instead). Every scoring pass sends only the hidden states of
+the scored positions (rationale, answer) through the LM head, in chunks (`window_logprobs`), so
+no (B, T, V) logits exist; log-probs are summed in float32.
 """
 
 from __future__ import annotations
@@ -31,14 +31,7 @@ from ..utils.model_utils import (
     stop_token_ids,
 )
 from ..utils.rollout import find_stop_positions, kept_lengths, repeat_rows
-from ..utils.scoring import (
-    forward_window,
-    masked_sum,
-    pack_rows,
-    score_rows,
-    segment_reduce,
-    token_logprobs,
-)
+from ..utils.scoring import masked_sum, pack_rows, score_rows, segment_reduce, window_logprobs
 from .curriculum import load_mixture
 from .latro_config import LatroConfig
 from .rollout_trainer import RolloutTrainer
@@ -127,8 +120,8 @@ class LatroTrainer(RolloutTrainer):
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
         # 4. loss = -mean_k[A_k log pi(z_k|x) + sft_coef log pi(y|x,z_k)], one forward with grad
         segments = batch["segment_ids"]
-        logits, window = forward_window(model, batch, (segments == RATIONALE) | (segments == ANSWER))
-        logps = token_logprobs(logits, window["input_ids"])
+        # LM head on the rationale and answer positions only, in chunks: no (B, W, V) logits in either pass
+        logps, window = window_logprobs(model, batch, (segments == RATIONALE) | (segments == ANSWER))
         return latro_loss(
             batch["advantages"],
             segment_reduce(logps, window["segment_ids"], RATIONALE),

@@ -48,7 +48,7 @@ from ..utils.markovian import (
 )
 from ..utils.model_utils import end_of_text_ids, eval_mode
 from ..utils.rollout import repeat_rows
-from ..utils.scoring import ROW_KEYS, forward_window, masked_mean, score_rows, token_logprobs
+from ..utils.scoring import ROW_KEYS, forward_window, masked_mean, score_rows, token_logprobs, window_logprobs
 from .markovian_config import MarkovianConfig
 from .rollout_trainer import RolloutTrainer
 
@@ -220,8 +220,13 @@ class MarkovianTrainer(RolloutTrainer):
         args = self.args
         # 4. one forward with grad over the actor's rows: log pi(CoT) (and R_actor when non-Markovian)
         segments = batch["segment_ids"]
-        logits, window = forward_window(model, batch, (segments == COT) | (segments == ANSWER))
-        logps = token_logprobs(logits, window["input_ids"])
+        scored = (segments == COT) | (segments == ANSWER)
+        if args.kl_penalty > 0 or args.entropy_bonus > 0:  # full-vocabulary terms with grad: need the logits
+            logits, window = forward_window(model, batch, scored)
+            logps = token_logprobs(logits, window["input_ids"])
+        else:  # log-probs (and the logged entropy) from the chunked LM head: no (B, W, V) logits
+            logits = None
+            logps, window = window_logprobs(model, batch, scored, entropy=True)
         cot_mask = window["segment_ids"] == COT
         parts = POLICY_LOSSES[args.method](logps, cot_mask, batch, args)
         loss = parts["policy_loss"]
@@ -231,8 +236,9 @@ class MarkovianTrainer(RolloutTrainer):
         if args.entropy_bonus > 0:  # - entropy_bonus * H, differentiable
             parts["entropy"] = masked_entropy(logits, cot_mask).mean()
             loss = loss - args.entropy_bonus * parts["entropy"]
-        else:  # logged only: one row at a time, so the float32 full-vocabulary temporaries stay one row big
-            parts["entropy"] = _entropy_metric(logits, cot_mask)
+        else:  # logged only, no graph: the chunked head's by-product, or the logits one row at a time
+            parts["entropy"] = _entropy_metric(logits, cot_mask) if logits is not None else \
+                masked_mean(window["token_entropy"][:, 1:], cot_mask[:, 1:], dim=1).mean()
         if args.actor_reward_weight > 0:  # - w * R_actor, differentiable
             parts["actor_reward"] = self._actor_reward(model, batch, logps, window).mean()
             loss = loss - args.actor_reward_weight * parts["actor_reward"]
@@ -250,8 +256,7 @@ class MarkovianTrainer(RolloutTrainer):
         if not self.args.markovian:
             return masked_mean(logps, window["segment_ids"] == ANSWER, dim=1)
         rows = {key[len("score_"):]: value for key, value in batch.items() if key.startswith("score_")}
-        score_logits, score_window = forward_window(model, rows, rows["segment_ids"] == ANSWER)
-        score_logps = token_logprobs(score_logits, score_window["input_ids"])
+        score_logps, score_window = window_logprobs(model, rows, rows["segment_ids"] == ANSWER)
         return masked_mean(score_logps, score_window["segment_ids"] == ANSWER, dim=1)
 
     # =============================================================== evaluation

@@ -28,7 +28,7 @@ import torch
 from ..utils import ppo, rewards
 from ..utils.model_utils import encode_prompt, end_of_text_ids
 from ..utils.rollout import find_stop_positions, gae
-from ..utils.scoring import masked_mean, pack_rows, token_logprobs
+from ..utils.scoring import masked_mean, pack_rows
 from .curriculum import load_mixture
 from .ppo_curriculum_config import PPOCurriculumConfig
 from .ppo_data import PPO_COLUMNS, load_entry_rows
@@ -152,9 +152,10 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
         # 4. loss = sum_t [max(-A rho, -A clip(rho)) + vf_coef 0.5 max((V-R)^2, (V_clip-R)^2)] / tokens
         rows = {k: batch[k] for k in ROW_KEYS}
-        logits, window, values = model(rows, batch["segment_ids"] == RESPONSE)
-        logits = logits / self.args.temperature  # the distribution that sampled the rollout (as in TRL's PPO)
-        logps, values = token_logprobs(logits, window["input_ids"])[:, 1:], values[:, 1:]  # response columns
+        # log-probs under softmax(logits / temperature), the distribution that sampled (as in TRL's PPO)
+        logps, window, values = model(rows, batch["segment_ids"] == RESPONSE, self.args.temperature)
+        entropy = window["token_entropy"][:, 1:]  # of the distribution each response token came from, no grad
+        logps, values = logps[:, 1:], values[:, 1:]  # response columns
         width = logps.shape[1]
         old_logps, old_values, advantages, returns, mask = (batch[k][:, :width] for k in TOKEN_KEYS)
         normalizer = batch["token_normalizer"][0]
@@ -163,7 +164,7 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
         loss = ppo.masked_total(pg["loss"], mask, normalizer) + self.args.vf_coef * ppo.masked_total(
             vf["loss"], mask, normalizer)
         self._update_approxkl.append([float(ppo.masked_total(pg["approxkl"].detach(), mask, 1.0)), float(mask.sum())])
-        self._log_update(pg, vf, logits, mask, normalizer)
+        self._log_update(pg, vf, entropy, mask, normalizer)
         return {"loss": loss}
 
     def end_rollout_early(self) -> bool:
@@ -181,10 +182,9 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
         return stop
 
     # ============================================================ logging
-    def _log_update(self, pg: dict, vf: dict, logits: torch.Tensor, mask: torch.Tensor, normalizer) -> None:
+    def _log_update(self, pg: dict, vf: dict, entropy: torch.Tensor, mask: torch.Tensor, normalizer) -> None:
         """Token means of the update: each micro-batch's sums / (minibatch tokens / (processes x G)), averaged by
         log_metric over the G micro-batches and the processes, are the minibatch's exact token means."""
-        entropy = ppo.token_entropy(logits.detach())[:, :-1]  # the distribution each response token came from
         for name, value in (
             ("policy/approxkl", pg["approxkl"].detach()),
             ("policy/clipfrac", pg["clipped"]),

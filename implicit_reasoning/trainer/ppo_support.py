@@ -27,7 +27,7 @@ from ..utils.model_utils import (
     end_of_text_ids,
     eval_mode,
 )
-from ..utils.scoring import forward_window, pack_rows, score_rows, token_logprobs
+from ..utils.scoring import pack_rows, score_rows, window_logprobs
 from .curriculum import row_losses
 from .curriculum_config import normalize_entry
 from .ppo_data import load_entry_rows
@@ -88,12 +88,12 @@ class PPOSupport:
                 if reuse:
                     values.append(_pad(module.values(part, part["segment_ids"] == RESPONSE)[:, 1:], width))
                 else:
-                    logits, window, value = module(part, part["segment_ids"] == RESPONSE)
-                    logps.append(_pad(token_logprobs(logits / temperature, window["input_ids"])[:, 1:], width))
+                    logp, _, value = module(part, part["segment_ids"] == RESPONSE, temperature)
+                    logps.append(_pad(logp[:, 1:], width))
                     values.append(_pad(value[:, 1:], width))
             with self.reference_model() as ref:
-                logits, window = forward_window(ref, part, part["segment_ids"] == RESPONSE)
-                ref_logps.append(_pad(token_logprobs(logits / temperature, window["input_ids"])[:, 1:], width))
+                logp, _ = window_logprobs(ref, part, part["segment_ids"] == RESPONSE, temperature=temperature)
+                ref_logps.append(_pad(logp[:, 1:], width))
         old = torch.where(mask, scored.token_logps[:, :width], 0.0) if reuse else torch.cat(logps)
         return old, torch.cat(values), torch.cat(ref_logps), mask
 

@@ -39,7 +39,7 @@ from ..utils.evaluation import shard_indices
 from ..utils.generation import generate, sampling_config
 from ..utils.model_utils import encode_continuation, encode_prompt, end_of_text_ids, eval_mode
 from ..utils.prompts import format_prompt, question_text
-from ..utils.scoring import completion_nll, forward_window, pack_rows, score_rows, segment_reduce, token_logprobs
+from ..utils.scoring import completion_nll, pack_rows, score_rows, segment_reduce, window_logprobs
 from ..utils.star import degeneration_rate, dpo_pairs, is_degenerate, kept, locate_step, unsolved, with_hint
 from .base_trainer import BaseTrainer
 from .guard import SkipAwareScheduler
@@ -208,7 +208,8 @@ class STaRTrainer(BaseTrainer):
                                  args.top_p, args.top_k)
         repeated = [x for x in ids for _ in range(self._k)]
         with self.generation_model() as model:
-            texts = tokenizer.batch_decode(generate(model, repeated, config, args.gen_batch_size),
+            texts = tokenizer.batch_decode(generate(model, repeated, config, args.gen_batch_size,
+                                                    backend=self.generation_engine()),
                                            skip_special_tokens=True)
         checker = self.eval_checker_name()
         out = []
@@ -287,8 +288,7 @@ class STaRTrainer(BaseTrainer):
         if self.args.train_strategy == "sft":  # 4. sft: -mean over kept rationales' tokens of log pi
             return {"loss": completion_nll(model, batch, COMPLETION)}
         # 4. dpo: one forward over [chosen; rejected], summed log-probs of each completion, float32
-        logits, window = forward_window(model, batch, batch["segment_ids"] == COMPLETION)
-        logps = token_logprobs(logits, window["input_ids"])
+        logps, window = window_logprobs(model, batch, batch["segment_ids"] == COMPLETION)
         sums = segment_reduce(logps, window["segment_ids"], COMPLETION)
         half = len(sums) // 2
         chosen_nll = -segment_reduce(logps[:half], window["segment_ids"][:half], COMPLETION, "mean")
@@ -324,6 +324,7 @@ class STaRTrainer(BaseTrainer):
         """The trainable weights back to their values at init, bit for bit, and a fresh optimizer state."""
         for name, param in self._trainable():
             param.copy_(self._base_state[name])
+        self.generation_weights_changed()
         optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
         if optimizer is not None:
             optimizer.state.clear()

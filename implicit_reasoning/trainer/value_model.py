@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..utils.scoring import forward_window
+from ..utils.scoring import window_logprobs
 
 VALUE_DIR = "value_model"
 HEAD_FILE = "value_head.safetensors"
@@ -91,13 +91,15 @@ class PolicyAndValue(nn.Module):
     def config(self):
         return self.policy.config
 
-    def forward(self, rows: dict, scored: torch.Tensor) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """Policy logits over the window of `scored` tokens (see `forward_window`) and per-token values.
+    def forward(self, rows: dict, scored: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        """Policy log-probs under softmax(logits / temperature) of the `scored` tokens of `forward_window`'s
+        window (0 elsewhere; the window also holds their no-grad `token_entropy`), and per-token values.
 
-        values[:, j] = V(state before the window's token j), aligned like `token_logprobs` (column 0 is 0).
+        The LM head runs on the scored positions only, in chunks (`window_logprobs`): no (B, W, V) logits.
+        values[:, j] = V(state before the window's token j), aligned like the log-probs (column 0 is 0).
         """
-        logits, window = forward_window(self.policy, rows, scored)
-        return logits, window, self.values(rows, scored)
+        logps, window = window_logprobs(self.policy, rows, scored, entropy=True, temperature=temperature)
+        return logps, window, self.values(rows, scored)
 
     def values(self, rows: dict, scored: torch.Tensor) -> torch.Tensor:
         """Per-token values over `forward_window`'s window of `scored` tokens, aligned as in `forward`."""

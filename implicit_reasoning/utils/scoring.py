@@ -13,6 +13,10 @@ no state):
 * log-probs and reducers: :func:`token_logprobs` gathers log p(token) in float32 from
   logits of any dtype without materialising float32 (B, T, V) tensors, and
   :func:`segment_reduce` sums / averages them per row in float32.
+* log-probs without logits: :func:`window_logprobs` runs the same ONE forward but keeps
+  only the final hidden states and sends the scored positions through the LM head in
+  chunks (:mod:`implicit_reasoning.utils.lm_head`), so no (B, W, V) logits exist in the
+  forward or the backward; it falls back to the logits path where that is not exact.
 
 Window convention: ``logits`` (B, W, V) and the window's ``input_ids`` / masks (B, W)
 cover the same W columns; the logits at column t-1 predict the token at column t, so
@@ -22,9 +26,12 @@ column 0 of a window is never scored.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Sequence
 
 import torch
+
+from .lm_head import masked_head_logprobs
 
 PAD_SEGMENT = 0  # segment id of padding; segment j of the input gets id j + 1
 ROW_KEYS = ("input_ids", "attention_mask", "position_ids", "segment_ids")
@@ -159,21 +166,20 @@ def accepts_logits_to_keep(model) -> bool:
     return "logits_to_keep" in inspect.signature(innermost_model(model).forward).parameters
 
 
-def forward_window(model, rows: dict, scored: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """ONE forward over packed ``rows``; logits only from the column before the first scored token.
-
-    ``scored`` (B, T) marks the tokens whose log-prob will be used. Returns the (B, W, V)
-    logits and the per-column tensors of ``rows`` cut to the same W columns (the window).
-    ``rows`` may carry ``inputs_embeds`` instead of ids for the forward (ids then only name
-    the targets). Trailing all-padding columns are dropped.
-    """
+def _window_bounds(rows: dict, scored: torch.Tensor) -> tuple[int, int]:
+    """(start, end) columns of the window of ``scored``: from the column before the first scored
+    token to the last column holding any real token."""
     used = scored.any(dim=0).nonzero()
     if len(used) == 0:
         raise ValueError("forward_window: no token is scored")
     start = int(used[0]) - 1
     if start < 0:
         raise ValueError("forward_window: a scored token has no context token before it")
-    end = int(rows["attention_mask"].any(dim=0).nonzero()[-1]) + 1
+    return start, int(rows["attention_mask"].any(dim=0).nonzero()[-1]) + 1
+
+
+def _forward_kwargs(rows: dict, end: int) -> dict:
+    """Model keyword arguments for the first ``end`` columns of ``rows`` (ids, or embeddings when given)."""
     kwargs = {"attention_mask": rows["attention_mask"][:, :end], "use_cache": False}
     if "inputs_embeds" in rows:
         kwargs["inputs_embeds"] = rows["inputs_embeds"][:, :end]
@@ -181,12 +187,170 @@ def forward_window(model, rows: dict, scored: torch.Tensor) -> tuple[torch.Tenso
         kwargs["input_ids"] = rows["input_ids"][:, :end]
     if "position_ids" in rows:
         kwargs["position_ids"] = rows["position_ids"][:, :end]
+    return kwargs
+
+
+def _cut_window(rows: dict, start: int, end: int) -> dict:
+    """The per-column (B, T) tensors of ``rows`` cut to columns [start, end)."""
+    return {k: v[:, start:end] for k, v in rows.items() if torch.is_tensor(v) and v.dim() == 2 and v.shape[1] >= end}
+
+
+def forward_window(model, rows: dict, scored: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """ONE forward over packed ``rows``; logits only from the column before the first scored token.
+
+    ``scored`` (B, T) marks the tokens whose log-prob will be used. Returns the (B, W, V)
+    logits and the per-column tensors of ``rows`` cut to the same W columns (the window).
+    ``rows`` may carry ``inputs_embeds`` instead of ids for the forward (ids then only name
+    the targets). Trailing all-padding columns are dropped. Use :func:`window_logprobs` when
+    only log-probs are needed: it never builds the (B, W, V) logits.
+    """
+    start, end = _window_bounds(rows, scored)
+    kwargs = _forward_kwargs(rows, end)
     if accepts_logits_to_keep(model):
         logits = model(**kwargs, logits_to_keep=end - start).logits
     else:
         logits = model(**kwargs).logits[:, start:end]
-    window = {k: v[:, start:end] for k, v in rows.items() if torch.is_tensor(v) and v.dim() == 2 and v.shape[1] >= end}
-    return logits, window
+    return logits, _cut_window(rows, start, end)
+
+
+# ------------------------------------------------------------- log-probs without logits
+# config fields that change logits after the head's matmul: any set value makes h @ W.T inexact
+SOFTCAP_FIELDS = ("final_logit_softcapping", "logit_softcapping")
+SCALE_FIELDS = ("logit_scale", "logits_scaling", "lm_head_multiplier", "output_multiplier_scale")
+
+
+def _transforms_logits(config) -> bool:
+    """Whether the config (or its text config) post-processes the head's output (soft-capping, scaling)."""
+    configs = [config]
+    if hasattr(config, "get_text_config"):
+        configs.append(config.get_text_config())
+    for c in configs:
+        if any(getattr(c, f, None) is not None for f in SOFTCAP_FIELDS):
+            return True
+        if any(getattr(c, f, None) not in (None, 1, 1.0) for f in SCALE_FIELDS):
+            return True
+    return False
+
+
+def chunkable_head(model) -> torch.nn.Linear | None:
+    """The output embedding when ``log_softmax(h_final @ W.T + b)`` is exactly the model's log-prob, else None.
+
+    None (so callers take the logits path) when the head is not a plain ``nn.Linear`` (a
+    LoRA / quantised / custom head), the config soft-caps or scales logits, the weight is
+    partitioned by ZeRO-3 (it only exists inside the model's own forward), the model has no
+    transformer body to read final hidden states from, or it cannot skip the full-window
+    logits (no ``logits_to_keep``).
+    """
+    if not accepts_logits_to_keep(model):
+        return None
+    inner = innermost_model(model)
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    if type(head) is not torch.nn.Linear or _body(inner) is None or _transforms_logits(inner.config):
+        return None
+    if hasattr(head.weight, "ds_id") or head.weight.numel() == 0:
+        return None
+    return head
+
+
+def _body(inner) -> torch.nn.Module | None:
+    """The transformer body under the LM head (transformers' ``base_model``), None if the model has none."""
+    body = getattr(inner, "base_model", None)
+    return body if isinstance(body, torch.nn.Module) and body is not inner else None
+
+
+def _last_hidden(output) -> torch.Tensor | None:
+    """``last_hidden_state`` of a base model's output (a ModelOutput or a tuple), None if it has none."""
+    if hasattr(output, "last_hidden_state"):
+        return output.last_hidden_state
+    return output[0] if isinstance(output, tuple) and output and torch.is_tensor(output[0]) else None
+
+
+def _forward_final_hidden(model, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """ONE forward through ``model``'s own ``__call__`` (DDP / peft hooks run) with one column of logits;
+    returns (those logits, the body's final hidden states (B, T, H), or None if it gave none).
+
+    The hidden states are read by a forward hook on the transformer body, not with
+    ``output_hidden_states``: that would keep every layer's (B, T, H) output alive until the
+    head has run, which in a no-grad pass outweighs the chunked head itself.
+    """
+    captured = []
+    handle = _body(innermost_model(model)).register_forward_hook(lambda module, args, output: captured.append(_last_hidden(output)))
+    try:
+        logits = model(**kwargs, logits_to_keep=1).logits
+    finally:
+        handle.remove()
+    return logits, captured[-1] if captured else None
+
+
+@torch.no_grad()
+def _head_reproduces(logits: torch.Tensor, hidden: torch.Tensor, head: torch.nn.Linear) -> bool:
+    """Whether ``head(hidden)`` gives the model's own logits at the last column (a one-column check that
+    ``hidden`` really is what the head consumes, post final norm, untransformed after)."""
+    mine = torch.nn.functional.linear(hidden[:, -1:], head.weight, head.bias).float()
+    theirs = logits[:, -1:].float()
+    return bool((mine - theirs).abs().max() <= 1e-2 * theirs.abs().max().clamp(min=1.0))
+
+
+def _entropy_from_logits(logits: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+    """(B, W) float32 entropy of the distribution predicting each scored window token (no grad, row by row)."""
+    out = torch.zeros(scored.shape, dtype=torch.float32, device=logits.device)
+    with torch.no_grad():
+        for i in range(logits.shape[0]):
+            logp = torch.log_softmax(logits[i, :-1][scored[i, 1:]].float(), dim=-1)
+            out[i, 1:][scored[i, 1:]] = -(logp.exp() * logp).sum(dim=-1)
+    return out
+
+
+def _logits_window_logprobs(model, rows: dict, scored: torch.Tensor, entropy: bool,
+                            temperature: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """:func:`window_logprobs` through the full-window logits (the fallback: always exact)."""
+    logits, window = forward_window(model, rows, scored)
+    if temperature != 1.0:
+        logits = logits / temperature
+    start, end = _window_bounds(rows, scored)
+    scored = scored[:, start:end].bool()
+    logps = torch.where(scored, token_logprobs(logits, window["input_ids"]), 0.0)
+    if entropy:
+        window["token_entropy"] = _entropy_from_logits(logits, scored)
+    return logps, window
+
+
+def window_logprobs(model, rows: dict, scored: torch.Tensor, entropy: bool = False,
+                    temperature: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """(B, W) float32 log p(token) of the ``scored`` tokens of :func:`forward_window`'s window, and the window.
+
+    Same convention as ``token_logprobs(*forward_window(...))``, except that unscored
+    columns are 0. ONE forward through the model's own ``__call__`` (wrappers' hooks run)
+    with a one-column ``logits_to_keep``, the final hidden states read off the transformer
+    body (:func:`_forward_final_hidden`); the scored positions' hidden rows then go through
+    the LM head in chunks (:func:`~implicit_reasoning.utils.lm_head.masked_head_logprobs`),
+    so no (B, W, V) tensor exists in either pass. With ``entropy`` the window also gets
+    ``token_entropy`` (no grad, 0 where unscored). Falls back to the logits path (exact
+    always) when :func:`chunkable_head` says the chunked head would not be exact, or when
+    the body gave no final hidden states from which the head reproduces the model's own
+    last-column logits (then a second forward, with a warning). ``temperature`` T scores
+    softmax(logits / T) (PPO's sampling distribution): h / T and b / T go through the head.
+    """
+    head = chunkable_head(model)
+    if head is None:
+        return _logits_window_logprobs(model, rows, scored, entropy, temperature)
+    start, end = _window_bounds(rows, scored)
+    logits, hidden = _forward_final_hidden(model, _forward_kwargs(rows, end))
+    if hidden is None or not _head_reproduces(logits, hidden, head):
+        warnings.warn("window_logprobs: no final hidden states that reproduce the logits; using full logits")
+        return _logits_window_logprobs(model, rows, scored, entropy, temperature)
+    window = _cut_window(rows, start, end)
+    mask = scored[:, start + 1 : end].bool()  # hidden at column t predicts the token at t + 1
+    hidden, bias = hidden[:, start : end - 1], head.bias
+    if temperature != 1.0:  # (h W^T + b) / T = (h / T) W^T + b / T
+        hidden, bias = hidden / temperature, None if bias is None else bias / temperature
+    logps, token_entropy = masked_head_logprobs(
+        hidden, head.weight, bias, window["input_ids"][:, 1:], mask, with_entropy=entropy
+    )
+    pad = logps.new_zeros(logps.shape[0], 1)
+    if entropy:
+        window["token_entropy"] = torch.cat([pad, token_entropy], dim=1)
+    return torch.cat([pad, logps], dim=1), window
 
 
 @torch.no_grad()
@@ -209,8 +373,7 @@ def score_rows(
             for s in segments:
                 out[s].append(torch.zeros(chunk["segment_ids"].shape[0]))
             continue
-        logits, window = forward_window(model, chunk, scored)
-        logps = token_logprobs(logits, window["input_ids"])
+        logps, window = window_logprobs(model, chunk, scored)
         for s in segments:
             out[s].append(segment_reduce(logps, window["segment_ids"], s, reduce).cpu())
     return {s: torch.cat(v) for s, v in out.items()}
@@ -233,6 +396,5 @@ def completion_nll(model, rows: dict, first_segment: int) -> torch.Tensor:
     One forward; the LM head runs from the column before the first such token (rows aligned on it).
     """
     scored = rows["segment_ids"] >= first_segment
-    logits, window = forward_window(model, rows, scored)
-    logps = token_logprobs(logits, window["input_ids"])
+    logps, window = window_logprobs(model, rows, scored)
     return -masked_mean(logps, window["segment_ids"] >= first_segment)
