@@ -11,6 +11,11 @@ from implicit_reasoning.demo import build_demo_tokenizer
 torch.set_num_threads(1)  # tiny models: overhead-bound, and robust on a shared machine
 
 
+def pytest_configure(config):
+    # CI runs these too; `-m "not slow"` leaves them out of a quick local run
+    config.addinivalue_line("markers", "slow: takes over a minute (e.g. subprocess crash-and-resume runs)")
+
+
 def addition_rows(n: int = 24) -> list[dict]:
     """A user's own 3-column data set: queries / responses / groundtruth."""
     rows = []

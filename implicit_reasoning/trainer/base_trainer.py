@@ -4,8 +4,9 @@ What the core owns: loading the policy, tokenizer and frozen reference for any c
 (LoRA: the adapter-disabled base is the reference), generation-ready unwrapping,
 generation-based evaluation (accuracy, maj@k), metric logging averaged over processes, the
 samples table, the per-update non-finite guard, method state saved in checkpoints, and
-the run config saved beside every model. Checkpointing, resume, DeepSpeed, mixed precision,
-callbacks and `report_to` are Trainer's.
+the run config saved beside every model, crash-safe checkpoints (`checkpoints.py`: a
+checkpoint counts once its completeness marker is written). Checkpointing, resume, DeepSpeed,
+mixed precision, callbacks and `report_to` are Trainer's.
 
 Subclasses talk to the core through public hooks: `log_metric`, `record_samples`,
 `register_state`, `flag_nonfinite`, `reference_model()`, `refresh_reference()`,
@@ -22,13 +23,13 @@ from contextlib import contextmanager
 
 import torch
 from transformers import PreTrainedModel, Trainer
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..utils import model_utils
 from ..utils.data_utils import load_task_dataset
 from ..utils.evaluation import evaluate_dataset, summarize_records
 from ..utils.generation import use_backend
 from .base_config import TrainerConfig
+from .checkpoints import CheckpointMixin, resolve_resume
 from .guard import GuardCallback, SkipAwareScheduler, UpdateGuard, guard_optimizer_step
 from .metrics import MetricBuffer, SamplesTable
 from .state import CheckpointedState, SaveStateCallback, save_run_config
@@ -39,7 +40,7 @@ def collate_rows(rows: list[dict]) -> dict[str, list]:
     return {key: [row[key] for row in rows] for key in rows[0]}
 
 
-class BaseTrainer(Trainer):
+class BaseTrainer(CheckpointMixin, Trainer):
     """Shared machinery; see the module docstring."""
 
     trainer_name = ""  # the `--trainer` name; run_config.json records it
@@ -408,12 +409,7 @@ class BaseTrainer(Trainer):
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         resume = resume_from_checkpoint if resume_from_checkpoint is not None else self.args.checkpoint_path
-        if resume is True or str(resume).lower() == "true":  # the CLI passes the string "True"
-            resume = get_last_checkpoint(self.args.output_dir)
-            if resume is None:
-                raise ValueError(f"resume_from_checkpoint=True: no checkpoint-* directory in {self.args.output_dir}")
-        elif str(resume).lower() == "false":
-            resume = None
+        resume = resolve_resume(resume, self.args.output_dir)  # True / "True": the newest COMPLETE checkpoint
         self.resumed_from = resume or None  # the checkpoint this run resumes from, for subclasses
         if resume:
             self._checkpointed.load(resume)

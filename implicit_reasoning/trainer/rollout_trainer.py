@@ -39,6 +39,7 @@ from ..utils.scored_generation import generate_scored
 from .base_trainer import BaseTrainer
 from .curriculum import Curriculum, row_losses, step_generator
 from .rollout_config import RolloutConfig
+from .state import atomic_write
 
 FROZEN_FILE = "curriculum_frozen.safetensors"  # the curriculum's frozen copy, in checkpoints taken between refreshes
 
@@ -50,18 +51,19 @@ def is_zero3(trainer) -> bool:
 
 
 class SaveFrozenCopyCallback(TrainerCallback):
-    """Writes the curriculum's frozen copy (trainable weights) into each checkpoint (main process)."""
+    """Writes the curriculum's frozen copy (trainable weights) into each checkpoint (main process), before the
+    checkpoint is marked complete (`checkpoints.py`)."""
 
     def __init__(self, trainer):
         self.trainer = trainer
 
-    def on_save(self, args, state, control, **kwargs):
+    def write_checkpoint(self, folder: str) -> None:
         frozen = self.trainer._frozen
-        if frozen is not None and state.is_world_process_zero:
+        if frozen is not None:
             from safetensors.torch import save_file
 
-            folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-            save_file({n: t.detach().cpu().contiguous() for n, t in frozen.items()}, os.path.join(folder, FROZEN_FILE))
+            tensors = {n: t.detach().cpu().contiguous() for n, t in frozen.items()}
+            atomic_write(os.path.join(folder, FROZEN_FILE), lambda tmp: save_file(tensors, tmp))
 
 
 class PromptGroupSampler(Sampler[int]):

@@ -44,6 +44,7 @@ from ..utils.star import degeneration_rate, dpo_pairs, is_degenerate, kept, loca
 from .base_trainer import BaseTrainer
 from .guard import SkipAwareScheduler
 from .star_config import STaRConfig
+from .state import atomic_write
 
 GENERATED_FILE = "generated.jsonl"
 BASE_WEIGHTS_FILE = "star_base_weights.safetensors"
@@ -388,19 +389,18 @@ class PacingSampler(Sampler[int]):
 
 
 class _SaveIterationData(TrainerCallback):
-    """Copies the iteration's data (generations, reference log-probs) into every checkpoint: a resume inside the
-    iteration trains on exactly them, wherever it resumes."""
+    """Copies the iteration's data (generations, reference log-probs) into every checkpoint, before it is marked
+    complete (`checkpoints.py`): a resume inside the iteration trains on exactly them, wherever it resumes."""
 
     def __init__(self, trainer: STaRTrainer):
         self.trainer = trainer
 
-    def on_save(self, args, state, control, **kwargs):
+    def write_checkpoint(self, folder: str) -> None:
         built = self.trainer._built
-        if state.is_world_process_zero and built is not None:
+        if built is not None:
             source = self.trainer.iteration_file(built)
             if os.path.exists(source):
-                shutil.copyfile(source, os.path.join(args.output_dir, f"checkpoint-{state.global_step}",
-                                                     CHECKPOINT_DATA_FILE))
+                atomic_write(os.path.join(folder, CHECKPOINT_DATA_FILE), lambda tmp: shutil.copyfile(source, tmp))
 
 
 class _ValidateAtIterationEnds(TrainerCallback):

@@ -3,7 +3,9 @@
 * :class:`CheckpointedState` is a registry of objects with `state_dict()` /
   `load_state_dict()` (EMA baselines, reward histories, the non-finite guard, KL
   controllers, curriculum weights, ...). The core writes them as one JSON file into every
-  checkpoint (:class:`SaveStateCallback`) and restores them on `resume_from_checkpoint`.
+  checkpoint (:class:`SaveStateCallback`, before the checkpoint's completeness marker:
+  `checkpoints.py`) and restores them on `resume_from_checkpoint`.
+* :func:`atomic_write` writes a file through a temporary file and a rename (never half a file).
 * :func:`save_run_config` writes the run's config (trainer name included, secrets masked)
   next to a saved model, so that evaluation and analysis treat the checkpoint the way its
   trainer did, however it was trained (script or Python API).
@@ -45,8 +47,8 @@ class CheckpointedState:
 
     def save(self, folder: str) -> None:
         os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, STATE_FILE), "w") as f:
-            json.dump(self.state_dict(), f)
+        text = json.dumps(self.state_dict())
+        atomic_write(os.path.join(folder, STATE_FILE), lambda tmp: write_text(tmp, text))
 
     def load(self, folder: str) -> bool:
         """Restore from `folder`; False when it holds no state file (a checkpoint written elsewhere)."""
@@ -58,15 +60,35 @@ class CheckpointedState:
         return True
 
 
+def atomic_write(path: str, write, before_replace=None) -> None:
+    """`write(tmp)` writes the content to a temporary file beside `path`, which then replaces `path` (fsynced)."""
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".tmp.{name}.{os.getpid()}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
 class SaveStateCallback(TrainerCallback):
-    """Writes the registered state into each checkpoint Trainer saves (main process only)."""
+    """Writes the registered state into each checkpoint (main process), before the checkpoint is marked complete."""
 
     def __init__(self, registry: CheckpointedState):
         self.registry = registry
 
-    def on_save(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
-            self.registry.save(os.path.join(args.output_dir, f"checkpoint-{state.global_step}"))
+    def write_checkpoint(self, folder: str) -> None:
+        self.registry.save(folder)
 
 
 def run_config_dict(config, trainer_name: str, **extra) -> dict:
@@ -86,8 +108,8 @@ def save_run_config(config, trainer_name: str, directory: str | None = None, **e
     directory = directory or config.output_dir
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, RUN_CONFIG_NAME)
-    with open(path, "w") as f:
-        json.dump(run_config_dict(config, trainer_name, **extra), f, indent=2)
+    text = json.dumps(run_config_dict(config, trainer_name, **extra), indent=2)
+    atomic_write(path, lambda tmp: write_text(tmp, text))
     return path
 
 
