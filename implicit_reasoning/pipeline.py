@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import yaml
 from transformers import HfArgumentParser
 
+from .config_files import deepspeed_file_flag, resolve_config, shipped_config
 from .trainer import TRAINERS, trainer_class, trainer_entry
 
 DEFAULT_TRAINER = "latro"
@@ -26,9 +27,11 @@ def is_accelerate_config(path: str) -> bool:
     return isinstance(data, dict) and ("distributed_type" in data or "compute_environment" in data)
 
 
-def trainers_help() -> str:
+def trainers_help(prog: str | None = None) -> str:
     """The `--help` text without `--trainer`: the trainers and how to list one's fields."""
-    lines = ["usage: training.py [--trainer NAME] [--FIELD VALUE ...] | training.py CONFIG.yaml", "", "trainers:"]
+    prog = prog or os.path.basename(sys.argv[0]) or "training.py"
+    lines = [f"usage: {prog} [--trainer NAME] [--FIELD VALUE ...] | {prog} CONFIG [--FIELD VALUE ...]", "",
+             "CONFIG: a training YAML's path, or a shipped one's name (demo_latro, latro_gsm8k, ...).", "", "trainers:"]
     for name, (trainer_cls, config_cls) in sorted(TRAINERS.items()):
         summary = (trainer_cls.__doc__ or "").strip().splitlines()[0]
         lines.append(f"  {name:<15} {trainer_cls.__name__} / {config_cls.__name__}: {summary}")
@@ -52,29 +55,50 @@ def check_config_keys(values: dict, config_cls, source: str) -> None:
 def parse_training_args(argv: list[str]) -> tuple[str, object]:
     """(trainer name, config) from CLI flags, or from a YAML file (first argument) plus flags that override it.
 
-    A YAML may carry `trainer: latro`; `--trainer` on the command line wins. `--help`
-    without `--trainer` prints the trainers and exits.
+    The YAML is a path or a shipped config's name (`demo_latro`). It may carry `trainer: latro`;
+    `--trainer` on the command line wins. `--help` without a trainer (flag or YAML key) prints the
+    trainers and exits; with one, that trainer's fields, defaults being the YAML's values.
     """
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--trainer", default=None)
     known, rest = pre.parse_known_args(argv)
-    if known.trainer is None and ("-h" in rest or "--help" in rest):
-        print(trainers_help())
-        raise SystemExit(0)
     values: dict = {}
-    if rest and rest[0].endswith((".yaml", ".yml")):
-        with open(rest[0]) as f:
+    if rest and not rest[0].startswith("-"):  # a leading positional is a config (the parser has no positionals)
+        source = resolve_config(rest[0])
+        with open(source) as f:
             values = yaml.safe_load(f) or {}
         values.pop("trainer", None) if known.trainer else None
         known.trainer = known.trainer or values.pop("trainer", None)
-        source, rest = rest[0], rest[1:]
+        rest = rest[1:]
+    if known.trainer is None and ("-h" in rest or "--help" in rest):
+        print(trainers_help())
+        raise SystemExit(0)
+    values, rest = resolve_deepspeed(values, rest)
     name = known.trainer or DEFAULT_TRAINER
     config_cls = trainer_entry(name)[1]
     check_config_keys(values, config_cls, source if values else "config")
     parser = HfArgumentParser(config_cls)
     parser.set_defaults(**values)  # the YAML's values; flags given after it override them
     (config,) = parser.parse_args_into_dataclasses(args=rest)
+    secrets_to_environment(config)
     return name, config
+
+
+def resolve_deepspeed(values: dict, rest: list[str]) -> tuple[dict, list[str]]:
+    """A `deepspeed` value (YAML key or `--deepspeed` flag) naming a shipped DeepSpeed JSON by name -> its path.
+
+    Anything else (an existing path, a JSON string) is left as it is for TrainingArguments."""
+
+    def resolved(value):
+        found = shipped_config(value) if isinstance(value, str) and not os.path.exists(value) else None
+        return str(found) if found is not None else value
+
+    values = {**values, "deepspeed": resolved(values["deepspeed"])} if "deepspeed" in values else values
+    rest = list(rest)
+    if "--deepspeed" in rest[:-1]:
+        i = rest.index("--deepspeed")
+        rest[i + 1] = resolved(rest[i + 1])
+    return values, rest
 
 
 def relaunch_command(argv: list[str], script: str) -> list[str] | None:
@@ -82,13 +106,16 @@ def relaunch_command(argv: list[str], script: str) -> list[str] | None:
 
     Supports `accelerate launch scripts/training.py --config_file configs/8gpu.yaml ...`,
     where accelerate hands the flag to the script: a single-process run re-executes itself
-    under `accelerate launch --config_file X`. A training YAML passed with --config_file is
-    simply the config (returned as None with argv rewritten by `split_config_file`).
+    under `accelerate launch --config_file X`, with this interpreter's accelerate. X is a path
+    or a shipped config's name (`--config_file 8gpu`); a shipped config's relative DeepSpeed
+    JSON is passed as `--deepspeed_config_file` when it does not exist from here. A training
+    YAML passed with --config_file is simply the config (returned as None with argv rewritten
+    by `split_config_file`).
     """
     if "--config_file" not in argv:
         return None
     i = argv.index("--config_file")
-    path = argv[i + 1]
+    path = resolve_config(argv[i + 1], "--config_file")
     if not is_accelerate_config(path):
         return None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -97,7 +124,8 @@ def relaunch_command(argv: list[str], script: str) -> list[str] | None:
             f"put it before the script: accelerate launch --config_file {path} {script} ..."
         )
     rest = argv[:i] + argv[i + 2 :]
-    return ["accelerate", "launch", "--config_file", path, script, *rest]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", path]
+    return [*launch, *deepspeed_file_flag(path), script, *rest]
 
 
 def split_config_file(argv: list[str]) -> list[str]:
@@ -107,6 +135,36 @@ def split_config_file(argv: list[str]) -> list[str]:
         rest = argv[:i] + argv[i + 2 :]
         return [argv[i + 1], *rest]
     return argv
+
+
+SECRET_FLAGS = {"--hub_token": "HF_TOKEN"}  # flag -> the environment variable the hub libraries read instead
+
+
+def hide_secret_flags(argv: list[str]) -> list[str]:
+    """`argv` without `--hub_token VALUE` / `--hub_token=VALUE`; the value goes to HF_TOKEN instead.
+
+    Trainer pickles its arguments into every checkpoint (`training_args.bin`) and wandb records
+    the command line, so a token must be neither a field value nor a visible argument. The
+    hub libraries (and `push_to_hub`, with `hub_token` unset) read HF_TOKEN from the environment,
+    and a re-launched process inherits it.
+    """
+    kept, i = [], 0
+    while i < len(argv):
+        flag, equals, inline = argv[i].partition("=")
+        if flag in SECRET_FLAGS and (equals or i + 1 < len(argv)):
+            os.environ[SECRET_FLAGS[flag]] = inline if equals else argv[i + 1]
+            i += 1 if equals else 2
+            continue
+        kept.append(argv[i])
+        i += 1
+    return kept
+
+
+def secrets_to_environment(config) -> None:
+    """A `hub_token` set in a training YAML: moved to HF_TOKEN, the field cleared (see `hide_secret_flags`)."""
+    if getattr(config, "hub_token", None):
+        os.environ["HF_TOKEN"] = config.hub_token
+        config.hub_token = None
 
 
 def load_datasets(config, tokenizer, trainer_cls):

@@ -5,15 +5,12 @@
       --response_length 64 --warmup 2 --updates 10 --compare_trl --output_json benchmarks/perf/latro_tiny.json
 
 Prints a table; --output_json / --output_markdown save it. Method: docs/performance.md;
-logic: implicit_reasoning.analysis.benchmark.
+logic: implicit_reasoning.analysis.benchmark (= `implicit-reasoning-benchmark`).
 """
 
-import os
 import sys
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported; --threads sets torch's own count
-
-from implicit_reasoning.analysis.benchmark import main
+from implicit_reasoning.cli import benchmark as main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

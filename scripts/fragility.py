@@ -4,12 +4,12 @@
   python scripts/fragility.py --markovian outputs/markovian --non_markovian outputs/non_markovian \\
       [--samples FILE.jsonl] [--output_dir outputs/fragility]
 
-Details: implicit_reasoning.analysis.fragility.
+Details: implicit_reasoning.analysis.fragility (= `implicit-reasoning-fragility`).
 """
 
 import sys
 
-from implicit_reasoning.analysis.fragility import main
+from implicit_reasoning.cli import fragility as main
 
 if __name__ == "__main__":
     main(sys.argv[1:])

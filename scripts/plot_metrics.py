@@ -9,16 +9,13 @@ Each RUN_DIR is a Trainer `output_dir`; its `trainer_state.json` is read from th
 directory or, if absent there, from its newest `checkpoint-N` (largest N). Writes one
 `<metric>.png` per metric that any run logged (runs overlaid), `summary.png` (grid of
 the core metrics) and `metrics.csv` (wide format: run, step, one column per plotted
-metric), then prints the files written. Details: implicit_reasoning.analysis.plotting.
+metric), then prints the files written. Details: implicit_reasoning.analysis.plotting
+(= `implicit-reasoning-plot`).
 """
 
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-from implicit_reasoning.analysis.plotting import main  # noqa: E402
+from implicit_reasoning.cli import plot as main  # selects matplotlib's Agg backend
 
 if __name__ == "__main__":
     main(sys.argv[1:])

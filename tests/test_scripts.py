@@ -66,11 +66,12 @@ def test_help_lists_the_trainers_and_each_trainers_fields():
     assert "--stop_seqs" not in fields.stdout  # a LaTRO field: not in the Markovian config
 
 
-def test_accelerate_config_after_the_script_relaunches(tmp_path):
+def test_accelerate_config_after_the_script_relaunches(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the config's DeepSpeed JSON (configs/ds_zero3.json) exists from here: no extra flag
     argv = ["--config_file", str(ROOT / "configs/8gpu.yaml"), "--trainer", "latro"]
     command = relaunch_command(argv, "scripts/training.py")
-    assert command == ["accelerate", "launch", "--config_file", str(ROOT / "configs/8gpu.yaml"),
-                       "scripts/training.py", "--trainer", "latro"]
+    assert command == [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                       str(ROOT / "configs/8gpu.yaml"), "scripts/training.py", "--trainer", "latro"]
     training_yaml = tmp_path / "t.yaml"
     training_yaml.write_text("rloo_k: 4\noutput_dir: o\n")
     argv = ["--config_file", str(training_yaml)]
@@ -307,7 +308,8 @@ def test_training_script_destroys_the_process_group_after_a_successful_run(monke
     spec = importlib.util.spec_from_file_location("training_script", ROOT / "scripts" / "training.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    monkeypatch.setattr(script, "run_training", lambda name, config: pipeline.RunResult(after={}))
+    # the script is a thin wrapper: implicit_reasoning.cli.train imports the job runner when it runs
+    monkeypatch.setattr(pipeline, "run_training", lambda name, config: pipeline.RunResult(after={}))
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
         script.main(["--model_name_or_path", "unused", "--output_dir", str(tmp_path / "out")])

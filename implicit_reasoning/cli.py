@@ -1,0 +1,144 @@
+"""The console commands (setup.py `console_scripts`); `scripts/*.py` are thin wrappers over them.
+
+  implicit-reasoning-train       train (scripts/training.py): a config NAME or path, or flags
+  implicit-reasoning-eval        evaluate a checkpoint (scripts/evaluation.py)
+  implicit-reasoning-fragility   fragility of saved chains of thought (scripts/fragility.py)
+  implicit-reasoning-plot        plot a run's logged metrics (scripts/plot_metrics.py)
+  implicit-reasoning-benchmark   per-update benchmark, optionally against TRL (scripts/benchmark.py)
+
+Each command loads `.env` first (`load_env`), ends its `--help` with the package's trainers and
+returns None (a console script's return value becomes its exit status).
+Heavy imports (torch, transformers) happen inside the commands, never on importing this module.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+COMMANDS = {
+    "implicit-reasoning-train": "train",
+    "implicit-reasoning-eval": "evaluate",
+    "implicit-reasoning-fragility": "fragility",
+    "implicit-reasoning-plot": "plot",
+    "implicit-reasoning-benchmark": "benchmark",
+}
+
+
+def load_env() -> str | None:
+    """Load `.env` into the environment, never overriding a variable already set; returns the file used.
+
+    The first `.env` found from the current directory upwards, else (source checkout) the one at the
+    repository root. Values are never printed: HF_TOKEN, WANDB_API_KEY ... only reach the libraries
+    that read them from the environment.
+    """
+    from dotenv import find_dotenv, load_dotenv
+
+    path = find_dotenv(usecwd=True)
+    if not path:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        checkout = os.path.join(root, ".env")
+        path = checkout if os.path.isfile(os.path.join(root, "setup.py")) and os.path.isfile(checkout) else ""
+    if path:
+        load_dotenv(path, override=False)
+    return path or None
+
+
+def trainer_listing() -> str:
+    """The footer of every command's `--help`: version, trainers, commands."""
+    from . import __version__
+    from .trainer import TRAINERS
+
+    trainers = ", ".join(f"{name} ({cls.__name__})" for name, (cls, _) in sorted(TRAINERS.items()))
+    return (f"implicit-reasoning {__version__}. Trainers: {trainers}.\n"
+            f"Commands: {', '.join(COMMANDS)}.")
+
+
+def _argv(argv: list[str] | None) -> list[str]:
+    return list(sys.argv[1:] if argv is None else argv)
+
+
+def _wants_help(argv: list[str]) -> bool:
+    return "-h" in argv or "--help" in argv
+
+
+def _run(main, argv: list[str]):
+    """`main(argv)`; under `--help`, its help text (argparse exits 0 after it) and then the trainer listing."""
+    if not _wants_help(argv):
+        return main(argv)
+    try:
+        main(argv)
+    except SystemExit as done:
+        if done.code not in (0, None):
+            raise
+    print("\n" + trainer_listing())
+    raise SystemExit(0)
+
+
+def train(argv: list[str] | None = None) -> None:
+    """`implicit-reasoning-train`: a training job, the offline demo (no model_name_or_path), or a re-launch
+    under `accelerate launch --config_file X` (X an accelerate config's path or shipped name)."""
+    argv = _argv(argv)
+    load_env()
+    from .pipeline import (end_distributed, hide_secret_flags, parse_training_args, relaunch_command, run_training,
+                           split_config_file)
+
+    argv, sys.argv[1:] = hide_secret_flags(argv), hide_secret_flags(sys.argv[1:])  # wandb records sys.argv
+    command = relaunch_command(argv, sys.argv[0])
+    if command is not None:
+        os.execvp(command[0], command)
+    name, config = _run(lambda args: parse_training_args(split_config_file(args)), argv)
+    if config.model_name_or_path is None:
+        from .demo import run_demo
+
+        run_demo(name, config)
+    else:
+        metrics = run_training(name, config).after
+        print({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
+    end_distributed()  # only after success: a process that raised must not wait in a barrier
+
+
+def evaluate(argv: list[str] | None = None) -> None:
+    """`implicit-reasoning-eval`: greedy accuracy and maj@k of a checkpoint, the way its trainer evaluates."""
+    argv = _argv(argv)
+    load_env()
+    from transformers import HfArgumentParser
+
+    from .evaluate import EvaluationArguments, run_evaluation
+
+    def main(args):
+        (parsed,) = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(args=args)
+        return run_evaluation(parsed)
+
+    summary = _run(main, argv)
+    print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
+
+
+def fragility(argv: list[str] | None = None) -> None:
+    """`implicit-reasoning-fragility`: the drop in answer log-prob when saved CoTs are damaged."""
+    argv = _argv(argv)
+    load_env()
+    from .analysis.fragility import main
+
+    _run(main, argv)
+
+
+def plot(argv: list[str] | None = None) -> None:
+    """`implicit-reasoning-plot`: PNG curves, a summary grid and a CSV of runs' logged metrics."""
+    argv = _argv(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .analysis.plotting import main
+
+    _run(main, argv)
+
+
+def benchmark(argv: list[str] | None = None) -> None:
+    """`implicit-reasoning-benchmark`: per-update timings of our trainers, optionally against TRL's RLOOTrainer."""
+    argv = _argv(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported; --threads sets torch's own count
+    load_env()
+    from .analysis.benchmark import main
+
+    _run(main, argv)
