@@ -7,6 +7,12 @@ DeepSpeed is deliberately *not* a core requirement: it ships as an sdist whose
 ``setup.py`` imports torch, so pip's isolated build environment would download an
 unpinned (CUDA) torch.  Install torch first, then
 ``DS_BUILD_OPS=0 pip install --no-build-isolation deepspeed`` (see README).
+
+The shipped configs live once, in the repository's ``configs/``; ``package_dir`` maps that
+folder into the package as ``implicit_reasoning/configs`` (YAML and JSON as package data), so
+the wheel carries them and ``implicit_reasoning.config_files`` finds them by name. Keeping
+``configs/`` where it is (rather than moving it into the package behind a symlink) leaves every
+path that scripts, tests and docs use unchanged.
 """
 
 import os
@@ -56,13 +62,23 @@ EXTRAS_VLLM = ["vllm"]  # needs CUDA
 EXTRAS_TENSORBOARD = ["tensorboard"]  # report_to="tensorboard" (the tests read its event files)
 
 EXTRAS_REQUIRE = {
-    "dev": ["pytest", "pytest-timeout", *EXTRAS_TENSORBOARD],
+    "dev": ["pytest", "pytest-timeout", "build", "twine", *EXTRAS_TENSORBOARD],
     "tensorboard": EXTRAS_TENSORBOARD,
     "deepspeed": EXTRAS_DEEPSPEED,
     "flash": EXTRAS_FLASH,
     "vllm": EXTRAS_VLLM,
     "all": EXTRAS_DEEPSPEED + EXTRAS_FLASH + EXTRAS_VLLM,
 }
+
+CONFIG_PACKAGE = "implicit_reasoning.configs"  # = the repository's configs/ (data only)
+
+CONSOLE_SCRIPTS = [
+    "implicit-reasoning-train = implicit_reasoning.cli:train",
+    "implicit-reasoning-eval = implicit_reasoning.cli:evaluate",
+    "implicit-reasoning-fragility = implicit_reasoning.cli:fragility",
+    "implicit-reasoning-plot = implicit_reasoning.cli:plot",
+    "implicit-reasoning-benchmark = implicit_reasoning.cli:benchmark",
+]
 
 setup(
     name="implicit-reasoning",
@@ -73,8 +89,10 @@ setup(
     ),
     long_description=read_long_description(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["implicit_reasoning", "implicit_reasoning.*"]),
-    package_data={},
+    packages=[*find_packages(include=["implicit_reasoning", "implicit_reasoning.*"]), CONFIG_PACKAGE],
+    package_dir={CONFIG_PACKAGE: "configs"},
+    package_data={CONFIG_PACKAGE: ["*.yaml", "*.json"]},
+    entry_points={"console_scripts": CONSOLE_SCRIPTS},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

@@ -1,3 +1,3 @@
 """implicit_reasoning: Hugging Face Trainer subclasses that teach a causal LM to reason before it answers."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
