@@ -143,7 +143,8 @@ class STaRTrainer(BaseTrainer):
             self._restart_schedule(iteration, offset=self.state.global_step - sum(self.schedule[:iteration]))
         self._data = kept(records) if self.args.train_strategy == "sft" else dpo_pairs(records)
         self._built = iteration
-        self._log_iteration(iteration, records)
+        if not resumed:  # a resume inside the iteration: its statistics are in the checkpoint's log history
+            self._log_iteration(iteration, records)
 
     def _checkpoint_data(self, fallback: str) -> str:
         """The iteration's data saved in the checkpoint resumed from (else the run's own file); an error, never a

@@ -1,0 +1,162 @@
+"""Exact resume for every trainer: T updates with a checkpoint at step N, stopped there and resumed from it in a
+fresh trainer, log the same per-step metrics (loss, rewards, advantages, KL coefficient, curriculum weights, EI
+history, STaR iterations) and end with the same parameters as T uninterrupted updates."""
+
+import os
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
+from implicit_reasoning.trainer import (
+    LatroConfig, LatroTrainer, MarkovianConfig, MarkovianTrainer, PPOCurriculumConfig, PPOCurriculumTrainer,
+    SFTBaselineConfig, SFTBaselineTrainer, STaRConfig, STaRTrainer,
+)
+from implicit_reasoning.trainer import star_trainer
+from implicit_reasoning.utils.data_utils import load_markovian_examples, load_task_dataset
+
+TIMING_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos"}
+ARITHMETIC = "num_terms=2,max_value=5,num_examples=16"
+COMMON = dict(logging_steps=1, save_strategy="steps", report_to="none", disable_tqdm=True, use_cpu=True, seed=3,
+              eval_strategy="no")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_demo_tokenizer()
+
+
+def tiny_model(tok):
+    return build_demo_model(tok, hidden_size=32, intermediate_size=64, num_heads=2, seed=0)
+
+
+def latro(out, tok, **run):
+    args = LatroConfig(output_dir=out, rloo_k=2, per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                       response_length=6, learning_rate=1e-2, dataset_name="arithmetic", **COMMON, **run)
+    rows = load_task_dataset("arithmetic", "train", tok, dataset_config=ARITHMETIC)
+    return LatroTrainer(tiny_model(tok), args, train_dataset=rows, processing_class=tok)
+
+
+def markovian(method):
+    def build(out, tok, **run):
+        extra = dict(rloo_k=1, ei_warmup=0, ei_std=0.0) if method == "ei" else dict(rloo_k=2)
+        args = MarkovianConfig(output_dir=out, method=method, per_device_train_batch_size=4, cot_length=4,
+                               learning_rate=1e-2, rollout_batch_size=8, max_prompt_length=96, **extra, **COMMON,
+                               **run)
+        rows = load_markovian_examples("arithmetic", "train", tok, dataset_config="num_terms=3,max_value=20,"
+                                       "num_examples=8")
+        return MarkovianTrainer(tiny_model(tok), args, train_dataset=rows, processing_class=tok)
+
+    return build
+
+
+def star(out, tok, **run):
+    args = STaRConfig(output_dir=out, num_iterations=2, start_steps=2, step_growth=1.0, samples_per_train_question=2,
+                      per_device_train_batch_size=4, gen_batch_size=16, response_length=8, learning_rate=1e-2,
+                      dataset_name="arithmetic", skip_first_validation=True, **COMMON,
+                      **{k: v for k, v in run.items() if k != "max_steps"})  # the schedule sets the length
+    rows = load_task_dataset("arithmetic", "train", tok, dataset_config="num_terms=2,max_value=5,num_examples=8",
+                             cot_trigger=STaRConfig.cot_trigger)
+    return STaRTrainer(tiny_model(tok), args, train_dataset=rows, processing_class=tok)
+
+
+def ppo(out, tok, **run):
+    mixture = [f"arithmetic:{ARITHMETIC}", "arithmetic:num_terms=3,max_value=9,num_examples=16"]
+    args = PPOCurriculumConfig(
+        output_dir=out, datasets=mixture, curriculum_rule="exp3", curriculum_eta=1.0, difficulty_sample_size=4,
+        difficulty_interval=1, freeze_interval=2, per_device_train_batch_size=4, response_length=6,
+        learning_rate=1e-3, reward_funcs=["answer_accuracy", "repetition_penalty"], adaptive_kl=True,
+        kl_coef=0.2, kl_target=0.01, kl_horizon=10, **{"ppo_epochs": 1, **COMMON, **run})
+    train = PPOCurriculumTrainer.load_split(args, "train", tok)
+    return PPOCurriculumTrainer(tiny_model(tok), args, train_dataset=train, processing_class=tok)
+
+
+def sft(out, tok, **run):
+    args = SFTBaselineConfig(output_dir=out, per_device_train_batch_size=4, learning_rate=1e-2,
+                             dataset_name="arithmetic", **COMMON, **run)
+    rows = load_task_dataset("arithmetic", "train", tok, dataset_config=ARITHMETIC)
+    return SFTBaselineTrainer(tiny_model(tok), args, train_dataset=rows, processing_class=tok)
+
+
+# name: (builder, total updates, the checkpoint resumed from, metrics that must move from step to step)
+CASES = {
+    "latro": (latro, 4, 2, ["reward", "loss"]),
+    "markovian_pg": (markovian("pg"), 4, 2, ["reward", "advantage_std"]),
+    "markovian_ei": (markovian("ei"), 4, 2, ["ei_threshold"]),
+    "star_sft": (star, 4, 3, ["loss"]),  # inside iteration 1 (steps 3-4)
+    "ppo_curriculum": (ppo, 4, 3, ["objective/kl_coef", "curriculum/weight/arithmetic:num_terms=3,max_value=9,"
+                                   "num_examples=16"]),  # between two refreshes of the frozen copy
+    "star_sft_at_iteration_end": (star, 4, 2, ["loss"]),  # iteration 1 is generated by the resumed run
+    "sft": (sft, 4, 2, ["loss"]),
+}
+
+
+class StopAt(TrainerCallback):
+    """Ends training after update `step` (its checkpoint saved), as a killed run would have."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+        return control
+
+
+def logged(trainer) -> list[dict]:
+    return [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in trainer.state.log_history
+            if "train_runtime" not in h]
+
+
+def coin_solver(tokenizer):
+    """STaR's generation stand-in: the worked sum on a random half of the prompts (torch's RNG), a guess otherwise."""
+
+    def fake_generate(model, prompts, config, batch_size, *args, **kwargs):
+        rows = []
+        for prompt in prompts:
+            terms = [int(t) for t in tokenizer.decode(prompt).split("Question: ")[1].split("\n")[0].split(" + ")]
+            text = f"{' + '.join(map(str, terms))} = {sum(terms)}.\nAnswer: {sum(terms)}" \
+                if torch.rand(()) < 0.5 else "Guess.\nAnswer: 0"
+            rows.append(tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id])
+        out = torch.full((len(rows), config.max_new_tokens), tokenizer.pad_token_id)
+        for i, row in enumerate(rows):
+            out[i, : min(len(row), config.max_new_tokens)] = torch.tensor(row[: config.max_new_tokens])
+        return out
+
+    return fake_generate
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_resumed_run_logs_and_ends_like_the_uninterrupted_run(case, tmp_path, tok, monkeypatch):
+    build, total, resume_at, moving = CASES[case]
+    if case.startswith("star"):
+        monkeypatch.setattr(star_trainer, "generate", coin_solver(tok))
+    run = dict(max_steps=total, save_steps=resume_at)
+    whole = build(str(tmp_path / "whole"), tok, **run)
+    whole.train()
+    part = build(str(tmp_path / "part"), tok, **run)
+    part.add_callback(StopAt(resume_at))
+    part.train()
+    assert part.state.global_step == resume_at
+    resumed = build(str(tmp_path / "part"), tok, **run)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "part" / f"checkpoint-{resume_at}"))
+
+    expected, got = logged(whole), logged(resumed)
+    steps = [h["step"] for h in expected if "loss" in h]
+    assert steps == list(range(1, total + 1)) and [h["step"] for h in got if "loss" in h] == steps
+    assert len(got) == len(expected)
+    for want, have in zip(expected, got):
+        assert set(have) == set(want), want["step"]
+        assert have == pytest.approx(want, rel=1e-5, abs=1e-7), want["step"]
+    for name in moving:  # precondition: what the resume must restore changes over the run
+        values = [h[name] for h in expected if name in h]
+        assert len(values) >= 2 and len(set(values)) > 1, (name, values)
+    final = dict(whole.model.named_parameters())
+    for name, value in resumed.model.named_parameters():
+        torch.testing.assert_close(value.detach(), final[name].detach(), atol=1e-6, rtol=1e-5, msg=name)
+    if case.startswith("star"):  # the same iteration data, generated by the same RNG draws
+        for iteration in (0, 1):
+            files = [os.path.join(tmp_path, run_dir, f"iteration_{iteration}", star_trainer.GENERATED_FILE)
+                     for run_dir in ("whole", "part")]
+            assert open(files[0]).read() == open(files[1]).read()
