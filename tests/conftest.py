@@ -76,3 +76,14 @@ def tiny_gpt2(word_tokenizer):
     config = GPT2Config(vocab_size=len(word_tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=128)
     config.eos_token_id = word_tokenizer.eos_token_id
     return GPT2LMHeadModel(config)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """A saved tiny demo-shaped model with its tokenizer (a model dir as the scripts load it)."""
+    from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny")
+    tokenizer = build_demo_tokenizer(str(path))
+    build_demo_model(tokenizer, hidden_size=32, intermediate_size=64, num_heads=2).save_pretrained(path)
+    return path

@@ -79,16 +79,6 @@ def test_accelerate_config_after_the_script_relaunches(tmp_path, monkeypatch):
     assert split_config_file(argv) == [str(training_yaml)]
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
-
-    path = tmp_path_factory.mktemp("tiny")
-    tokenizer = build_demo_tokenizer(str(path))
-    build_demo_model(tokenizer, hidden_size=32, intermediate_size=64, num_heads=2).save_pretrained(path)
-    return path
-
-
 ROLLOUT = ["--rloo_k", "2", "--max_steps", "2"]
 METHOD_FLAGS = {
     "latro": [*ROLLOUT, "--response_length", "8"],

@@ -21,16 +21,6 @@ FLAG_TOKEN = "hf_TESTSECRETflag9876543210zyxw"
 PROJECT = "ir-secret-check-project"  # not a secret: proves the run read `.env`
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
-
-    path = tmp_path_factory.mktemp("tiny")
-    tokenizer = build_demo_tokenizer(str(path))
-    build_demo_model(tokenizer, hidden_size=32, intermediate_size=64, num_heads=2).save_pretrained(path)
-    return path
-
-
 def _contents(path: Path) -> list[bytes]:
     data = path.read_bytes()
     if zipfile.is_zipfile(path):  # torch.save writes a zip: search every member too
