@@ -157,7 +157,8 @@ def test_final_hidden_states_are_what_the_head_consumes(build):
     head = model.get_output_embeddings()
     with torch.no_grad():
         out = model(**kwargs, output_hidden_states=True)
-        last_column, hooked = scoring._forward_final_hidden(model, kwargs)
+        last_column, hooked, head_dtype = scoring._forward_final_hidden(model, kwargs, head)
+        assert head_dtype == torch.float32
         torch.testing.assert_close(head(out.hidden_states[-1]), out.logits)
         torch.testing.assert_close(head(hooked), out.logits)
         torch.testing.assert_close(last_column, out.logits[:, -1:])
@@ -177,6 +178,26 @@ def test_chunked_head_in_bfloat16_reduces_in_float32(autocast):
     want = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     assert logps.dtype == torch.float32 and hidden.grad.dtype == weight.grad.dtype == dtype
     torch.testing.assert_close(logps.double(), want, rtol=0, atol=0.1)  # bf16 rounding of the matmul only
+
+
+def test_chunked_head_multiplies_in_the_dtype_of_accelerates_autocast_inside_forward(head_calls):
+    """Trainer(bf16=True) = accelerate wraps model.forward in a bf16 autocast (and casts outputs to
+    float32): the model's own head multiplies in bf16, but autocast is off again when the chunked
+    head runs. It must take bf16 from the head's output, not float32 from the weight."""
+    from accelerate.utils import convert_outputs_to_fp32
+
+    model = tiny_llama(vocab=997)
+    rows, scored = rows_and_scored()
+    with torch.no_grad():
+        fp32_logps, _ = window_logprobs(model, rows, scored)
+    forward = model.forward
+    model.forward = convert_outputs_to_fp32(torch.autocast("cpu", dtype=torch.bfloat16)(forward))
+    with torch.no_grad():
+        mixed, _ = window_logprobs(model, rows, scored)
+        want, _ = reference(model, rows, scored)  # the model's own bf16 head, log-softmax in float32
+    assert len(head_calls) == 2  # both runs took the chunked path (no fallback under mixed precision)
+    torch.testing.assert_close(mixed, want, rtol=0, atol=1e-5)
+    assert (fp32_logps - want).abs().max() > 20 * 1e-5  # a float32 head would have been told apart
 
 
 def test_window_logprobs_entropy_matches_the_logits_path(monkeypatch):

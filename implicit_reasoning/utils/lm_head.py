@@ -10,8 +10,12 @@ matmul per chunk, the price of never storing (P, V)) and returns the gradients o
 hidden rows, the weight and the bias. :func:`masked_head_logprobs` sends only the scored
 positions' hidden rows through the head at all.
 
-Every reduction over the vocabulary is float32 whatever the model dtype; the matmuls run
-in the dtype the model's own head would use (the autocast dtype when autocast is on).
+Every reduction over the vocabulary is float32 whatever the model dtype, and so is the
+weight-gradient accumulator (V x H float32 during backward, twice a bf16 weight's size: the
+price of summing the positions' contributions without bf16 rounding). The matmuls run in
+the dtype the model's own head multiplied in, which callers read off the head's output in
+the same forward (accelerate's autocast ends inside ``model.forward``); without one, the
+autocast dtype when autocast is on, else the weight's.
 """
 
 from __future__ import annotations
@@ -66,8 +70,8 @@ class _ChunkedHeadLogProbs(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, chunk, with_entropy):
-        dtype = _compute_dtype(hidden, weight)
+    def forward(ctx, hidden, weight, bias, targets, chunk, with_entropy, dtype):
+        dtype = dtype or _compute_dtype(hidden, weight)
         n = hidden.shape[0]
         logps = torch.empty(n, dtype=torch.float32, device=hidden.device)
         lse = torch.empty_like(logps)
@@ -115,7 +119,7 @@ class _ChunkedHeadLogProbs(torch.autograd.Function):
                     _accumulate(grad_w, grad_logits.T, hidden[part].to(ctx.dtype))
         grad_w = None if grad_w is None else grad_w.to(weight.dtype)
         grad_b = None if grad_b is None else grad_b.to(bias.dtype)
-        return grad_h, grad_w, grad_b, None, None, None
+        return grad_h, grad_w, grad_b, None, None, None, None
 
 
 def _accumulate(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
@@ -133,15 +137,17 @@ def chunked_head_logprobs(
     targets: torch.Tensor,
     chunk: int | None = None,
     with_entropy: bool = False,
+    compute_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Float32 ``log_softmax(hidden @ weight.T + bias)[targets]`` for (P, H) rows, ``chunk`` rows at a time.
 
     Returns ``(logps (P,), entropy)``: the entropy of each row's distribution (no grad)
     when ``with_entropy``, else an empty tensor. ``chunk`` defaults to
-    :func:`positions_per_chunk` of the vocabulary size.
+    :func:`positions_per_chunk` of the vocabulary size; ``compute_dtype`` (the matmuls'
+    dtype) to the autocast dtype when autocast is on here, else the weight's.
     """
     chunk = chunk or positions_per_chunk(weight.shape[0])
-    return _ChunkedHeadLogProbs.apply(hidden, weight, bias, targets, chunk, with_entropy)
+    return _ChunkedHeadLogProbs.apply(hidden, weight, bias, targets, chunk, with_entropy, compute_dtype)
 
 
 def masked_head_logprobs(
@@ -152,16 +158,18 @@ def masked_head_logprobs(
     mask: torch.Tensor,
     chunk: int | None = None,
     with_entropy: bool = False,
+    compute_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(B, T) float32 log p(targets) from (B, T, H) hidden states where ``mask`` is set, 0 elsewhere.
 
     ``hidden[:, t]`` predicts ``targets[:, t]`` (callers shift). The unmasked positions'
     hidden rows are dropped BEFORE the head, so padding and prompt columns cost nothing.
     Returns ``(logps, entropy)``; ``entropy`` is (B, T) (0 where unmasked, no grad) when
-    ``with_entropy``, else None.
+    ``with_entropy``, else None. ``compute_dtype``: as in :func:`chunked_head_logprobs`.
     """
     mask = mask.bool()
-    logps, entropy = chunked_head_logprobs(hidden[mask], weight, bias, targets[mask], chunk, with_entropy)
+    logps, entropy = chunked_head_logprobs(hidden[mask], weight, bias, targets[mask], chunk, with_entropy,
+                                           compute_dtype)
     zeros = torch.zeros(mask.shape, dtype=torch.float32, device=hidden.device)
     full_entropy = zeros.index_put((mask,), entropy) if with_entropy else None
     return zeros.index_put((mask,), logps), full_entropy

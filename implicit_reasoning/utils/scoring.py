@@ -267,33 +267,44 @@ def _last_hidden(output) -> torch.Tensor | None:
     return output[0] if isinstance(output, tuple) and output and torch.is_tensor(output[0]) else None
 
 
-def _forward_final_hidden(model, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _forward_final_hidden(model, kwargs: dict, head: torch.nn.Module):
     """ONE forward through ``model``'s own ``__call__`` (DDP / peft hooks run) with one column of logits;
-    returns (those logits, the body's final hidden states (B, T, H), or None if it gave none).
+    returns (those logits, the body's final hidden states (B, T, H) or None if it gave none, the dtype
+    ``head`` multiplied in).
 
     The hidden states are read by a forward hook on the transformer body, not with
     ``output_hidden_states``: that would keep every layer's (B, T, H) output alive until the
-    head has run, which in a no-grad pass outweighs the chunked head itself.
+    head has run, which in a no-grad pass outweighs the chunked head itself. The head's
+    output dtype is read by a hook too: accelerate's mixed precision autocasts inside
+    ``model.forward`` only, so the chunked head, which runs after it, could not see it.
     """
-    captured = []
-    handle = _body(innermost_model(model)).register_forward_hook(lambda module, args, output: captured.append(_last_hidden(output)))
+    captured, dtypes = [], []
+    hooks = [
+        _body(innermost_model(model)).register_forward_hook(lambda m, a, output: captured.append(_last_hidden(output))),
+        head.register_forward_hook(lambda m, a, output: dtypes.append(output.dtype)),
+    ]
     try:
         logits = model(**kwargs, logits_to_keep=1).logits
     finally:
-        handle.remove()
-    return logits, captured[-1] if captured else None
+        for hook in hooks:
+            hook.remove()
+    return logits, captured[-1] if captured else None, dtypes[-1] if dtypes else None
 
 
 @torch.no_grad()
-def _head_reproduces(logits: torch.Tensor, hidden: torch.Tensor, head: torch.nn.Linear) -> bool:
+def _head_reproduces(logits: torch.Tensor, hidden: torch.Tensor, head: torch.nn.Linear,
+                     dtype: torch.dtype | None = None) -> bool:
     """Whether ``head(hidden)`` gives the model's own logits at the last column (a one-column check that
-    ``hidden`` really is what the head consumes, post final norm, untransformed after)."""
-    mine = torch.nn.functional.linear(hidden[:, -1:], head.weight, head.bias).float()
+    ``hidden`` really is what the head consumes, post final norm, untransformed after), multiplied in
+    ``dtype`` (the head's dtype in the model's forward; default the weight's)."""
+    dtype = dtype or head.weight.dtype
+    bias = None if head.bias is None else head.bias.to(dtype)
+    mine = torch.nn.functional.linear(hidden[:, -1:].to(dtype), head.weight.to(dtype), bias).float()
     theirs = logits[:, -1:].float()
     if mine.shape != theirs.shape:  # a vocabulary-sliced head
         return False
     # float32: rounding of one matmul only (a mild soft-cap or scale must not pass); half precision: its epsilon
-    tol = 1e-4 if head.weight.dtype == torch.float32 and logits.dtype == torch.float32 else 2e-2
+    tol = 1e-4 if dtype == torch.float32 and logits.dtype == torch.float32 else 2e-2
     return bool((mine - theirs).abs().max() <= tol * theirs.abs().max().clamp(min=1.0))
 
 
@@ -341,8 +352,8 @@ def window_logprobs(model, rows: dict, scored: torch.Tensor, entropy: bool = Fal
     if head is None:
         return _logits_window_logprobs(model, rows, scored, entropy, temperature)
     start, end = _window_bounds(rows, scored)
-    logits, hidden = _forward_final_hidden(model, _forward_kwargs(rows, end))
-    if hidden is None or not _head_reproduces(logits, hidden, head):
+    logits, hidden, head_dtype = _forward_final_hidden(model, _forward_kwargs(rows, end), head)
+    if hidden is None or not _head_reproduces(logits, hidden, head, head_dtype):
         warnings.warn("window_logprobs: no final hidden states that reproduce the logits; using full logits")
         return _logits_window_logprobs(model, rows, scored, entropy, temperature)
     window = _cut_window(rows, start, end)
@@ -351,7 +362,7 @@ def window_logprobs(model, rows: dict, scored: torch.Tensor, entropy: bool = Fal
     if temperature != 1.0:  # (h W^T + b) / T = (h / T) W^T + b / T
         hidden, bias = hidden / temperature, None if bias is None else bias / temperature
     logps, token_entropy = masked_head_logprobs(
-        hidden, head.weight, bias, window["input_ids"][:, 1:], mask, with_entropy=entropy
+        hidden, head.weight, bias, window["input_ids"][:, 1:], mask, with_entropy=entropy, compute_dtype=head_dtype
     )
     pad = logps.new_zeros(logps.shape[0], 1)
     if entropy:
