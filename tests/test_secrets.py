@@ -66,3 +66,26 @@ def test_no_secret_in_outputs_configs_logs_wandb_or_console(tmp_path, tiny_model
         assert secret not in result.stdout and secret not in result.stderr, secret
         leaks = [str(p.relative_to(tmp_path)) for p in written if any(secret.encode() in b for b in _contents(p))]
         assert not leaks, (secret, leaks)
+
+
+def test_hub_token_given_in_python_is_moved_to_the_environment_and_never_saved(tmp_path, monkeypatch,
+                                                                                 demo_tokenizer):
+    from implicit_reasoning.demo import build_demo_model
+    from implicit_reasoning.trainer import LatroConfig, LatroTrainer
+    from implicit_reasoning.utils.data_utils import load_task_dataset
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    token = "hf_TESTSECRETpythonapi5555aaaabbbbcccc"
+    config = LatroConfig(output_dir=str(tmp_path / "out"), hub_token=token, max_steps=1, save_strategy="steps",
+                         save_steps=1, rloo_k=2, per_device_train_batch_size=2, response_length=4,
+                         dataset_name="arithmetic", report_to="none", use_cpu=True, disable_tqdm=True)
+    assert config.hub_token is None and os.environ["HF_TOKEN"] == token
+    rows = load_task_dataset("arithmetic", "train", demo_tokenizer, dataset_config="num_terms=2,num_examples=4")
+    model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
+    trainer = LatroTrainer(model, config, train_dataset=rows, processing_class=demo_tokenizer)
+    trainer.train()
+    trainer.save_model()
+    written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert any(p.name == "training_args.bin" for p in written) and any(p.name == "run_config.json" for p in written)
+    leaks = [str(p) for p in written if any(token.encode() in blob for blob in _contents(p))]
+    assert not leaks

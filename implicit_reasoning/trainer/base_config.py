@@ -10,6 +10,7 @@ module per trainer), so a config never carries a setting its trainer ignores.
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -25,6 +26,17 @@ def check(condition: bool, message: str) -> None:
     """Raise `ValueError(message)` unless `condition` holds (messages name the fields and values)."""
     if not condition:
         raise ValueError(message)
+
+
+def hub_token_to_environment(config) -> None:
+    """A `hub_token` given to a config (Python API, YAML or flag) goes to HF_TOKEN and the field is cleared.
+
+    Trainer pickles its arguments into every checkpoint (`training_args.bin`), so the field must not
+    hold the token; the hub libraries (and `push_to_hub` with `hub_token` unset) read HF_TOKEN.
+    """
+    if getattr(config, "hub_token", None):
+        os.environ["HF_TOKEN"] = config.hub_token
+        config.hub_token = None
 
 
 @dataclass
@@ -128,6 +140,7 @@ class TrainerConfig(TrainingArguments):
         if self.checkpoint_path and not self.resume_from_checkpoint:
             self.resume_from_checkpoint = self.checkpoint_path
         super().__post_init__()
+        hub_token_to_environment(self)
 
     # ---------------------------------------------------------------- derived settings
     @property
