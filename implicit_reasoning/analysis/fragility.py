@@ -24,7 +24,7 @@ import torch
 
 from ..trainer.markovian_config import MARKOVIAN_INSTRUCTION
 from ..trainer.state import load_run_config
-from ..utils.markovian import ANSWER, MarkovianPrompts
+from ..utils.markovian import ANSWER, ANSWER_MARKER, REASONING_PREFIX, MarkovianPrompts
 from ..utils.model_utils import encode_continuation, eval_mode, load_tokenizer
 from ..utils.scoring import pack_rows, score_rows
 
@@ -83,7 +83,8 @@ def load_samples(path: str, limit: int | None, all_steps: bool = False) -> list[
 
 
 def run_settings(path: str, default_markovian: bool) -> dict:
-    """(markovian, instruction, use_chat_template) from the run's run_config.json when present, else defaults."""
+    """(markovian, instruction, use_chat_template, reasoning_prefix, answer_marker) from the run's run_config.json
+    when present, else defaults."""
     config = load_run_config(path)
     if config.get("use_vq"):
         raise ValueError(f"{path}: a use_vq run has no text CoTs to perturb (its codes are quantised hidden states)")
@@ -91,12 +92,16 @@ def run_settings(path: str, default_markovian: bool) -> dict:
         "markovian": bool(config.get("markovian", default_markovian)),
         "instruction": config.get("instruction", MARKOVIAN_INSTRUCTION),
         "use_chat_template": bool(config.get("use_chat_template", True)),
+        "reasoning_prefix": config.get("reasoning_prefix", REASONING_PREFIX),
+        "answer_marker": config.get("answer_marker", ANSWER_MARKER),
     }
 
 
 def answer_logprobs(model, tokenizer, rows: list[tuple[str, str, str]], settings: dict, batch_size: int) -> list[float]:
     """Mean log P(answer tokens | scoring context, CoT) for (question, cot, answer) rows; one forward each."""
-    prompts = MarkovianPrompts(tokenizer, settings["instruction"], settings["markovian"], settings["use_chat_template"])
+    prompts = MarkovianPrompts(tokenizer, settings["instruction"], settings["markovian"], settings["use_chat_template"],
+                               reasoning_prefix=settings.get("reasoning_prefix", REASONING_PREFIX),
+                               answer_marker=settings.get("answer_marker", ANSWER_MARKER))
     prefixes = [prompts.scoring_ids(q) for q, _, _ in rows]
     cots = [encode_continuation(tokenizer, cot) for _, cot, _ in rows]
     packed = _pack_unaligned(prompts, prefixes, cots, [a for _, _, a in rows])

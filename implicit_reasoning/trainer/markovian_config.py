@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
+from ..utils.markovian import ANSWER_MARKER, REASONING_PREFIX
 from .base_config import check
 from .rollout_config import GroupRolloutConfig
 
@@ -21,7 +22,8 @@ class MarkovianConfig(GroupRolloutConfig):
     """The answer is scored from the CoT alone (the question redacted).
 
     Parameters that control the CoT and its reward:
-        cot_length, markovian, scorer, instruction, question_length, target_length
+        cot_length, markovian, scorer, instruction, reasoning_prefix, answer_marker, question_length,
+        target_length
     Parameters that control the objective:
         method, kl_penalty, entropy_bonus, ppo_epsilon, ppo_epochs, ei_std, ei_warmup,
         baseline_decay, actor_reward_weight
@@ -60,6 +62,13 @@ class MarkovianConfig(GroupRolloutConfig):
     question_length: int = field(default=200, metadata={"help": "wiki_* tasks: question chunk length in tokens."})
     target_length: int = field(default=200, metadata={"help": "wiki_continuation: answer chunk length in tokens."})
     instruction: str = field(default=MARKOVIAN_INSTRUCTION, metadata={"help": "Instruction that starts every prompt."})
+    reasoning_prefix: str = field(
+        default=REASONING_PREFIX, metadata={"help": "Text after the question line, before the CoT (plain text: "
+                                                    "\"{instruction} {question}\\n{reasoning_prefix}\")."}
+    )
+    answer_marker: str = field(
+        default=ANSWER_MARKER, metadata={"help": "Text between the CoT and \" \" + answer in the scoring context."}
+    )
     # --- vector quantisation variant ---
     use_vq: bool = field(default=False, metadata={"help": "Train through quantised hidden states instead of sampling."})
     vq_reason_length: int = field(default=50, metadata={"help": "VQ: number of placeholder (CoT) positions."})
@@ -102,6 +111,7 @@ class MarkovianConfig(GroupRolloutConfig):
         super().validate()
         check(self.scorer in MARKOVIAN_SCORERS, f"scorer={self.scorer!r}: must be one of {MARKOVIAN_SCORERS}")
         check(self.method in MARKOVIAN_METHODS, f"method={self.method!r}: must be one of {MARKOVIAN_METHODS}")
+        check(self.answer_marker.strip() != "", "answer_marker must hold text (the answer is scored after it)")
         for name in ("cot_length", "ppo_epochs", "question_length", "target_length", "vq_reason_length"):
             check(getattr(self, name) >= 1, f"{name}={getattr(self, name)}: must be >= 1")
         for name in ("kl_penalty", "entropy_bonus", "actor_reward_weight", "ei_warmup", "vq_codebook_weight"):

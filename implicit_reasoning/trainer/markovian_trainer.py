@@ -33,7 +33,6 @@ from ..utils.evaluation import majority_fields, shard_indices
 from ..utils.generation import generate, sampling_config
 from ..utils.markovian import (
     ANSWER,
-    ANSWER_MARKER,
     COT,
     EMABaseline,
     MarkovianPrompts,
@@ -94,7 +93,7 @@ class MarkovianTrainer(RolloutTrainer):
         config = self.args
         self.prompts = MarkovianPrompts(
             self.processing_class, config.instruction, config.markovian, config.use_chat_template,
-            config.max_prompt_length,
+            config.max_prompt_length, config.reasoning_prefix, config.answer_marker,
         )
         self.ema_baseline = EMABaseline(config.baseline_decay)
         self.reward_history = RewardHistory()
@@ -116,13 +115,14 @@ class MarkovianTrainer(RolloutTrainer):
     def sft_rows(cls, config: MarkovianConfig, rows, tokenizer):
         """Warm-start text in the scoring format: x~, " {CoT}", " Answer: {y}" (every other row redacted),
         so that the critic (a copy of the warm start) learns to read the answer off the CoT alone."""
-        prompts = MarkovianPrompts(tokenizer, config.instruction, True, config.use_chat_template)
+        prompts = MarkovianPrompts(tokenizer, config.instruction, True, config.use_chat_template,
+                                   reasoning_prefix=config.reasoning_prefix, answer_marker=config.answer_marker)
 
         def convert(row, index):
             return {
                 "queries": prompts.text(row["question"], redact=index % 2 == 1),
                 "rationale": f" {row['rationale']}",
-                "responses": f"{ANSWER_MARKER} {row['target']}",
+                "responses": f"{config.answer_marker} {row['target']}",
             }
 
         return rows.map(convert, with_indices=True, desc="Markovian warm-start format")
@@ -286,7 +286,7 @@ class MarkovianTrainer(RolloutTrainer):
         records = [self._eval_record(*row) for row in zip(indices, questions, answers, decode(cots), completions,
                                                            logps.tolist())]
         for i, record in enumerate(records if k > 1 else []):
-            samples = [f"{ANSWER_MARKER.strip()}{text}" for text in votes[i * k : (i + 1) * k]]
+            samples = [f"{args.answer_marker.strip()}{text}" for text in votes[i * k : (i + 1) * k]]
             record.update(majority_fields(self.eval_checker_name(), samples, record["groundtruth"]))
         return records[:num_real]  # drop the padding rows
 
@@ -307,9 +307,10 @@ class MarkovianTrainer(RolloutTrainer):
 
     def _eval_record(self, index, question, answer, cot_text, completion, answer_logprob) -> dict:
         name = self.eval_checker_name()
-        completion = f"{ANSWER_MARKER.strip()}{completion}"
+        marker = self.args.answer_marker.strip()
+        completion = f"{marker}{completion}"
         if checker_for(name) == CHECKER_NONE:  # wiki tasks: exact continuation / reconstruction
-            prediction = completion[len(ANSWER_MARKER.strip()) :].strip()
+            prediction = completion[len(marker) :].strip()
             correct = prediction.startswith(answer.strip()) and bool(answer.strip())
         else:
             prediction, correct = extract_answer(name, completion), is_correct(name, completion, answer)

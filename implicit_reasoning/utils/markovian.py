@@ -32,21 +32,23 @@ PREFIX, COT, MARKER, ANSWER = 1, 2, 3, 4
 class MarkovianPrompts:
     """Token rows of the actor prompt and of the scoring context, under the one prompt rule.
 
-    actor prompt x:   "{instruction} {question}" as user text, then "Reasoning:"
+    actor prompt x:   "{instruction} {question}" as user text, then `reasoning_prefix` ("Reasoning:")
     scoring context:  the same with the question replaced by "<Redacted>" (markovian=True),
-                      followed by the CoT, " Answer:" and " " + answer
+                      followed by the CoT, `answer_marker` (" Answer:") and " " + answer
     The chat template applies to both when the tokenizer has one (`use_chat_template`).
     """
 
     def __init__(self, tokenizer, instruction: str, markovian: bool = True, use_chat_template: bool = True,
-                 max_prompt_length: int = 10**6):
+                 max_prompt_length: int = 10**6, reasoning_prefix: str = REASONING_PREFIX,
+                 answer_marker: str = ANSWER_MARKER):
         self.tokenizer, self.instruction, self.markovian = tokenizer, instruction, markovian
         self.use_chat_template, self.max_prompt_length = use_chat_template, max_prompt_length
-        self.marker_ids = encode_continuation(tokenizer, ANSWER_MARKER)
+        self.reasoning_prefix, self.answer_marker = reasoning_prefix, answer_marker
+        self.marker_ids = encode_continuation(tokenizer, answer_marker)
 
     def text(self, question: str, redact: bool = False) -> str:
         user = f"{self.instruction} {REDACTED if redact else question}"
-        return format_prompt(self.tokenizer, user, REASONING_PREFIX, self.use_chat_template)
+        return format_prompt(self.tokenizer, user, self.reasoning_prefix, self.use_chat_template)
 
     def actor_ids(self, question: str) -> list[int]:
         return encode_prompt(self.tokenizer, self.text(question), self.max_prompt_length)
