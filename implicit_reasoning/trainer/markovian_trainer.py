@@ -31,6 +31,7 @@ from ..utils.data_utils import CHECKER_NONE, load_markovian_examples
 from ..utils.eval_utils import checker_for, extract_answer, is_correct
 from ..utils.evaluation import majority_fields, shard_indices
 from ..utils.generation import generate, sampling_config
+from ..utils.head_terms import window_head_terms
 from ..utils.markovian import (
     ANSWER,
     COT,
@@ -221,28 +222,42 @@ class MarkovianTrainer(RolloutTrainer):
         # 4. one forward with grad over the actor's rows: log pi(CoT) (and R_actor when non-Markovian)
         segments = batch["segment_ids"]
         scored = (segments == COT) | (segments == ANSWER)
-        if args.kl_penalty > 0 or args.entropy_bonus > 0:  # full-vocabulary terms with grad: need the logits
-            logits, window = forward_window(model, batch, scored)
-            logps = token_logprobs(logits, window["input_ids"])
-        else:  # log-probs (and the logged entropy) from the chunked LM head: no (B, W, V) logits
-            logits = None
-            logps, window = window_logprobs(model, batch, scored, entropy=True)
+        logps, window, kl, entropy = self._policy_terms(model, batch, scored)
         cot_mask = window["segment_ids"] == COT
         parts = POLICY_LOSSES[args.method](logps, cot_mask, batch, args)
         loss = parts["policy_loss"]
+        parts["entropy"] = entropy(cot_mask)
         if args.kl_penalty > 0:  # + kl_penalty * KL(pi || critic), full vocabulary, aligned, masked
-            parts["kl"] = masked_kl(logits, self._critic_logits(batch), cot_mask).mean()
+            parts["kl"] = kl(cot_mask)
             loss = loss + args.kl_penalty * parts["kl"]
         if args.entropy_bonus > 0:  # - entropy_bonus * H, differentiable
-            parts["entropy"] = masked_entropy(logits, cot_mask).mean()
             loss = loss - args.entropy_bonus * parts["entropy"]
-        else:  # logged only, no graph: the chunked head's by-product, or the logits one row at a time
-            parts["entropy"] = _entropy_metric(logits, cot_mask) if logits is not None else \
-                masked_mean(window["token_entropy"][:, 1:], cot_mask[:, 1:], dim=1).mean()
         if args.actor_reward_weight > 0:  # - w * R_actor, differentiable
             parts["actor_reward"] = self._actor_reward(model, batch, logps, window).mean()
             loss = loss - args.actor_reward_weight * parts["actor_reward"]
         return {"loss": loss, **{k: v.detach() for k, v in parts.items()}}
+
+    def _policy_terms(self, model, batch: dict, scored: torch.Tensor):
+        """(log-probs, window, KL(cot_mask), H(cot_mask)): the row-mean KL to the critic and entropy over the
+        CoT, batch-averaged, as callables of the CoT mask. From the chunked LM head when it is exact (no
+        (B, W, V) logits, also with grad), else from the window's logits. The entropy carries grad only
+        when entropy_bonus > 0, the KL is computed only when kl_penalty > 0."""
+        args = self.args
+        if args.kl_penalty > 0 or args.entropy_bonus > 0:  # full-vocabulary terms with grad
+            reference = self.reference_model if args.kl_penalty > 0 else None
+            terms = window_head_terms(model, reference, batch, scored)
+            if terms is not None:
+                logps, entropy, kl, window = terms
+                return (logps, window, lambda m: masked_mean(kl[:, 1:], m[:, 1:], dim=1).mean(),
+                        lambda m: masked_mean(entropy[:, 1:], m[:, 1:], dim=1).mean())
+            logits, window = forward_window(model, batch, scored)
+            entropy = masked_entropy if args.entropy_bonus > 0 else _entropy_metric  # logged only: no graph
+            return (token_logprobs(logits, window["input_ids"]), window,
+                    lambda m: masked_kl(logits, self._critic_logits(batch), m).mean(),
+                    lambda m: entropy(logits, m).mean())
+        # log-probs and the logged entropy (no graph) from the chunked head, or the logits one row at a time
+        logps, window = window_logprobs(model, batch, scored, entropy=True)
+        return logps, window, None, lambda m: masked_mean(window["token_entropy"][:, 1:], m[:, 1:], dim=1).mean()
 
     @torch.no_grad()
     def _critic_logits(self, batch: dict) -> torch.Tensor:
