@@ -266,3 +266,22 @@ def test_the_engine_loads_the_checkpoint_or_a_saved_copy(tmp_path, tiny_llama):
     assert (tmp_path / "copy" / "config.json").exists()
     tiny_llama.config._name_or_path = "Qwen/Qwen2.5-0.5B-Instruct"
     assert engine_model_path(tiny_llama, str(tmp_path / "unused")) == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def test_the_trainers_engine_gets_its_dtype_context_length_and_memory_share(tmp_path, tiny_llama, demo_tokenizer,
+                                                                            addition_dataset, monkeypatch):
+    """trainer_generator hands vllm_max_model_length, vllm_gpu_memory_utilization and torch_dtype to vllm.LLM."""
+    from implicit_reasoning.utils import vllm_backend
+
+    built = {}
+    fake_vllm = SimpleNamespace(LLM=lambda **kwargs: built.update(kwargs) or FakeLLM(rows=[[1]]))
+    monkeypatch.setattr(vllm_backend, "require_vllm", lambda: fake_vllm)
+    args = LatroConfig(output_dir=str(tmp_path), rloo_k=2, per_device_train_batch_size=4, report_to="none",
+                       use_cpu=True, disable_tqdm=True, response_length=4, vllm_max_model_length=1536,
+                       vllm_gpu_memory_utilization=0.45, torch_dtype="bfloat16")
+    trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
+    _ = vllm_backend.trainer_generator(trainer).llm
+    assert built["max_model_len"] == 1536 and built["gpu_memory_utilization"] == 0.45
+    assert built["dtype"] == "bfloat16" and built["generation_config"] == "vllm"
+    with pytest.raises(ValueError, match="vllm_max_model_length=0"):
+        LatroConfig(output_dir=str(tmp_path), vllm_max_model_length=0, report_to=[])

@@ -55,7 +55,7 @@ class TrainerConfig(TrainingArguments):
         eval_temperature, eval_num_samples, eval_max_new_tokens, num_logged_samples,
         max_nonfinite_updates
     Parameters that control how the policy generates (rollouts, STaR's samples, evaluation):
-        generation_backend, vllm_gpu_memory_utilization
+        generation_backend, vllm_gpu_memory_utilization, vllm_max_model_length
     """
 
     # --- model ---
@@ -125,6 +125,11 @@ class TrainerConfig(TrainingArguments):
     )
     vllm_gpu_memory_utilization: float = field(
         default=0.3, metadata={"help": "generation_backend=vllm: share of the GPU memory the engine may take."}
+    )
+    vllm_max_model_length: int | None = field(
+        default=None,
+        metadata={"help": "generation_backend=vllm: the engine's context length (prompt + new tokens); None: the "
+                          "checkpoint's. Set it when that context does not fit the engine's KV-cache share."},
     )
 
     def __post_init__(self):
@@ -197,6 +202,10 @@ class TrainerConfig(TrainingArguments):
         check(
             0 < self.vllm_gpu_memory_utilization <= 1,
             f"vllm_gpu_memory_utilization={self.vllm_gpu_memory_utilization}: must be in (0, 1]",
+        )
+        check(
+            self.vllm_max_model_length is None or self.vllm_max_model_length >= 1,
+            f"vllm_max_model_length={self.vllm_max_model_length}: must be >= 1 (or None for the checkpoint's)",
         )
         if self.attn_implementation == "flash_attention_2":
             check(

@@ -264,7 +264,8 @@ def trainer_generator(trainer) -> VLLMGenerator:
         path,
         gpu_memory_utilization=args.vllm_gpu_memory_utilization,
         seed=args.seed + accelerator.process_index,
-        dtype=getattr(args, "torch_dtype", "auto"),
+        dtype=args.torch_dtype,  # "auto": the checkpoint's dtype, as the policy loads it
+        max_model_len=args.vllm_max_model_length,
         trust_remote_code=getattr(args, "trust_remote_code", False),
         num_processes=accelerator.num_processes,
         version=lambda: trainer.state.global_step,
