@@ -59,6 +59,7 @@ from .data_sources import (
     wikitext_articles,
     wikitext_example,
 )
+from .input_checks import check_gold_column, check_text_columns, example_problem
 from .prompts import DEFAULT_COT_TRIGGER, format_prompt, question_text
 
 __all__ = [
@@ -203,7 +204,13 @@ def _load_local(path: str | Path, stems: tuple[str, ...], hub_split: str, datase
         raise ValueError(f"dataset {dataset!r}: unsupported file type {file.name!r}; use {sorted(LOCAL_BUILDERS)}")
     base = hub_split.split("[", 1)[0]
     # Re-key the file under the base split name so datasets' slicing syntax still applies.
-    return datasets.load_dataset(builder, data_files={base: str(file)}, split=base + hub_split[len(base):])
+    try:
+        return datasets.load_dataset(builder, data_files={base: str(file)}, split=base + hub_split[len(base):])
+    except Exception as error:  # datasets / pyarrow / json raise many types for a malformed file
+        cause = error.__cause__ or error
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
+        raise ValueError(f"dataset {dataset!r} split {split!r}: file {str(file)!r} is not valid {file.suffix[1:]} "
+                         f"({type(cause).__name__}: {reason})") from error
 
 
 def _load_hub(spec: DatasetSpec, hub_split: str, dataset_config: str | None):
@@ -265,12 +272,18 @@ def load_examples(name, split, dataset_config=None, dataset_path=None, sanity_ch
     """
     spec = resolve_spec(name)
     raw = load_raw_dataset(name, split, dataset_config, dataset_path, sanity_check, seed)
+    if is_custom_path(name):  # the columns custom_example reads, named in the errors
+        check_text_columns(raw, ("queries",), name, split)
+        check_gold_column(raw, "groundtruth", spec.checker, name, split)
 
     def convert(batch, indices):
         out = {"question": [], "rationale": [], "answer": []}
         for j, index in enumerate(indices):
             try:
                 example = spec.to_example({key: values[j] for key, values in batch.items()})
+                problem = example_problem(example, spec.checker)
+                if problem:
+                    raise ValueError(problem)
             except (ValueError, KeyError, TypeError, AttributeError) as err:
                 raise ValueError(f"dataset {name!r} split {split!r} row {index}: {err}") from err
             for key in out:
@@ -321,6 +334,8 @@ def load_task_dataset(name, split, tokenizer, dataset_config=None, dataset_path=
         ds = load_raw_dataset(name, split, dataset_config, dataset_path, sanity_check, seed)
         if ds.features["groundtruth"] != datasets.Value("string"):
             ds = ds.cast_column("groundtruth", datasets.Value("string"))
+        check_text_columns(ds, CUSTOM_COLUMNS, name, split)
+        check_gold_column(ds, "groundtruth", CHECKER_NUMERIC, name, split)
         return ds
     spec = get_dataset_spec(name)
     if spec.checker == CHECKER_NONE:

@@ -29,6 +29,7 @@ from implicit_reasoning.utils.data_utils import (
     last_boxed_content,
     list_datasets,
 )
+from implicit_reasoning.utils.number_parsing import numbers_in as _numbers
 
 try:  # optional: symbolic equivalence for MATH answers
     from math_verify import parse as _mv_parse
@@ -39,9 +40,6 @@ except ImportError:  # pragma: no cover - exercised only without math-verify
 NUMERIC_TOLERANCE = 1e-6
 
 _MARKER_RE = re.compile(r"answer\s+is|answer\s*:", re.IGNORECASE)
-_THOUSANDS_COMMA_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
-# "(-5)" | "-5" / "5" / "3.25" (a "-" glued to a preceding word/digit is an operator, not a sign)
-_NUMBER_RE = re.compile(r"\(\s*-\s*(\d+(?:\.\d+)?)\s*\)|(?<![\w.])(-?)(\d+(?:\.\d+)?)")
 _CHOICE_AFTER_MARKER_RE = re.compile(r"\(([A-E])\)|\b([A-E])\b")
 _PAREN_CHOICE_RE = re.compile(r"\(([A-E])\)")
 # "<word in any script>: X" on the last line ("Ìdáhùn: C", "Réponse : B"), and a lone letter ending the text
@@ -70,25 +68,6 @@ def _after_last_marker(text: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- numeric
-
-
-def _canonical_number(sign: str, digits: str) -> str:
-    if "." in digits:
-        digits = digits.rstrip("0").rstrip(".")
-    digits = digits.lstrip("0") or "0"
-    digits = "0" + digits if digits.startswith(".") else digits
-    return digits if digits == "0" else sign + digits
-
-
-def _numbers(text: str) -> list[str]:
-    text = _THOUSANDS_COMMA_RE.sub("", text.replace("$", "").replace("\u2212", "-"))
-    out = []
-    for match in _NUMBER_RE.finditer(text):
-        if match.group(1) is not None:
-            out.append(_canonical_number("-", match.group(1)))
-        else:
-            out.append(_canonical_number(match.group(2), match.group(3)))
-    return out
 
 
 def extract_numeric(completion: str) -> str | None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import warnings
+import weakref
 from contextlib import contextmanager
 
 import torch
@@ -10,6 +13,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model", "vocab.txt")
+# any of these in a directory: it may hold a tokenizer (some need only their config, e.g. byte-level ones)
+TOKENIZER_HINTS = (*TOKENIZER_FILES, "spiece.model", "sentencepiece.bpe.model", "tokenizer_config.json")
+_WARNED_TRUNCATION: weakref.WeakSet = weakref.WeakSet()  # tokenizers whose over-long prompt was warned about
 
 
 def resolve_dtype(name: str):
@@ -59,6 +65,13 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTra
     """`AutoTokenizer.from_pretrained`, checked: a directory without tokenizer files is a clear error."""
     if not name_or_path:
         raise ValueError("no tokenizer to load: pass tokenizer_name_or_path (or a processing_class)")
+    if os.path.isdir(name_or_path) and not any(os.path.isfile(os.path.join(name_or_path, f)) for f in TOKENIZER_HINTS):
+        raise ValueError(
+            f"model directory {name_or_path!r} has no tokenizer files (none of {', '.join(TOKENIZER_HINTS)}; it holds "
+            f"{sorted(os.listdir(name_or_path))[:10]}): pass tokenizer_name_or_path=<a hub id or a directory with "
+            "them> (--tokenizer_name_or_path on the command line), or save the tokenizer there "
+            "(tokenizer.save_pretrained(DIR))"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
@@ -109,6 +122,14 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str, max_length: int
     ids = tokenizer(text, add_special_tokens=add_special).input_ids
     if not ids:
         raise ValueError(f"prompt {text[:80]!r} encodes to no tokens: an empty prompt, or a tokenizer without a vocabulary")
+    if len(ids) > max_length and tokenizer not in _WARNED_TRUNCATION:
+        _WARNED_TRUNCATION.add(tokenizer)
+        warnings.warn(
+            f"a prompt of {len(ids)} tokens is longer than max_prompt_length={max_length}: it is left-truncated "
+            f"(its first {len(ids) - max_length} tokens, with any BOS / chat-template header, are cut; it starts "
+            f"{text[:60]!r}). Raise max_prompt_length to keep whole prompts. Shown once per tokenizer",
+            stacklevel=2,
+        )
     return ids[-max_length:]
 
 

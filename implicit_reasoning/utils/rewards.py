@@ -121,11 +121,20 @@ def call_rewards(funcs: Sequence[Callable], names: Sequence[str], prompts: list[
     applicable = torch.zeros_like(out, dtype=torch.bool)
     for f, (func, name) in enumerate(zip(funcs, names)):
         values = func(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+            raise ValueError(f"reward function {name!r} returned {type(values).__name__} {values!r:.60}: it must "
+                             f"return a list of {len(completions)} floats (None = not applicable)")
         if len(values) != len(completions):
             raise ValueError(f"reward function {name!r} returned {len(values)} values for {len(completions)} completions")
         for i, value in enumerate(values):
-            if value is not None:
-                out[f, i], applicable[f, i] = float(value), True
+            if value is None:
+                continue
+            try:
+                out[f, i] = float(value)  # NaN / inf pass: the trainer flags the update (named by function)
+            except (TypeError, ValueError):
+                raise ValueError(f"reward function {name!r} returned {value!r:.60} for completion {i}: "
+                                 "expected a float (or None = not applicable)") from None
+            applicable[f, i] = True
     return out, applicable
 
 
