@@ -78,6 +78,7 @@ CONSOLE_SCRIPTS = [
     "implicit-reasoning-fragility = implicit_reasoning.cli:fragility",
     "implicit-reasoning-plot = implicit_reasoning.cli:plot",
     "implicit-reasoning-benchmark = implicit_reasoning.cli:benchmark",
+    "implicit-reasoning-compare = implicit_reasoning.cli:compare",
 ]
 
 setup(

@@ -5,6 +5,7 @@
   implicit-reasoning-fragility   fragility of saved chains of thought (scripts/fragility.py)
   implicit-reasoning-plot        plot a run's logged metrics (scripts/plot_metrics.py)
   implicit-reasoning-benchmark   per-update benchmark, optionally against TRL (scripts/benchmark.py)
+  implicit-reasoning-compare     every trainer from one warm start, equal token budget (scripts/compare_methods.py)
 
 Each command loads `.env` first (`load_env`), ends its `--help` with the package's trainers and
 returns None (a console script's return value becomes its exit status).
@@ -22,6 +23,7 @@ COMMANDS = {
     "implicit-reasoning-fragility": "fragility",
     "implicit-reasoning-plot": "plot",
     "implicit-reasoning-benchmark": "benchmark",
+    "implicit-reasoning-compare": "compare",
 }
 
 
@@ -140,5 +142,19 @@ def benchmark(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported; --threads sets torch's own count
     load_env()
     from .analysis.benchmark import main
+
+    _run(main, argv)
+
+
+def compare(argv: list[str] | None = None) -> None:
+    """`implicit-reasoning-compare`: every trainer on the demo task from one shared warm start per seed, for the
+    same number of generated tokens, scored by one evaluation; writes methods.md / .json / _*.png."""
+    argv = _argv(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    load_env()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .demo.compare import main
 
     _run(main, argv)
