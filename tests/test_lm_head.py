@@ -382,3 +382,29 @@ def test_chunked_head_memory_stays_under_a_quarter_of_the_full_logits():
     assert added["new_grad"] < full_logits / 4
     # the old path DOES exceed the bound (the test can fail): it builds the full logits
     assert added["old_nograd"] > full_logits / 4
+
+
+def test_a_bf16_trainer_run_takes_the_chunked_head_in_bf16(tmp_path, tiny_llama, demo_tokenizer, addition_dataset,
+                                                           monkeypatch):
+    """LatroTrainer(bf16=True) end to end: every scoring and grad pass goes through the chunked head (no
+    fallback warning), multiplying in bf16 as the model's own head does under accelerate's autocast."""
+    import warnings
+
+    from implicit_reasoning.trainer import LatroConfig, LatroTrainer
+
+    dtypes = []
+
+    def spy(*args, **kwargs):
+        dtypes.append(kwargs.get("compute_dtype"))
+        return masked_head_logprobs(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "masked_head_logprobs", spy)
+    args = LatroConfig(output_dir=str(tmp_path), rloo_k=2, per_device_train_batch_size=4, max_steps=1,
+                       report_to="none", use_cpu=True, disable_tqdm=True, response_length=4, bf16=True,
+                       save_strategy="no")
+    trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="window_logprobs")
+        trainer.train()
+    assert dtypes and torch.bfloat16 in dtypes  # the grad pass, under accelerate's autocast
+    assert set(dtypes) <= {torch.bfloat16, torch.float32}
