@@ -126,6 +126,24 @@ def test_a_file_missing_a_column_names_file_split_and_column(tmp_path, demo_toke
         _load(name, path, demo_tokenizer, tmp_path)
 
 
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_an_in_memory_dataset_missing_a_column_names_the_trainer_split_and_columns(tmp_path, demo_tokenizer, name,
+                                                                                    split):
+    from datasets import Dataset
+
+    from implicit_reasoning.demo import build_demo_model
+
+    trainer_cls, config_cls = CONFIGS[name]
+    config = config_cls(output_dir=str(tmp_path / "out"), **QUICK)
+    needed = trainer_cls.columns_needed(config) if split == "train" else trainer_cls.required_columns
+    rows = Dataset.from_list([{"text": "x"}])
+    model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
+    with pytest.raises(ValueError, match=rf"{trainer_cls.__name__}: {split} dataset is missing column\(s\) "
+                                         rf"{re.escape(str(list(needed)))}; it has \['text'\]"):
+        trainer_cls(model, config, processing_class=demo_tokenizer, **{f"{split}_dataset": rows})
+
+
 # ------------------------------------------------------------------------------------------ prompts
 def test_an_over_long_prompt_is_left_truncated_with_one_warning(tmp_path, demo_tokenizer):
     tokenizer = model_utils.prepare_tokenizer(demo_tokenizer)
