@@ -123,6 +123,22 @@ def _peak_added(step) -> float:
     return (status_mb("VmHWM") - before) * 2**20
 
 
+def chunked_kl_step(policy, critic, rows, scored, chunk=None):
+    """Markovian's grad terms (KL to the critic, entropy, log p over segment 2) through the chunked head."""
+    logps, entropy, kl, _ = window_head_terms(policy, lambda: _as_context(critic), rows, scored, chunk=chunk)
+    (kl.sum() - entropy.sum() - logps.sum()).backward()
+
+
+def full_kl_step(policy, critic, rows, scored):
+    """The same terms through full-window logits (the Markovian fallback's formulas)."""
+    logits, window = forward_window(policy, rows, scored)
+    with torch.no_grad():
+        critic_logits, _ = forward_window(critic, rows, scored)
+    cot = window["segment_ids"] == 2
+    logps = torch.where(cot, token_logprobs(logits, window["input_ids"]), 0.0)
+    (masked_kl(logits, critic_logits, cot).sum() - masked_entropy(logits, cot).sum() - logps.sum()).backward()
+
+
 def test_grad_pass_with_kl_stays_under_a_quarter_of_the_full_logits():
     """32k vocabulary, 8 rows x 128 scored positions: one copy of the float32 logits is 128 MiB, and the
     full-logits KL + entropy grad pass holds several (policy, critic, their log-softmax, gradients)."""
@@ -135,15 +151,10 @@ def test_grad_pass_with_kl_stays_under_a_quarter_of_the_full_logits():
     full_bytes = 8 * n * vocab * 4
 
     def chunked():
-        logps, entropy, kl, _ = window_head_terms(policy, lambda: _as_context(critic), rows, scored, chunk=16)
-        (kl.sum() - entropy.sum() - logps.sum()).backward()
+        chunked_kl_step(policy, critic, rows, scored, chunk=16)
 
     def full():
-        logits, window = forward_window(policy, rows, scored)
-        with torch.no_grad():
-            critic_logits, _ = forward_window(critic, rows, scored)
-        cot = window["segment_ids"] == 2
-        (masked_kl(logits, critic_logits, cot).sum() - masked_entropy(logits, cot).sum()).backward()
+        full_kl_step(policy, critic, rows, scored)
 
     torch.set_num_threads(1)
     chunked()  # one-time costs (autograd engine, allocator pools) out of the measurement

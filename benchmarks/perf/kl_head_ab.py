@@ -13,11 +13,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-from test_head_terms import PAD, _as_context, tiny_llama  # noqa: E402
+from test_head_terms import PAD, chunked_kl_step, full_kl_step, tiny_llama  # noqa: E402
 
-from implicit_reasoning.utils.head_terms import window_head_terms  # noqa: E402
-from implicit_reasoning.utils.markovian import masked_entropy, masked_kl  # noqa: E402
-from implicit_reasoning.utils.scoring import forward_window, pack_rows, token_logprobs  # noqa: E402
+from implicit_reasoning.utils.scoring import pack_rows  # noqa: E402
 
 
 def main():
@@ -34,21 +32,11 @@ def main():
                       for k in (14, args.cot)], PAD, align=1)
     scored = rows["segment_ids"] == 2
 
-    def chunked():
-        logps, entropy, kl, _ = window_head_terms(policy, lambda: _as_context(critic), rows, scored)
-        (kl.sum() - entropy.sum() - logps.sum()).backward()
-
-    def full():
-        logits, window = forward_window(policy, rows, scored)
-        with torch.no_grad():
-            critic_logits, _ = forward_window(critic, rows, scored)
-        cot = window["segment_ids"] == 2
-        logps = token_logprobs(logits, window["input_ids"])
-        (masked_kl(logits, critic_logits, cot).sum() - masked_entropy(logits, cot).sum() - logps.sum()).backward()
-
+    steps = {"chunked": lambda: chunked_kl_step(policy, critic, rows, scored),
+             "full": lambda: full_kl_step(policy, critic, rows, scored)}
     times = {"chunked": [], "full": []}
     for _ in range(args.repeats):
-        for name, step in (("chunked", chunked), ("full", full)):
+        for name, step in steps.items():
             policy.zero_grad(set_to_none=True)
             start = time.perf_counter()
             step()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .lm_head import _accumulate, _chunk_logits, _compute_dtype, positions_per_chunk
+from .lm_head import HeadGrads, _chunk_logits, _compute_dtype, positions_per_chunk
 from .scoring import (
     _cut_window,
     _forward_final_hidden,
@@ -70,15 +70,12 @@ class _ChunkedHeadTerms(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_l, g_h, g_k):
         hidden, weight, bias, targets, ref_hidden, ref_weight, ref_bias, out = ctx.saved_tensors
-        need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
-        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
+        grads = HeadGrads(hidden, weight, bias, ctx.needs_input_grad[:3], ctx.dtype)
         g_l, g_h, g_k = (g.float().unsqueeze(-1) for g in (g_l, g_h, g_k))
         bufs = [hidden.new_empty((min(ctx.chunk, hidden.shape[0]), weight.shape[0]), dtype=torch.float32)
                 for _ in range(3)]
         ops = ctx_like(hidden, weight, bias, ref_hidden, ref_weight, ref_bias, ctx.chunk, ctx.dtype, ctx.ref_dtype)
-        w = ops["weight"]
+        ops["weight"] = grads.weight  # one cast copy (when the compute dtype differs), not two
         with torch.autocast(hidden.device.type, enabled=False):
             for part, logp, p, logq in _chunks(ops, bufs):
                 grad = logp.mul_(g_k[part] - g_h[part])  # the bracket, built in the log p buffer
@@ -86,16 +83,8 @@ class _ChunkedHeadTerms(torch.autograd.Function):
                     grad.sub_(logq.mul_(g_k[part]))
                 grad.sub_(g_l[part] + g_h[part] * out[1, part, None] + g_k[part] * out[2, part, None]).mul_(p)
                 grad.scatter_add_(-1, targets[part].unsqueeze(-1), g_l[part])
-                if need_b:
-                    grad_b += grad.sum(dim=0)
-                grad = grad.to(ctx.dtype)
-                if need_h:
-                    grad_h[part] = (grad @ w).to(hidden.dtype)
-                if need_w:
-                    _accumulate(grad_w, grad.T, hidden[part].to(ctx.dtype))
-        grad_w = None if grad_w is None else grad_w.to(weight.dtype)
-        grad_b = None if grad_b is None else grad_b.to(bias.dtype)
-        return grad_h, grad_w, grad_b, None, None, None, None, None, None, None
+                grads.add(part, grad)
+        return (*grads.result(), None, None, None, None, None, None, None)
 
 
 def ctx_like(hidden, weight, bias, ref_hidden, ref_weight, ref_bias, chunk, dtype, ref_dtype) -> dict:

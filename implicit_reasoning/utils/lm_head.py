@@ -97,29 +97,46 @@ class _ChunkedHeadLogProbs(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_logps, _grad_entropy):
         hidden, weight, bias, targets, lse = ctx.saved_tensors
-        need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
-        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
+        grads = HeadGrads(hidden, weight, bias, ctx.needs_input_grad[:3], ctx.dtype)
         buf = hidden.new_empty((min(ctx.chunk, hidden.shape[0]), weight.shape[0]), dtype=torch.float32)
         with torch.autocast(hidden.device.type, enabled=False):
-            w, b = weight.to(ctx.dtype), None if bias is None else bias.to(ctx.dtype)
+            w, b = grads.weight, None if bias is None else bias.to(ctx.dtype)
             for start in range(0, hidden.shape[0], ctx.chunk):
                 part = slice(start, start + ctx.chunk)
                 g = grad_logps[part].float().unsqueeze(-1)
                 # d/dx_v [x_t - lse(x)] = 1[v = t] - softmax(x)_v, built in place in the logits buffer
                 grad_logits = _chunk_logits(buf, hidden[part], w, b).sub_(lse[part].unsqueeze(-1)).exp_().mul_(-g)
                 grad_logits.scatter_add_(-1, targets[part].unsqueeze(-1), g)
-                if need_b:
-                    grad_b += grad_logits.sum(dim=0)
-                grad_logits = grad_logits.to(ctx.dtype)
-                if need_h:
-                    grad_h[part] = (grad_logits @ w).to(hidden.dtype)
-                if need_w:
-                    _accumulate(grad_w, grad_logits.T, hidden[part].to(ctx.dtype))
-        grad_w = None if grad_w is None else grad_w.to(weight.dtype)
-        grad_b = None if grad_b is None else grad_b.to(bias.dtype)
-        return grad_h, grad_w, grad_b, None, None, None, None
+                grads.add(part, grad_logits)
+        return (*grads.result(), None, None, None, None)
+
+
+class HeadGrads:
+    """Gradients of a linear head's inputs (hidden rows, weight, bias), accumulated chunk by chunk from each
+    chunk's float32 logit gradient: the weight's and the bias's in float32 (a V x H accumulator), the
+    matmuls in the head's compute dtype."""
+
+    def __init__(self, hidden, weight, bias, needs, dtype):
+        need_h, need_w, need_b = needs
+        self.hidden, self.dtype, self.weight = hidden, dtype, weight.to(dtype)
+        self.out_dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
+        self.grad_h = torch.empty_like(hidden) if need_h else None
+        self.grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        self.grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
+
+    def add(self, part: slice, grad_logits: torch.Tensor) -> None:
+        if self.grad_b is not None:
+            self.grad_b += grad_logits.sum(dim=0)
+        grad_logits = grad_logits.to(self.dtype)
+        if self.grad_h is not None:
+            self.grad_h[part] = (grad_logits @ self.weight).to(self.hidden.dtype)
+        if self.grad_w is not None:
+            _accumulate(self.grad_w, grad_logits.T, self.hidden[part].to(self.dtype))
+
+    def result(self):
+        _, w_dtype, b_dtype = self.out_dtypes
+        return (self.grad_h, None if self.grad_w is None else self.grad_w.to(w_dtype),
+                None if self.grad_b is None else self.grad_b.to(b_dtype))
 
 
 def _accumulate(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
