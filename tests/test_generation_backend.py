@@ -277,11 +277,14 @@ def test_the_trainers_engine_gets_its_dtype_context_length_and_memory_share(tmp_
     fake_vllm = SimpleNamespace(LLM=lambda **kwargs: built.update(kwargs) or FakeLLM(rows=[[1]]))
     monkeypatch.setattr(vllm_backend, "require_vllm", lambda: fake_vllm)
     args = LatroConfig(output_dir=str(tmp_path), rloo_k=2, per_device_train_batch_size=4, report_to="none",
-                       use_cpu=True, disable_tqdm=True, response_length=4, vllm_max_model_length=1536,
-                       vllm_gpu_memory_utilization=0.45, torch_dtype="bfloat16")
+                       use_cpu=True, disable_tqdm=True, response_length=4, vllm_gpu_memory_utilization=0.45,
+                       torch_dtype="bfloat16")
     trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
+    args.generation_backend, args.vllm_max_model_length = "vllm", 1536  # (validation would refuse vllm here)
     _ = vllm_backend.trainer_generator(trainer).llm
     assert built["max_model_len"] == 1536 and built["gpu_memory_utilization"] == 0.45
     assert built["dtype"] == "bfloat16" and built["generation_config"] == "vllm"
     with pytest.raises(ValueError, match="vllm_max_model_length=0"):
         LatroConfig(output_dir=str(tmp_path), vllm_max_model_length=0, report_to=[])
+    with pytest.raises(ValueError, match="vllm_max_model_length=1536 with generation_backend='hf'"):
+        LatroConfig(output_dir=str(tmp_path), vllm_max_model_length=1536, report_to=[])  # no effect: refused

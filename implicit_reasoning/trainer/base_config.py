@@ -207,6 +207,11 @@ class TrainerConfig(TrainingArguments):
             self.vllm_max_model_length is None or self.vllm_max_model_length >= 1,
             f"vllm_max_model_length={self.vllm_max_model_length}: must be >= 1 (or None for the checkpoint's)",
         )
+        check(
+            self.vllm_max_model_length is None or self.generation_backend == "vllm",
+            f"vllm_max_model_length={self.vllm_max_model_length} with generation_backend="
+            f"{self.generation_backend!r}: only the vLLM engine reads it; drop it or set generation_backend='vllm'",
+        )
         if self.attn_implementation == "flash_attention_2":
             check(
                 importlib.util.find_spec("flash_attn") is not None,

@@ -19,6 +19,8 @@ with p the policy's and q the reference's softmax, all reductions in float32.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .lm_head import HeadGrads, _chunk_logits, _compute_dtype, positions_per_chunk
@@ -61,8 +63,8 @@ class _ChunkedHeadTerms(torch.autograd.Function):
                                                         chunk, dtype, ref_dtype), bufs):
                 out[0, part] = logp.gather(-1, targets[part].unsqueeze(-1)).squeeze(-1)
                 out[1, part] = -torch.linalg.vecdot(p, logp)
-                if with_ref:
-                    out[2, part] = torch.linalg.vecdot(p, logp) - torch.linalg.vecdot(p, logq)
+                if with_ref:  # sum_v p_v (log p_v - log q_v): the difference first (no cancellation of two sums)
+                    out[2, part] = -torch.linalg.vecdot(p, logq.sub_(logp))
         ctx.save_for_backward(hidden, weight, bias, targets, ref_hidden, ref_weight, ref_bias, out)
         ctx.chunk, ctx.dtype, ctx.ref_dtype = chunk, dtype, ref_dtype
         return out[0], out[1], out[2]
@@ -71,6 +73,8 @@ class _ChunkedHeadTerms(torch.autograd.Function):
     def backward(ctx, g_l, g_h, g_k):
         hidden, weight, bias, targets, ref_hidden, ref_weight, ref_bias, out = ctx.saved_tensors
         grads = HeadGrads(hidden, weight, bias, ctx.needs_input_grad[:3], ctx.dtype)
+        if ref_hidden is None:  # no reference: the KL output is the constant 0, it sends back nothing
+            g_k = torch.zeros_like(g_k)
         g_l, g_h, g_k = (g.float().unsqueeze(-1) for g in (g_l, g_h, g_k))
         bufs = [hidden.new_empty((min(ctx.chunk, hidden.shape[0]), weight.shape[0]), dtype=torch.float32)
                 for _ in range(3)]
@@ -138,6 +142,7 @@ def _final_hidden(model, rows: dict, scored: torch.Tensor):
     start, end = _window_bounds(rows, scored)
     logits, hidden, dtype = _forward_final_hidden(model, _forward_kwargs(rows, end), head)
     if hidden is None or not _head_reproduces(logits, hidden, head, dtype):
+        warnings.warn("window_head_terms: no final hidden states that reproduce the logits; using full logits")
         return None
     return hidden[:, start : end - 1], head, dtype, _cut_window(rows, start, end)
 
@@ -151,17 +156,19 @@ def window_head_terms(model, reference, rows: dict, scored: torch.Tensor, chunk:
     either head is not exactly chunkable (the caller then takes the full-logits path). ``chunk``: as in
     :func:`chunked_head_terms`.
     """
-    policy = _final_hidden(model, rows, scored)
-    if policy is None:
+    if chunkable_head(model) is None:  # a LoRA'd / soft-capped / ZeRO-3 head: the full-logits path, at once
         return None
-    hidden, head, dtype, window = policy
     ref_hidden = ref_head = ref_dtype = None
-    if reference is not None:
+    if reference is not None:  # first: a reference that cannot be chunked must not cost a policy forward
         with torch.no_grad(), reference() as ref_model:
             ref = _final_hidden(ref_model, rows, scored)
         if ref is None:
             return None
         ref_hidden, ref_head, ref_dtype = ref[0], ref[1], ref[2]
+    policy = _final_hidden(model, rows, scored)
+    if policy is None:
+        return None
+    hidden, head, dtype, window = policy
     start, _ = _window_bounds(rows, scored)
     mask = scored[:, start + 1 : start + 1 + hidden.shape[1]].bool()
     terms = chunked_head_terms(hidden[mask], head, window["input_ids"][:, 1:][mask],
