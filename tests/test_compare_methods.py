@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from implicit_reasoning.analysis.compare_report import above_warm_start, aggregate, markdown, spread
+from implicit_reasoning.analysis.compare_report import above_warm_start, aggregate, markdown, mean_curve, spread
 from implicit_reasoning.demo.compare import METHODS, main, method_config, rationale_of, should_stop
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -48,6 +48,15 @@ def test_a_method_below_the_warm_start_is_named():
     summary = aggregate(records)
     assert above_warm_start(summary) == {"ppo": False, "latro": True}
     assert "Not above the warm start's mean accuracy: PPO (accuracy)." in markdown(summary, "cmd", 1.0, 100)
+
+
+def test_the_mean_curve_ends_at_every_seeds_final_point():
+    def curve(*points):
+        return {"curve": [{"tokens": t, "accuracy": a} for t, a in points]}
+
+    records = [curve((0, 0.5), (100, 0.7), (200, 0.9)), curve((0, 0.3), (120, 0.5))]
+    xs, ys = mean_curve(records)
+    assert xs == [0, pytest.approx(160)] and ys == [pytest.approx(0.4), pytest.approx(0.7)]  # (200+120)/2, (.9+.5)/2
 
 
 def test_the_budget_rule_stops_at_the_check_point_closest_to_the_budget():
@@ -113,3 +122,8 @@ def test_quick_comparison_end_to_end(tmp_path):
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 1 + 1 + len(METHODS)  # header, warm start, one per method
     assert any(row.startswith("| STaR-DPO | ") for row in rows) and "Budget: equal generated tokens" in table
+    again = tmp_path / "again"  # --report rebuilds the table and figures from the JSON alone
+    main(["--report", str(out / "methods.json"), "--out", str(again)])
+    assert (again / "methods.md").read_text() == table
+    assert json.loads((again / "methods.json").read_text()) == data
+    assert (again / "methods_accuracy.png").read_bytes()[:8] == PNG_MAGIC

@@ -117,12 +117,12 @@ def markdown(summary: dict, command: str, seconds: float, budget: int) -> str:
             f"{_num(s['fragility_question_kept'], 2)} |")
     seeds = ", ".join(map(str, next(iter(summary.values()))["seeds"]))
     lines += ["", f"Mean and [min, max] over seeds {seeds}; every method starts from the seed's one warm start and "
-              "is scored by the same code on the same held-out questions.", "", *NOTES]
+              "is scored by the same code on the same held-out questions."]
     below = [LABELS.get(m, m) for m, ok in above_warm_start(summary).items() if not ok] if "warm_start" in summary \
         else []
     lines.append(f"Not above the warm start's mean accuracy: {', '.join(below)}." if below else
                  "Every method's mean accuracy is above the warm start's.")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *NOTES]) + "\n"
 
 
 # ------------------------------------------------------------------------------ figures
@@ -136,13 +136,15 @@ def _plt():
 
 
 def mean_curve(records: list[dict], x: str = "tokens") -> tuple[list[float], list[float]]:
-    """The seeds' curve points averaged point by point (as many points as the shortest curve)."""
+    """The seeds' curve points averaged point by point: the first n - 1 points (n = the shortest curve's
+    length), then every seed's LAST point (its final model), so the curve ends at the table's mean."""
     curves = [r["curve"] for r in records if r["curve"]]
     if not curves:
         return [], []
     n = min(len(c) for c in curves)
-    xs = [statistics.fmean(c[i][x] for c in curves) for i in range(n)]
-    ys = [statistics.fmean(c[i]["accuracy"] for c in curves) for i in range(n)]
+    points = [[c[i] for c in curves] for i in range(n - 1)] + [[c[-1] for c in curves]]
+    xs = [statistics.fmean(p[x] for p in column) for column in points]
+    ys = [statistics.fmean(p["accuracy"] for p in column) for column in points]
     return xs, ys
 
 
@@ -160,10 +162,15 @@ def plot_accuracy(records: list[dict], summary: dict, path: Path) -> None:
             ax.plot([0], [100 * summary[method]["accuracy"]["mean"]], "ko")
         else:
             xs, ys = mean_curve(rows)
-            ax.plot(xs, [100 * y for y in ys], marker="o", label=LABELS.get(method, method))
+            line, = ax.plot(xs, [100 * y for y in ys], marker="o", label=LABELS.get(method, method))
+            final = summary[method]["accuracy"]  # the seeds' range at the end
+            ax.errorbar([xs[-1]], [100 * final["mean"]], yerr=[[100 * (final["mean"] - final["min"])],
+                                                               [100 * (final["max"] - final["mean"])]],
+                        color=line.get_color(), capsize=3, lw=1)
     ax.set_xlabel("generated tokens (training rollouts)")
     ax.set_ylabel("held-out greedy accuracy (%)")
-    ax.set_title("Every method from one warm start, same evaluation (mean over seeds)")
+    ax.set_title("Every method from one warm start, same evaluation\n(mean over seeds; bars: [min, max] at the end)",
+                 fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

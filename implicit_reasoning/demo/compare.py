@@ -356,6 +356,8 @@ def parse_args(argv):
     parser.add_argument("--out", default="benchmarks", help="methods.md, methods.json, methods_*.png go here")
     parser.add_argument("--runs", default="outputs/compare", help="per-job checkpoints, records and logs")
     parser.add_argument("--quick", action="store_true", help="1 seed, a few updates per method, 40 questions")
+    parser.add_argument("--report", default=None, metavar="METHODS_JSON",
+                        help="no runs: rewrite methods.md and the figures in --out from a methods.json")
     parser.add_argument("--job", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -380,6 +382,10 @@ def main(argv=None) -> dict | None:
         return None
     from ..analysis.compare_report import write_report
 
+    if args.report is not None:
+        data = json.loads(Path(args.report).read_text())
+        args.budget = data["budget_tokens"]
+        return write_report(data["records"], Path(args.out), data["command"], data["total_seconds"], args)
     started = time.time()
     records = run_comparison(args.methods, args.seeds, args.budget, args.jobs, runs, args.quick)
     command = "implicit-reasoning-compare " + " ".join(sys.argv[1:] if argv is None else argv)
