@@ -47,8 +47,12 @@ def check_config_keys(values: dict, config_cls, source: str) -> None:
     known = [f.name for f in fields(config_cls) if f.init]
     for key in values:
         if key not in known:
+            owners = [name for name, (_, cls) in sorted(TRAINERS.items())
+                      if key in {f.name for f in fields(cls) if f.init}]
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
+            if owners:  # another trainer's field (cot_length in a LaTRO YAML): say whose
+                hint = f"; it is a field of trainer {' / '.join(owners)} (set `trainer:` to use it){hint}"
             raise ValueError(f"{source}: unknown key {key!r} for {config_cls.__name__}{hint}")
 
 
@@ -67,6 +71,9 @@ def parse_training_args(argv: list[str]) -> tuple[str, object]:
         source = resolve_config(rest[0])
         with open(source) as f:
             values = yaml.safe_load(f) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: a training YAML is a mapping of field: value, not a {type(values).__name__} "
+                             f"({str(values)[:60]!r})")
         values.pop("trainer", None) if known.trainer else None
         known.trainer = known.trainer or values.pop("trainer", None)
         rest = rest[1:]
@@ -140,6 +147,19 @@ def split_config_file(argv: list[str]) -> list[str]:
 SECRET_FLAGS = {"--hub_token": "HF_TOKEN"}  # flag -> the environment variable the hub libraries read instead
 
 
+def _secret_flag(flag: str) -> str | None:
+    """The secret flag that `flag` spells for argparse, None if none: the exact flag, its dash spelling
+    (`--hub-token`, which HfArgumentParser accepts too) or an abbreviation of either (`--hub_tok`) that
+    argparse would expand to it (at least `--hub_t`: shorter prefixes are ambiguous with other fields)."""
+    if not flag.startswith("--"):
+        return None
+    spelled = "--" + flag[2:].replace("-", "_")
+    for secret in SECRET_FLAGS:
+        if len(spelled) >= len("--hub_t") and secret.startswith(spelled):
+            return secret
+    return None
+
+
 def hide_secret_flags(argv: list[str]) -> list[str]:
     """`argv` without `--hub_token VALUE` / `--hub_token=VALUE`; the value goes to HF_TOKEN instead.
 
@@ -151,8 +171,9 @@ def hide_secret_flags(argv: list[str]) -> list[str]:
     kept, i = [], 0
     while i < len(argv):
         flag, equals, inline = argv[i].partition("=")
-        if flag in SECRET_FLAGS and (equals or i + 1 < len(argv)):
-            os.environ[SECRET_FLAGS[flag]] = inline if equals else argv[i + 1]
+        secret = _secret_flag(flag)
+        if secret and (equals or i + 1 < len(argv)):
+            os.environ[SECRET_FLAGS[secret]] = inline if equals else argv[i + 1]
             i += 1 if equals else 2
             continue
         kept.append(argv[i])

@@ -210,6 +210,22 @@ def test_a_yaml_with_an_unknown_key_names_it_and_the_closest_field(tmp_path, tra
         parse_training_args([str(path)])
 
 
+def test_a_key_of_another_trainer_names_that_trainer(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"trainer: latro\noutput_dir: {tmp_path / 'out'}\ncot_length: 3\n")
+    named = r"unknown key .cot_length. for LatroConfig; it is a field of trainer markovian \(set `trainer:` to use it\)"
+    with pytest.raises(ValueError, match=named):
+        parse_training_args([str(path)])
+
+
+@pytest.mark.parametrize("text,kind", [("- a\n- b\n", "list"), ("hello\n", "str")])
+def test_a_yaml_that_is_not_a_mapping_names_the_file(tmp_path, text, kind):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}: a training YAML is a mapping .* not a {kind}"):
+        parse_training_args([str(path)])
+
+
 # ------------------------------------------------------------------------------------------ reward functions
 @pytest.mark.parametrize("returned,pattern", [
     (lambda n: ["high"] * n, r"reward function 'mine' returned 'high' for completion 0: expected a float"),

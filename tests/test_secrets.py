@@ -29,7 +29,7 @@ def _contents(path: Path) -> list[bytes]:
     return [data]
 
 
-@pytest.mark.parametrize("variant", ["dotenv", "hub_token_flag"])
+@pytest.mark.parametrize("variant", ["dotenv", "hub_token_flag", "hub-token=dash_spelling"])
 def test_no_secret_in_outputs_configs_logs_wandb_or_console(tmp_path, tiny_model_dir, variant):
     work = tmp_path / "work"
     work.mkdir()
@@ -50,6 +50,9 @@ def test_no_secret_in_outputs_configs_logs_wandb_or_console(tmp_path, tiny_model
     secrets = list(SECRETS.values())
     if variant == "hub_token_flag":
         command += ["--hub_token", FLAG_TOKEN]
+        secrets.append(FLAG_TOKEN)
+    if variant.startswith("hub-token="):  # HfArgumentParser takes the dash spelling too (wandb logged it once)
+        command += [f"--hub-token={FLAG_TOKEN}"]
         secrets.append(FLAG_TOKEN)
     result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -89,3 +92,13 @@ def test_hub_token_given_in_python_is_moved_to_the_environment_and_never_saved(t
     assert any(p.name == "training_args.bin" for p in written) and any(p.name == "run_config.json" for p in written)
     leaks = [str(p) for p in written if any(token.encode() in blob for blob in _contents(p))]
     assert not leaks
+
+
+@pytest.mark.parametrize("spelling", ["--hub_token", "--hub-token", "--hub_tok", "--hub-t"])
+def test_every_spelling_argparse_accepts_for_hub_token_is_hidden(spelling, monkeypatch):
+    from implicit_reasoning.pipeline import hide_secret_flags
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    kept = hide_secret_flags(["--trainer", "latro", spelling, "hf_abc", "--hub_model_id", "me/x"])
+    assert kept == ["--trainer", "latro", "--hub_model_id", "me/x"] and os.environ["HF_TOKEN"] == "hf_abc"
+    assert hide_secret_flags(["--hub_", "x"]) == ["--hub_", "x"]  # ambiguous for argparse: not ours to take
