@@ -127,3 +127,13 @@ def test_quick_comparison_end_to_end(tmp_path):
     assert (again / "methods.md").read_text() == table
     assert json.loads((again / "methods.json").read_text()) == data
     assert (again / "methods_accuracy.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_the_command_line_refuses_settings_that_would_be_ignored_or_clash():
+    from implicit_reasoning.demo.compare import parse_args
+
+    assert parse_args([]).seeds == [0, 1, 2] and parse_args(["--quick"]).seeds == [0]
+    assert parse_args(["--quick", "--seeds", "0", "1", "2"]).seeds == [0, 1, 2]  # asked for: kept
+    for bad in (["--budget", "0"], ["--budget", "-5"], ["--jobs", "0"], ["--seeds", "0", "0"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)

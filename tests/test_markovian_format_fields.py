@@ -71,3 +71,9 @@ def test_fragility_reads_the_fields_from_the_run_config(demo_tokenizer, tiny_lla
     default = answer_logprobs(tiny_llama, demo_tokenizer, rows, {**settings, "reasoning_prefix": REASONING_PREFIX,
                                                                  "answer_marker": ANSWER_MARKER}, 4)
     assert shared != default  # another context: another score
+
+
+@pytest.mark.parametrize("field", ["reasoning_prefix", "answer_marker"])
+def test_a_null_format_field_is_an_error_naming_it(tmp_path, field):
+    with pytest.raises(ValueError, match=f"{field}=None: must be a string"):
+        _config(tmp_path, **{field: None})

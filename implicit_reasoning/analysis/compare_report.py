@@ -40,6 +40,10 @@ NOTES = [
     "degeneration = STaR's check (a completion dominated by one repeated n-gram); fragility = the drop of the mean "
     "log P(gold answer) after `The answer is` when every digit of the model's greedy CoT is replaced at random, "
     "scored by the model itself with the question redacted (Markovian's context) and kept (the ablation's).",
+    "- Held-out rows, not unseen questions: the task (3 terms, values up to 10) has about 1 000 distinct "
+    "questions, and the 5 000-row train split holds nearly every evaluation question (STaR's 400-row split about "
+    "a third of them). maj@k is below greedy because temperature-1 samples over the whole vocabulary are right "
+    "far less often than the greedy answer.",
 ]
 
 

@@ -349,7 +349,7 @@ def run_comparison(methods, seeds, budget: int, jobs: int, runs: Path, quick: bo
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="implicit-reasoning-compare", description=__doc__.split("\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default 0 1 2 (--quick: 0)")
     parser.add_argument("--budget", type=int, default=None,
                         help=f"generated tokens per RL method (default {DEFAULT_BUDGET}; --quick: {QUICK_BUDGET})")
     parser.add_argument("--jobs", type=int, default=2, help="jobs at a time (one torch thread each)")
@@ -361,10 +361,16 @@ def parse_args(argv):
     parser.add_argument("--job", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.quick and args.seeds == [0, 1, 2]:
-        args.seeds = [0]
+    if args.seeds is None:
+        args.seeds = [0] if args.quick else [0, 1, 2]
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds {' '.join(map(str, args.seeds))}: a seed twice (its jobs would share one folder)")
     if args.budget is None:
         args.budget = QUICK_BUDGET if args.quick else DEFAULT_BUDGET
+    if args.budget < 1:
+        parser.error(f"--budget {args.budget}: must be >= 1 generated token")
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: must be >= 1")
     return args
 
 

@@ -111,6 +111,9 @@ class MarkovianConfig(GroupRolloutConfig):
         super().validate()
         check(self.scorer in MARKOVIAN_SCORERS, f"scorer={self.scorer!r}: must be one of {MARKOVIAN_SCORERS}")
         check(self.method in MARKOVIAN_METHODS, f"method={self.method!r}: must be one of {MARKOVIAN_METHODS}")
+        for name in ("reasoning_prefix", "answer_marker"):
+            value = getattr(self, name)
+            check(isinstance(value, str), f"{name}={value!r}: must be a string (an empty YAML value is null)")
         check(self.answer_marker.strip() != "", "answer_marker must hold text (the answer is scored after it)")
         for name in ("cot_length", "ppo_epochs", "question_length", "target_length", "vq_reason_length"):
             check(getattr(self, name) >= 1, f"{name}={getattr(self, name)}: must be >= 1")
