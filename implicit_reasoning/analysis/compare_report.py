@@ -208,14 +208,8 @@ def plot_curves(records: list[dict], path: Path) -> None:
         for row in rows:
             ax.plot([p[x] for p in row["curve"]], [100 * p["accuracy"] for p in row["curve"]], marker=".",
                     label=f"seed {row['seed']}")
-        ax.set_title(LABELS.get(method, method), fontsize=10)
-        ax.set_xlabel("updates" if x == "step" else "generated tokens", fontsize=8)
-        ax.set_ylabel("accuracy (%)", fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        _finish(ax, LABELS.get(method, method), "updates" if x == "step" else "generated tokens", "accuracy (%)")
+    _save(plt, fig, path)
 
 
 def plot_training(records: list[dict], path: Path) -> None:
@@ -228,10 +222,21 @@ def plot_training(records: list[dict], path: Path) -> None:
         for row in rows:
             points = [(h.get("step", 0), h[key]) for h in row.get("logs", []) if key in h]
             ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=f"seed {row['seed']}")
-        ax.set_title(f"{LABELS.get(method, method)}: {key}", fontsize=10)
-        ax.set_xlabel("updates", fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _finish(ax, f"{LABELS.get(method, method)}: {key}", "updates")
+    _save(plt, fig, path)
+
+
+def _finish(ax, title: str, xlabel: str, ylabel: str | None = None) -> None:
+    """One small panel's title, axis labels, grid and per-seed legend."""
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel, fontsize=8)
+    if ylabel:
+        ax.set_ylabel(ylabel, fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def _save(plt, fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
