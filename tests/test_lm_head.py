@@ -404,7 +404,7 @@ def test_a_bf16_trainer_run_takes_the_chunked_head_in_bf16(tmp_path, tiny_llama,
                        save_strategy="no")
     trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
     with warnings.catch_warnings():
-        warnings.filterwarnings("error", message="window_logprobs")
+        warnings.filterwarnings("error", message="no final hidden states")
         trainer.train()
     assert dtypes and torch.bfloat16 in dtypes  # the grad pass, under accelerate's autocast
     assert set(dtypes) <= {torch.bfloat16, torch.float32}

@@ -19,19 +19,10 @@ with p the policy's and q the reference's softmax, all reductions in float32.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from .lm_head import HeadGrads, _chunk_logits, _compute_dtype, positions_per_chunk
-from .scoring import (
-    _cut_window,
-    _forward_final_hidden,
-    _forward_kwargs,
-    _head_reproduces,
-    _window_bounds,
-    chunkable_head,
-)
+from .scoring import chunkable_head, window_hidden
 
 
 def _log_softmax_and_softmax(logits: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -59,7 +50,7 @@ class _ChunkedHeadTerms(torch.autograd.Function):
         out = torch.zeros(3, n, dtype=torch.float32, device=hidden.device)
         bufs = [hidden.new_empty((min(chunk, n), weight.shape[0]), dtype=torch.float32) for _ in range(3)]
         with torch.autocast(hidden.device.type, enabled=False):
-            for part, logp, p, logq in _chunks(ctx_like(hidden, weight, bias, ref_hidden, ref_weight, ref_bias,
+            for part, logp, p, logq in _chunks(_cast_operands(hidden, weight, bias, ref_hidden, ref_weight, ref_bias,
                                                         chunk, dtype, ref_dtype), bufs):
                 out[0, part] = logp.gather(-1, targets[part].unsqueeze(-1)).squeeze(-1)
                 out[1, part] = -torch.linalg.vecdot(p, logp)
@@ -78,7 +69,7 @@ class _ChunkedHeadTerms(torch.autograd.Function):
         g_l, g_h, g_k = (g.float().unsqueeze(-1) for g in (g_l, g_h, g_k))
         bufs = [hidden.new_empty((min(ctx.chunk, hidden.shape[0]), weight.shape[0]), dtype=torch.float32)
                 for _ in range(3)]
-        ops = ctx_like(hidden, weight, bias, ref_hidden, ref_weight, ref_bias, ctx.chunk, ctx.dtype, ctx.ref_dtype)
+        ops = _cast_operands(hidden, weight, bias, ref_hidden, ref_weight, ref_bias, ctx.chunk, ctx.dtype, ctx.ref_dtype)
         ops["weight"] = grads.weight  # one cast copy (when the compute dtype differs), not two
         with torch.autocast(hidden.device.type, enabled=False):
             for part, logp, p, logq in _chunks(ops, bufs):
@@ -91,7 +82,7 @@ class _ChunkedHeadTerms(torch.autograd.Function):
         return (*grads.result(), None, None, None, None, None, None, None)
 
 
-def ctx_like(hidden, weight, bias, ref_hidden, ref_weight, ref_bias, chunk, dtype, ref_dtype) -> dict:
+def _cast_operands(hidden, weight, bias, ref_hidden, ref_weight, ref_bias, chunk, dtype, ref_dtype) -> dict:
     """The operands of :func:`_chunks`, cast once to the matmuls' dtypes."""
     cast = {"hidden": hidden, "weight": weight.to(dtype), "bias": None if bias is None else bias.to(dtype),
             "chunk": chunk, "ref_hidden": ref_hidden}
@@ -134,19 +125,6 @@ def chunked_head_terms(hidden, head, targets, ref_hidden=None, ref_head=None, dt
                                    chunk, dtype, ref_dtype)
 
 
-def _final_hidden(model, rows: dict, scored: torch.Tensor):
-    """(hidden (B, W-1, H) predicting window columns 1.., head, head dtype, window), None if not exact."""
-    head = chunkable_head(model)
-    if head is None:
-        return None
-    start, end = _window_bounds(rows, scored)
-    logits, hidden, dtype = _forward_final_hidden(model, _forward_kwargs(rows, end), head)
-    if hidden is None or not _head_reproduces(logits, hidden, head, dtype):
-        warnings.warn("window_head_terms: no final hidden states that reproduce the logits; using full logits")
-        return None
-    return hidden[:, start : end - 1], head, dtype, _cut_window(rows, start, end)
-
-
 def window_head_terms(model, reference, rows: dict, scored: torch.Tensor, chunk: int | None = None):
     """:func:`~implicit_reasoning.utils.scoring.window_logprobs`' (B, W) log-probs plus (B, W) entropy and
     KL(policy || ``reference``) at the scored tokens (0 elsewhere and in column 0), and the window.
@@ -156,23 +134,23 @@ def window_head_terms(model, reference, rows: dict, scored: torch.Tensor, chunk:
     either head is not exactly chunkable (the caller then takes the full-logits path). ``chunk``: as in
     :func:`chunked_head_terms`.
     """
-    if chunkable_head(model) is None:  # a LoRA'd / soft-capped / ZeRO-3 head: the full-logits path, at once
+    head = chunkable_head(model)
+    if head is None:  # a LoRA'd / soft-capped / ZeRO-3 head: the full-logits path, at once
         return None
-    ref_hidden = ref_head = ref_dtype = None
+    ref = ref_head = None
     if reference is not None:  # first: a reference that cannot be chunked must not cost a policy forward
         with torch.no_grad(), reference() as ref_model:
-            ref = _final_hidden(ref_model, rows, scored)
+            ref_head = chunkable_head(ref_model)
+            ref = window_hidden(ref_model, rows, scored, ref_head) if ref_head is not None else None
         if ref is None:
             return None
-        ref_hidden, ref_head, ref_dtype = ref[0], ref[1], ref[2]
-    policy = _final_hidden(model, rows, scored)
+    policy = window_hidden(model, rows, scored, head)
     if policy is None:
         return None
-    hidden, head, dtype, window = policy
-    start, _ = _window_bounds(rows, scored)
-    mask = scored[:, start + 1 : start + 1 + hidden.shape[1]].bool()
-    terms = chunked_head_terms(hidden[mask], head, window["input_ids"][:, 1:][mask],
-                               None if ref_hidden is None else ref_hidden[mask], ref_head, dtype, ref_dtype, chunk)
+    hidden, dtype, window, mask = policy
+    ref_hidden, ref_dtype = (ref[0][mask], ref[1]) if ref is not None else (None, None)
+    terms = chunked_head_terms(hidden[mask], head, window["input_ids"][:, 1:][mask], ref_hidden,
+                               ref_head, dtype, ref_dtype, chunk)
     full = []
     for values in terms:
         grid = torch.zeros(window["input_ids"].shape, dtype=torch.float32, device=hidden.device)

@@ -332,6 +332,19 @@ def _logits_window_logprobs(model, rows: dict, scored: torch.Tensor, entropy: bo
     return logps, window
 
 
+def window_hidden(model, rows: dict, scored: torch.Tensor, head: torch.nn.Linear):
+    """The one forward of the chunked-head paths: (hidden (B, W-1, H) whose column t predicts window column
+    t + 1, the dtype the head multiplied in, the window, the (B, W-1) mask of scored targets), or None (with a
+    warning) when the body gave no final hidden states from which ``head`` reproduces the model's logits."""
+    start, end = _window_bounds(rows, scored)
+    logits, hidden, head_dtype = _forward_final_hidden(model, _forward_kwargs(rows, end), head)
+    if hidden is None or not _head_reproduces(logits, hidden, head, head_dtype):
+        warnings.warn("no final hidden states that reproduce the logits; using full logits")
+        return None
+    mask = scored[:, start + 1 : end].bool()  # hidden at column t predicts the token at t + 1
+    return hidden[:, start : end - 1], head_dtype, _cut_window(rows, start, end), mask
+
+
 def window_logprobs(model, rows: dict, scored: torch.Tensor, entropy: bool = False,
                     temperature: float = 1.0) -> tuple[torch.Tensor, dict]:
     """(B, W) float32 log p(token) of the ``scored`` tokens of :func:`forward_window`'s window, and the window.
@@ -349,16 +362,11 @@ def window_logprobs(model, rows: dict, scored: torch.Tensor, entropy: bool = Fal
     softmax(logits / T) (PPO's sampling distribution): h / T and b / T go through the head.
     """
     head = chunkable_head(model)
-    if head is None:
+    found = window_hidden(model, rows, scored, head) if head is not None else None
+    if found is None:
         return _logits_window_logprobs(model, rows, scored, entropy, temperature)
-    start, end = _window_bounds(rows, scored)
-    logits, hidden, head_dtype = _forward_final_hidden(model, _forward_kwargs(rows, end), head)
-    if hidden is None or not _head_reproduces(logits, hidden, head, head_dtype):
-        warnings.warn("window_logprobs: no final hidden states that reproduce the logits; using full logits")
-        return _logits_window_logprobs(model, rows, scored, entropy, temperature)
-    window = _cut_window(rows, start, end)
-    mask = scored[:, start + 1 : end].bool()  # hidden at column t predicts the token at t + 1
-    hidden, bias = hidden[:, start : end - 1], head.bias
+    hidden, head_dtype, window, mask = found
+    bias = head.bias
     if temperature != 1.0:  # (h W^T + b) / T = (h / T) W^T + b / T
         hidden, bias = hidden / temperature, None if bias is None else bias / temperature
     logps, token_entropy = masked_head_logprobs(
