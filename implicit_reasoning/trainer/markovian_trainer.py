@@ -240,8 +240,8 @@ class MarkovianTrainer(RolloutTrainer):
     def _policy_terms(self, model, batch: dict, scored: torch.Tensor):
         """(log-probs, window, KL(cot_mask), H(cot_mask)): the row-mean KL to the critic and entropy over the
         CoT, batch-averaged, as callables of the CoT mask. From the chunked LM head when it is exact (no
-        (B, W, V) logits, also with grad), else from the window's logits. The entropy carries grad only
-        when entropy_bonus > 0, the KL is computed only when kl_penalty > 0."""
+        (B, W, V) logits, also with grad), else from the window's logits. The entropy enters the loss only
+        when entropy_bonus > 0 (the full-logits path then builds its graph), the KL only when kl_penalty > 0."""
         args = self.args
         if args.kl_penalty > 0 or args.entropy_bonus > 0:  # full-vocabulary terms with grad
             reference = self.reference_model if args.kl_penalty > 0 else None
