@@ -99,6 +99,9 @@ METHOD_FLAGS = {
 }
 
 
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
 @pytest.mark.parametrize("variant", ["latro", "markovian", "markovian-vq", "star", "star-dpo", "ppo_curriculum"])
 def test_torchrun_two_processes_data_parallel(tmp_path, tiny_model_dir, variant):
     name = variant.split("-")[0]
@@ -116,6 +119,10 @@ def test_torchrun_two_processes_data_parallel(tmp_path, tiny_model_dir, variant)
         "--ddp_backend", "gloo", "--disable_tqdm", "true", *METHOD_FLAGS[variant],
     ]
     result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=400)
+    if result.returncode != 0 and TEARDOWN_ABORT in result.stderr and (out / "model.safetensors").exists():
+        # a known, rare (1 in ~40 runs) abort of a gloo process at interpreter exit, after the run finished and
+        # saved: run once more so that it is told apart from a real failure (which fails twice)
+        result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "model.safetensors").exists()
     assert json.loads((out / "run_config.json").read_text())["trainer"] == name
