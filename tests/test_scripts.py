@@ -120,7 +120,7 @@ def test_torchrun_two_processes_data_parallel(tmp_path, tiny_model_dir, variant)
     ]
     result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=400)
     if result.returncode != 0 and TEARDOWN_ABORT in result.stderr and (out / "model.safetensors").exists():
-        # a known, rare (1 in ~40 runs) abort of a gloo process at interpreter exit, after the run finished and
+        # a known, rare (once in about 30 runs here) abort of a gloo process at interpreter exit, after the run finished and
         # saved: run once more so that it is told apart from a real failure (which fails twice)
         result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
