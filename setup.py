@@ -62,7 +62,7 @@ EXTRAS_VLLM = ["vllm"]  # needs CUDA
 EXTRAS_TENSORBOARD = ["tensorboard"]  # report_to="tensorboard" (the tests read its event files)
 
 EXTRAS_REQUIRE = {
-    "dev": ["pytest", "pytest-timeout", "build", "twine", *EXTRAS_TENSORBOARD],
+    "dev": ["pytest", "pytest-timeout", "build", "twine", "gguf", *EXTRAS_TENSORBOARD],  # gguf: the real-model tests
     "tensorboard": EXTRAS_TENSORBOARD,
     "deepspeed": EXTRAS_DEEPSPEED,
     "flash": EXTRAS_FLASH,

@@ -87,3 +87,43 @@ def tiny_model_dir(tmp_path_factory):
     tokenizer = build_demo_tokenizer(str(path))
     build_demo_model(tokenizer, hidden_size=32, intermediate_size=64, num_heads=2).save_pretrained(path)
     return path
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for torchrun's rendezvous; tests may run side by side)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_command(script, *args, nproc: int = 2) -> list[str]:
+    """`python -m torch.distributed.run` on this machine with `nproc` processes and a free port."""
+    import sys
+
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+            "--master_port", str(free_port()), str(script), *map(str, args)]
+
+
+RANK_RESULT = '''
+def write_rank_result(directory, rank, record):
+    """One JSON file per rank: results never depend on how the processes' stdout interleaved."""
+    import json, os
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"rank{rank}.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f)
+    os.replace(path + ".tmp", path)
+'''
+
+
+def rank_results(directory, nproc: int = 2) -> list[dict]:
+    """The records the `nproc` ranks wrote with `write_rank_result` (RANK_RESULT), in rank order."""
+    import json
+    from pathlib import Path
+
+    files = [Path(directory) / f"rank{rank}.json" for rank in range(nproc)]
+    missing = [f.name for f in files if not f.exists()]
+    assert not missing, f"no result from {missing} in {directory}"
+    return [json.loads(f.read_text()) for f in files]

@@ -2,11 +2,16 @@
 
 The build runs on a copy of the sources in a temporary folder (`python -m build --no-isolation`:
 the sdist first, then the wheel built from the unpacked sdist, so a file the sdist forgot is
-missing from the wheel too). The virtual environment sees the system site-packages (torch etc.
-are not reinstalled) and gets the wheel with `--no-deps`. The checkout's editable install is
-exposed through a `.pth` that appends a meta-path finder, so the venv's own site-packages, which
-comes first on sys.path, wins; the first test asserts exactly that. Commands run from an empty
-folder outside the repository, with no PYTHONPATH.
+missing from the wheel too). The test venv is a plain one (no `--system-site-packages`, which
+would expose the *base* interpreter's packages, not those of the venv or conda environment the
+tests run in): a `.pth` file appends the RUNNING interpreter's site-packages directories to its
+sys.path, so torch etc. are not reinstalled, whether the tests run from a venv, a conda
+environment or a system install. A `.pth` line that is a path only extends sys.path: the `.pth`
+files in those directories (the checkout's editable install among them) are not executed, so the
+venv sees the wheel and never the checkout; the first test asserts exactly that. The wheel is
+installed WITH its dependencies and `--no-index`: pip resolves every `install_requires` entry
+against what is installed and fails if one is missing or out of range. Commands run from an
+empty folder outside the repository, with no PYTHONPATH.
 """
 
 import json
@@ -56,13 +61,30 @@ def dist(tmp_path_factory):
     return out
 
 
+def running_site_packages() -> list[str]:
+    """The site-packages directories of the interpreter running the tests (venv, conda or system)."""
+    import site
+
+    found = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+        found.append(site.getusersitepackages())
+    return [path for path in dict.fromkeys(found) if os.path.isdir(path)]
+
+
 @pytest.fixture(scope="module")
 def venv(dist, tmp_path_factory):
     folder = tmp_path_factory.mktemp("venv") / "env"
-    _check([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(folder)])
+    _check([sys.executable, "-m", "venv", "--without-pip", str(folder)])
     python = folder / "bin" / "python"
-    wheel = next(dist.glob("*.whl"))  # pip comes from the system site-packages; it installs into the venv
-    _check([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", "-q", str(wheel)])
+    own = _check([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    # after the venv's own site-packages: the wheel installed below wins over anything seen through these
+    (Path(own) / "_running_environment.pth").write_text("\n".join(running_site_packages()) + "\n")
+    wheel = next(dist.glob("*.whl"))  # pip comes from the running environment; it installs into the venv
+    _check([str(python), "-m", "pip", "install", "--no-index", "--force-reinstall", "--no-deps", "-q", str(wheel)])
+    # install_requires resolved for real (no index: nothing can be fetched): each must be met by an installed version
+    resolved = _check([str(python), "-m", "pip", "install", "--no-index", str(wheel)])
+    for requirement in ("torch", "transformers", "trl", "peft", "accelerate", "datasets"):
+        assert f"Requirement already satisfied: {requirement}" in resolved.stdout, resolved.stdout[-3000:]
     return folder
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import RANK_RESULT, rank_results, torchrun_command
 from implicit_reasoning.demo import build_demo_model
 from implicit_reasoning.trainer import PPOCurriculumConfig, PPOCurriculumTrainer
 from implicit_reasoning.trainer.value_model import VALUE_DIR, PolicyAndValue
@@ -276,7 +277,7 @@ def test_the_trained_module_is_policy_and_value_and_the_policy_generates(tmp_pat
         assert model is trainer.model.policy
 
 
-TWO_PROCESSES = """
+TWO_PROCESSES = RANK_RESULT + """
 import sys, torch
 from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
 from implicit_reasoning.trainer import PPOCurriculumConfig, PPOCurriculumTrainer
@@ -296,8 +297,8 @@ trainer.train()
 rank = trainer.accelerator.process_index
 total = sum(float(p.double().sum()) for p in trainer.model.parameters())
 weights = trainer.curriculum.weights.weights.tolist()
-print(f"rank {rank} step {trainer.state.global_step} kl_coef {trainer.kl_ctl.value!r} weights {weights!r} "
-      f"params {total!r}", flush=True)
+write_rank_result(sys.argv[2], rank, {"step": trainer.state.global_step, "kl_coef": trainer.kl_ctl.value,
+                                      "weights": weights, "params": total})
 from implicit_reasoning.pipeline import end_distributed
 end_distributed()
 """
@@ -306,15 +307,12 @@ end_distributed()
 def test_two_processes_agree_on_weights_kl_coefficient_and_curriculum(tmp_path):
     script = tmp_path / "ppo_ddp.py"
     script.write_text(TWO_PROCESSES)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571",
-               str(script), str(tmp_path / "out")]
+    command = torchrun_command(script, tmp_path / "out", tmp_path / "ranks")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    lines = sorted(line for line in result.stdout.splitlines() if line.startswith("rank "))
-    assert len(lines) == 2, result.stdout[-2000:]
-    first, second = (line.split(" ", 2)[2] for line in lines)
-    assert first == second and "step 3" in first  # identical parameters, beta and curriculum weights on both ranks
+    first, second = rank_results(tmp_path / "ranks")
+    assert first == second and first["step"] == 3  # identical parameters, beta and curriculum weights on both ranks
 
 
 def test_a_saved_ppo_model_evaluates_with_the_evaluation_script(tmp_path, demo_tokenizer):
