@@ -1,8 +1,9 @@
 """`TrainerConfig`: the fields every trainer shares, on top of all of `transformers.TrainingArguments`.
 
-Every field is a CLI flag / YAML key through `transformers.HfArgumentParser`. Constraints
-are checked in `validate()` (called by `__post_init__`) with a `ValueError` naming the
-fields and their values; subclasses extend `validate()`. Fields that only some trainers
+Every field is a CLI flag / YAML key through `transformers.HfArgumentParser`. `__post_init__`
+checks every value against its field's type and the ranges of TrainingArguments' main fields
+(`field_checks.py`), then the constraints in `validate()`, each a `ValueError` naming the fields
+and their values; subclasses extend `validate()`. Fields that only some trainers
 read live in their own config classes (`RolloutConfig`, `ReasoningPromptFields`, one
 module per trainer), so a config never carries a setting its trainer ignores.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..utils.generation import GENERATION_BACKENDS, VLLM_INSTALL
+from .field_checks import check_bounds, check_field_types
 from ..utils.prompts import DEFAULT_COT_TRIGGER
 
 DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
@@ -133,6 +135,7 @@ class TrainerConfig(TrainingArguments):
     )
 
     def __post_init__(self):
+        self.check_values()
         self.validate()
         if self.num_evaluations > 0 and str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
             self.eval_strategy = "steps"
@@ -168,6 +171,13 @@ class TrainerConfig(TrainingArguments):
         return dict(temperature=self.eval_temperature or 1.0, top_p=1.0, top_k=0)
 
     # -------------------------------------------------------------------- validation
+    def check_values(self) -> None:
+        """Types of every field (a YAML list for a number, 4.5 for an int: an error naming the field; "5e-7" and 8.0
+        converted) and TrainingArguments' ranges (learning_rate >= 0, batch sizes >= 1, ...): `field_checks.py`.
+        A subclass whose `__post_init__` reads fields before calling this one's calls it first."""
+        check_field_types(self)
+        check_bounds(self)
+
     def validate(self) -> None:
         """Check every constraint of the fields; subclasses extend it (calling super first)."""
         check(self.torch_dtype in DTYPE_CHOICES, f"torch_dtype={self.torch_dtype!r}: must be one of {DTYPE_CHOICES}")

@@ -82,6 +82,7 @@ class MarkovianConfig(GroupRolloutConfig):
     vq_gumbel_tau: float = field(default=1.0, metadata={"help": "VQ: Gumbel-softmax temperature tau."})
 
     def __post_init__(self):
+        self.check_values()  # the fields read below have their declared types
         # the VQ loss never touches the LM head (untied models) nor the layers above vq_hidden_layer;
         # DDP must then look for unused parameters (HF turns the search off with gradient checkpointing)
         if self.use_vq and self.ddp_find_unused_parameters is None:

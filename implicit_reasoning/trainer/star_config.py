@@ -66,6 +66,7 @@ class STaRConfig(ReasoningPromptFields, SamplingFields, TrainerConfig):
     )
 
     def __post_init__(self):
+        self.check_values()  # the fields read below have their declared types
         schedule = step_schedule(self.num_iterations, self.start_steps, self.step_growth) if self._schedule_ok() else []
         total = sum(schedule)
         check(
