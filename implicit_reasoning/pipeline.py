@@ -16,6 +16,7 @@ from transformers import HfArgumentParser
 
 from .config_files import deepspeed_file_flag, resolve_config, shipped_config
 from .trainer import TRAINERS, trainer_class, trainer_entry
+from .trainer.output_dir import locked, refuse_earlier_run
 
 DEFAULT_TRAINER = "latro"
 
@@ -235,12 +236,28 @@ def end_distributed() -> None:
         dist.destroy_process_group()
 
 
+def is_resuming(config) -> bool:
+    """Whether the run continues a checkpoint (`resume_from_checkpoint` a path or True, "true" from the CLI)."""
+    value = config.resume_from_checkpoint
+    return bool(value) and str(value).lower() not in ("false", "none", "")
+
+
 def run_training(name: str, config, model=None, tokenizer=None, evaluate_before: bool = False) -> RunResult:
-    """Train with the named trainer, save the model (and its run_config.json), evaluate."""
+    """Train with the named trainer, save the model (and its run_config.json) and trainer state, evaluate.
+
+    Nothing is written into `output_dir` before the inputs are checked (data, settings, the trainer's own
+    `check_train_inputs`); a fresh run in a directory holding an earlier run is refused unless it resumes
+    or `overwrite_output_dir` is set; the directory is locked for the whole job (`trainer/output_dir.py`).
+    """
     trainer = build_trainer(name, config, model, tokenizer)
-    has_eval = trainer.eval_dataset is not None
-    before = trainer.evaluate() if evaluate_before and has_eval else None
-    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    trainer.save_model(config.output_dir)
-    after = trainer.evaluate() if has_eval else {}
+    trainer.check_train_inputs()
+    refuse_earlier_run(config.output_dir, is_resuming(config), config.overwrite_output_dir)
+    with locked(config.output_dir, trainer.accelerator):
+        has_eval = trainer.eval_dataset is not None
+        before = trainer.evaluate() if evaluate_before and has_eval else None
+        trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+        trainer.save_model(config.output_dir)
+        after = trainer.evaluate() if has_eval else {}
+        if trainer.args.should_save:
+            trainer.save_state()  # trainer_state.json: the whole log history, the last evaluation included
     return RunResult(after=after, before=before, log_history=list(trainer.state.log_history))

@@ -262,7 +262,7 @@ def earlier_run(tiny_model_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("bad", ["empty_prompt", "unparseable_gold", "wrong_format", "missing_column",
-                                 "no_tokenizer", "unknown_yaml_key"])
+                                 "no_tokenizer", "unknown_yaml_key", "too_few_prompts", "a_fresh_run"])
 def test_bad_input_leaves_an_earlier_run_in_output_dir_untouched(tmp_path, earlier_run, tiny_model_dir,
                                                                    weights_only_dir, bad):
     out = tmp_path / "out"
@@ -284,7 +284,13 @@ def test_bad_input_leaves_an_earlier_run_in_output_dir_untouched(tmp_path, earli
     flags = ["--trainer", "latro", "--output_dir", str(out), "--model_name_or_path", str(model),
              "--dataset_name", str(data), "--max_steps", "2", "--save_steps", "1", "--rloo_k", "2",
              "--per_device_train_batch_size", "2", "--response_length", "4", "--report_to", "none", "--use_cpu"]
-    named = {"no_tokenizer": re.escape(str(weights_only_dir)), "unknown_yaml_key": "unknown key 'save_step'.*'save_steps'"}
+    if bad == "too_few_prompts":  # 8 samples, 2 per prompt: one update needs 4 prompts; the file has 3
+        _write_jsonl(data, rows[:3])
+        flags += ["--per_device_train_batch_size", "8", "--learning_rate", "0.5"]
+    named = {"no_tokenizer": re.escape(str(weights_only_dir)), "unknown_yaml_key": "unknown key 'save_step'.*'save_steps'",
+             "too_few_prompts": "has 3 prompts, fewer than one update needs",
+             "a_fresh_run": "holds an earlier run .*checkpoint-1.*run_config.json.*resume_from_checkpoint=True.*"
+                            "overwrite_output_dir=True"}
     with pytest.raises(ValueError, match=named.get(bad, re.escape(str(data)))):
         if bad == "unknown_yaml_key":
             (tmp_path / "run.yaml").write_text("learning_rate: 0.001\nsave_step: 1\n")
@@ -292,3 +298,20 @@ def test_bad_input_leaves_an_earlier_run_in_output_dir_untouched(tmp_path, earli
         else:
             run_training(*parse_training_args(flags))
     assert _files(out) == before
+
+
+def test_a_run_that_fails_its_checks_writes_no_file(tmp_path, tiny_model_dir, monkeypatch):
+    """The checks come before the first write (the job runner, and the demo before its warm start)."""
+    from implicit_reasoning.demo import jobs
+
+    data = _write_jsonl(tmp_path / "small.jsonl", addition_rows(3))
+    flags = ["--trainer", "latro", "--dataset_name", str(data), "--rloo_k", "2", "--per_device_train_batch_size",
+             "8", "--response_length", "4", "--report_to", "none", "--use_cpu", "--learning_rate", "0.5"]
+    with pytest.raises(ValueError, match="fewer than one update needs"):
+        run_training(*parse_training_args([*flags, "--output_dir", str(tmp_path / "out"),
+                                           "--model_name_or_path", str(tiny_model_dir)]))
+    monkeypatch.setitem(jobs.DEMO_WARM_START, "max_steps", 2)  # the old order trained the warm start first
+    with pytest.raises(ValueError, match="fewer than one update needs"):
+        jobs.run_demo(*parse_training_args([*flags, "--output_dir", str(tmp_path / "demo")]))
+    # Trainer's __init__ makes the (empty) output_dir; not one file is written
+    assert [p.name for p in tmp_path.rglob("*") if not p.is_dir()] == ["small.jsonl"]

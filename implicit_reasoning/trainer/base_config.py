@@ -55,7 +55,7 @@ class TrainerConfig(TrainingArguments):
         use_lora, lora_r, lora_alpha, lora_dropout, lora_target_modules
     Parameters that control evaluation and logging:
         eval_temperature, eval_num_samples, eval_max_new_tokens, num_logged_samples,
-        max_nonfinite_updates
+        max_nonfinite_updates, overwrite_output_dir
     Parameters that control how the policy generates (rollouts, STaR's samples, evaluation):
         generation_backend, vllm_gpu_memory_utilization, vllm_max_model_length
     """
@@ -118,6 +118,12 @@ class TrainerConfig(TrainingArguments):
                           "is an error."},
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: the trainers read text columns."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "The job runner (implicit-reasoning-train) refuses a fresh run in an output_dir holding an "
+                          "earlier run's files (run_config.json, checkpoints, samples.jsonl, weights) unless it resumes; "
+                          "True lets the new run replace them."},
+    )
     # --- generation ---
     generation_backend: str = field(
         default="hf",

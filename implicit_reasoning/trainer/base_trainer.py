@@ -31,7 +31,8 @@ from ..utils.generation import use_backend
 from .base_config import TrainerConfig
 from .checkpoints import CheckpointMixin, resolve_resume
 from .guard import GuardCallback, SkipAwareScheduler, UpdateGuard, guard_optimizer_step
-from .metrics import MetricBuffer, SamplesTable
+from .metrics import SAMPLES_FILE, LogWindow, MetricBuffer, SamplesTable
+from .output_dir import locked, truncate_step_logs
 from .state import CheckpointedState, SaveStateCallback, save_run_config
 
 
@@ -48,6 +49,7 @@ class BaseTrainer(CheckpointMixin, Trainer):
     required_columns: tuple[str, ...] = ()
     uses_reference = False  # builds a frozen reference model (or uses the LoRA-disabled base)
     eval_uses_reference = False  # evaluation_records needs the reference (Markovian: the critic answers)
+    step_log_files: tuple[str, ...] = (SAMPLES_FILE,)  # JSONL logs with a `step`: a resume drops later rows
 
     def __init__(
         self,
@@ -98,6 +100,9 @@ class BaseTrainer(CheckpointMixin, Trainer):
         self.register_state("nonfinite_guard", self.update_guard)
         self.add_callback(GuardCallback(self.update_guard))
         self.add_callback(SaveStateCallback(self._checkpointed))
+        self._log_window = LogWindow(self)  # the first log after a resume is the uninterrupted run's
+        self.register_state("log_window", self._log_window)
+        self.add_callback(self._log_window)
 
     # ================================================================== hooks
     def log_metric(self, name: str, value) -> None:
@@ -195,6 +200,10 @@ class BaseTrainer(CheckpointMixin, Trainer):
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
         """Loss of one micro-batch: a dict with `loss` and any scalar parts to log."""
         raise NotImplementedError
+
+    def check_train_inputs(self) -> None:
+        """Raise if training cannot start (e.g. fewer prompts than one update needs); `train()` calls it before it
+        writes anything into output_dir, the job runner before the demo's warm start."""
 
     def make_collator(self, tokenizer, args):
         """The data collator (built before Trainer's init): raw rows as column lists; rollout trainers tokenize."""
@@ -411,11 +420,13 @@ class BaseTrainer(CheckpointMixin, Trainer):
         resume = resume_from_checkpoint if resume_from_checkpoint is not None else self.args.checkpoint_path
         resume = resolve_resume(resume, self.args.output_dir)  # True / "True": the newest COMPLETE checkpoint
         self.resumed_from = resume or None  # the checkpoint this run resumes from, for subclasses
+        self.check_train_inputs()  # nothing is written into output_dir before this passes
         if resume:
             self._checkpointed.load(resume)
-        if self.args.should_save:
-            self._save_run_config(self.args.output_dir)
-        return super().train(resume_from_checkpoint=resume or None, **kwargs)
+        with locked(self.args.output_dir, self.accelerator):  # one run at a time (output_dir.py)
+            if self.args.should_save:  # rows a killed attempt logged after the checkpoint (a fresh run: all)
+                truncate_step_logs(self.args.output_dir, self.step_log_files, resume)
+            return super().train(resume_from_checkpoint=resume or None, **kwargs)
 
     def _save_run_config(self, directory: str) -> None:
         save_run_config(self.args, self.trainer_name, directory, base_model_name_or_path=self.base_model_path)

@@ -195,6 +195,10 @@ class RolloutTrainer(BaseTrainer):
         return finite
 
     # ---------------------------------------------------------------- batching
+    def check_train_inputs(self) -> None:
+        if self.train_dataset is not None:
+            self._get_train_sampler()  # raises when the set has fewer prompts than one update needs
+
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         return PromptGroupSampler(
