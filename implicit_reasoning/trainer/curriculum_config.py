@@ -62,6 +62,8 @@ class CurriculumFields:
     `dataset_name` alone and the curriculum is off.
     """
 
+    value_types = {"datasets": list[str | dict] | None}  # field_checks: YAML / Python entries may be mappings
+
     datasets: list[str] | None = field(
         default=None,
         metadata={"help": "The mixture: entries {name, config, path, text_column, weight} (YAML mappings, or "

@@ -15,7 +15,11 @@ instead of a `TypeError` or `ZeroDivisionError` at train time:
 * `str`: a string (a number is left as it is); a list or mapping is an error;
 * `list[X]`: a list whose items are X (a single X becomes a one-item list);
 * `dict`, `Literal`, enums and unions (`int | None`) as declared. Values of other classes
-  (objects set by `TrainingArguments.__post_init__`) are not judged.
+  (objects set by `TrainingArguments.__post_init__`, a reward function) are not judged.
+
+A field whose YAML / Python values are richer than its command-line type (`datasets`: strings on the
+command line, mappings in YAML) names the type to check in a class attribute of its config (not a field):
+`value_types = {"datasets": list[str | dict] | None}`.
 
 `HF_BOUNDS` adds the ranges of the `TrainingArguments` fields a user sets most (learning rate,
 batch sizes, ...); each config's own ranges stay in its `validate()`.
@@ -151,15 +155,18 @@ def _convert(value, annotation):
 
 def check_field_types(config) -> None:
     """Convert or reject every field value of `config` by its annotation (see the module docstring)."""
-    hints = _annotations(type(config))
+    hints = dict(_annotations(type(config)))
+    for cls in reversed(type(config).__mro__):
+        hints.update(cls.__dict__.get("value_types", {}))
     for f in fields(config):
-        if not f.init or f.name not in hints:
+        annotation = hints.get(f.name)
+        if not f.init or annotation is None:
             continue
         value = getattr(config, f.name)
         try:
-            converted = _convert(value, hints[f.name])
+            converted = _convert(value, annotation)
         except _Mismatch:
-            raise ValueError(f"{f.name}={value!r}: must be {_describe(hints[f.name])} "
+            raise ValueError(f"{f.name}={value!r}: must be {_describe(annotation)} "
                              f"(got {type(value).__name__})") from None
         if converted is not value and converted != value or type(converted) is not type(value):
             setattr(config, f.name, converted)

@@ -32,6 +32,8 @@ class PPOCurriculumConfig(ReasoningPromptFields, CurriculumFields, RolloutConfig
     minibatch; a rollout serves `ppo_epochs * num_mini_batches` updates.
     """
 
+    value_types = {"validation_dataset": str | dict | None}  # field_checks: a YAML / Python entry may be a mapping
+
     prompt_length: int = field(default=64, metadata={"help": "Raw-text datasets: the prompt is a text's first this many tokens."})
     response_length: int = field(default=64, metadata={"help": "New tokens per completion."})
     ppo_epochs: int = field(default=4, metadata={"help": "Passes over each rollout."})
