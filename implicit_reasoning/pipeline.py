@@ -85,11 +85,21 @@ def parse_training_args(argv: list[str]) -> tuple[str, object]:
     name = known.trainer or DEFAULT_TRAINER
     config_cls = trainer_entry(name)[1]
     check_config_keys(values, config_cls, source if values else "config")
-    parser = HfArgumentParser(config_cls)
+    parser = training_parser(config_cls)
     parser.set_defaults(**values)  # the YAML's values; flags given after it override them
     (config,) = parser.parse_args_into_dataclasses(args=rest)
     secrets_to_environment(config)
     return name, config
+
+
+def training_parser(config_cls):
+    """HfArgumentParser of `config_cls`; `--report_to` takes several names (`--report_to tensorboard wandb`, as in
+    transformers 4), and the config splits `tensorboard,wandb`."""
+    parser = HfArgumentParser(config_cls)
+    for action in parser._actions:
+        if action.dest == "report_to":
+            action.nargs = "+"
+    return parser
 
 
 def resolve_deepspeed(values: dict, rest: list[str]) -> tuple[dict, list[str]]:

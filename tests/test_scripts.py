@@ -329,3 +329,43 @@ def test_training_script_destroys_the_process_group_after_a_successful_run(monke
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _fake_python(tmp_path) -> dict:
+    """An environment whose `python` prints the arguments it was given (the shell scripts' command lines)."""
+    fake = tmp_path / "bin" / "python"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "python $*"\n')
+    fake.chmod(0o755)
+    return {**ENV, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_training_sh_puts_extra_flags_on_top_of_the_demo_config(tmp_path):
+    env = _fake_python(tmp_path)
+    for trainer, flags in (("latro", ["--max_steps", "10"]), ("star", []), ("markovian", ["--seed", "3"])):
+        done = subprocess.run(["bash", str(ROOT / "scripts/training.sh"), *flags], env={**env, "TRAINER": trainer},
+                              capture_output=True, text=True, check=True)
+        assert done.stdout.split() == ["python", "scripts/training.py", f"configs/demo_{trainer}.yaml", *flags]
+    _, config = parse_training_args([str(ROOT / "configs/demo_latro.yaml"), "--max_steps", "10"])
+    assert (config.max_steps, config.dataset_name) == (10, "arithmetic")  # the demo's data, not gsm8k
+
+
+@pytest.mark.parametrize("given", [["tensorboard", "wandb"], ["tensorboard,wandb"], ["tensorboard, wandb"]])
+def test_report_to_takes_every_hf_form(tmp_path, given):
+    _, config = parse_training_args(["--trainer", "latro", "--output_dir", str(tmp_path), "--report_to", *given])
+    assert config.report_to == ["tensorboard", "wandb"]
+    (tmp_path / "run.yaml").write_text(f"trainer: latro\noutput_dir: {tmp_path}\nreport_to: {','.join(given)}\n")
+    assert parse_training_args([str(tmp_path / "run.yaml")])[1].report_to == ["tensorboard", "wandb"]
+    assert LatroConfig(output_dir=str(tmp_path), report_to=",".join(given)).report_to == ["tensorboard", "wandb"]
+    assert LatroConfig(output_dir=str(tmp_path), report_to="none").report_to == []
+
+
+def test_a_missing_tensorboard_names_the_extra_to_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("tensorboard", "tensorboardX") else real(name, *a))
+    with pytest.raises(ValueError, match=r"report_to=\['tensorboard'\]: tensorboard is not installed: "
+                                         r"pip install 'implicit-reasoning\[tensorboard\]'"):
+        LatroConfig(output_dir=str(tmp_path), report_to="tensorboard")

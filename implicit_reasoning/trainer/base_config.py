@@ -30,6 +30,20 @@ def check(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+REPORTERS_NEEDING = {"tensorboard": (("tensorboard", "tensorboardX"), "pip install 'implicit-reasoning[tensorboard]'"),
+                     "wandb": (("wandb",), "pip install wandb")}
+
+
+def report_to_list(value):
+    """`report_to` in every form HF documents: `"tensorboard,wandb"`, `["tensorboard", "wandb"]` (the CLI's
+    `--report_to tensorboard wandb`), `"none"`, `"all"`: a list of names, or "none" / "all" as they are."""
+    if value is None or isinstance(value, str) and value.strip() in ("none", "all"):
+        return value
+    names = [part.strip() for item in ([value] if isinstance(value, str) else value)
+             for part in str(item).split(",") if part.strip()]
+    return names[0] if names in (["none"], ["all"]) else names
+
+
 def hub_token_to_environment(config) -> None:
     """A `hub_token` given to a config (Python API, YAML or flag) goes to HF_TOKEN and the field is cleared.
 
@@ -142,6 +156,7 @@ class TrainerConfig(TrainingArguments):
 
     def __post_init__(self):
         self.check_values()
+        self.report_to = report_to_list(self.report_to)
         self.validate()
         if self.num_evaluations > 0 and str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
             self.eval_strategy = "steps"
@@ -206,6 +221,10 @@ class TrainerConfig(TrainingArguments):
                 "have no effect; set disable_dropout=False to train with dropout (log-probs of the update then "
                 "differ from the rollout's by the dropout noise)",
             )
+        for name in self.report_to if isinstance(self.report_to, list) else ():
+            modules, install = REPORTERS_NEEDING.get(name, ((), ""))
+            check(not modules or any(importlib.util.find_spec(m) is not None for m in modules),
+                  f"report_to={self.report_to}: {name} is not installed: {install} (or drop it from report_to)")
         check(
             self.generation_backend in GENERATION_BACKENDS,
             f"generation_backend={self.generation_backend!r}: must be one of {GENERATION_BACKENDS}",
