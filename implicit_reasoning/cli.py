@@ -49,9 +49,9 @@ def load_env() -> str | None:
 def trainer_listing() -> str:
     """The footer of every command's `--help`: version, trainers, commands."""
     from . import __version__
-    from .trainer import TRAINERS
+    from .trainer import TRAINER_SPECS
 
-    trainers = ", ".join(f"{name} ({cls.__name__})" for name, (cls, _) in sorted(TRAINERS.items()))
+    trainers = ", ".join(f"{name} ({spec[1]})" for name, spec in sorted(TRAINER_SPECS.items()))
     return (f"implicit-reasoning {__version__}. Trainers: {trainers}.\n"
             f"Commands: {', '.join(COMMANDS)}.")
 
@@ -65,15 +65,21 @@ def _wants_help(argv: list[str]) -> bool:
 
 
 def _run(main, argv: list[str]):
-    """`main(argv)`; under `--help`, its help text (argparse exits 0 after it) and then the trainer listing."""
+    """`main(argv)`; under `--help`, its help text (argparse exits 0 after it) and then the trainer listing.
+
+    A help read by a pipe that closes early (`--help | head`) ends quietly, without a BrokenPipeError traceback."""
     if not _wants_help(argv):
         return main(argv)
     try:
-        main(argv)
-    except SystemExit as done:
-        if done.code not in (0, None):
-            raise
-    print("\n" + trainer_listing())
+        try:
+            main(argv)
+        except SystemExit as done:
+            if done.code not in (0, None):
+                raise
+        print("\n" + trainer_listing())
+        sys.stdout.flush()  # inside the try: a closed pipe raises here, not at interpreter exit
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit-time flush has nowhere to fail
     raise SystemExit(0)
 
 

@@ -369,3 +369,57 @@ def test_a_missing_tensorboard_names_the_extra_to_install(tmp_path, monkeypatch)
     with pytest.raises(ValueError, match=r"report_to=\['tensorboard'\]: tensorboard is not installed: "
                                          r"pip install 'implicit-reasoning\[tensorboard\]'"):
         LatroConfig(output_dir=str(tmp_path), report_to="tensorboard")
+
+
+HELP_MODULES = """
+import sys
+from implicit_reasoning.cli import train
+try:
+    train(sys.argv[1:])
+except SystemExit:
+    pass
+print("MODULES", *sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "trl", "peft")
+                         or m.startswith("implicit_reasoning.trainer.")), file=sys.stderr)
+"""
+
+
+def _loaded_by_help(*flags) -> set[str]:
+    done = subprocess.run([sys.executable, "-c", HELP_MODULES, "--help", *flags], env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    line = next(line for line in done.stderr.splitlines() if line.startswith("MODULES"))
+    return set(line.split()[1:])
+
+
+def test_help_loads_no_training_stack():
+    """`--help` imports neither torch nor transformers (it was 7-15 s); `--help --trainer NAME` imports that
+    trainer's config (transformers' TrainingArguments), never a trainer, trl or the other configs."""
+    bare = _loaded_by_help()
+    assert not {m for m in bare if not m.startswith("implicit_reasoning.")}, sorted(bare)  # no torch, transformers
+    assert not {m for m in bare if m.endswith(("_trainer", "_config"))}, sorted(bare)
+    loaded = _loaded_by_help("--trainer", "star")
+    assert "implicit_reasoning.trainer.star_config" in loaded and "transformers.training_args" in loaded
+    assert not {m for m in loaded if m.endswith("_trainer") or m.startswith("trl")}, sorted(loaded)
+    assert "implicit_reasoning.trainer.latro_config" not in loaded
+
+
+def test_a_trainers_help_shows_its_own_fields_grouped_then_transformers():
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/training.py"), "--help", "--trainer", "star"], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    lines = done.stdout.splitlines()
+    titles = [i for i, line in enumerate(lines) if line.startswith("Parameters that control")]
+    hf = lines.index("transformers.TrainingArguments fields:")
+    first = lambda flag: next(i for i, line in enumerate(lines) if line.strip().startswith(flag))  # noqa: E731
+    assert lines[titles[0]] == "Parameters that control the iterations:" and len(titles) >= 5
+    assert titles[0] < first("--num_iterations") < first("--dpo_beta") < first("--model_name_or_path") < hf
+    assert hf < first("--adam_beta1") and hf < first("--push_to_hub")
+    assert len(lines[0]) < 100  # a usage line, not every flag
+
+
+@pytest.mark.parametrize("flags", [["--help"], ["--help", "--trainer", "sft"]])
+def test_help_into_a_closed_pipe_ends_quietly(flags):
+    """`--help | head`: the reader is gone before the help is written; no BrokenPipeError traceback."""
+    process = subprocess.Popen([sys.executable, str(ROOT / "scripts/training.py"), *flags], env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 0 and "BrokenPipe" not in stderr and "Traceback" not in stderr, stderr[-2000:]
