@@ -387,7 +387,7 @@ class BaseTrainer(CheckpointMixin, Trainer):
             self.args,
             process_index=self.accelerator.process_index,
             num_processes=self.accelerator.num_processes,
-            progress=self.is_in_train is False and self.accelerator.is_main_process,
+            progress=self.accelerator.is_main_process and not self.args.disable_tqdm,  # in training too: no silent pause
         )
 
     def evaluation_extras(self, model, dataset) -> dict[str, float]:

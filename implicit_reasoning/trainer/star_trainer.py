@@ -209,9 +209,11 @@ class STaRTrainer(BaseTrainer):
         config = sampling_config(args.response_length, tokenizer.pad_token_id, self.end_ids, args.temperature,
                                  args.top_p, args.top_k)
         repeated = [x for x in ids for _ in range(self._k)]
+        show = self.accelerator.is_main_process and not args.disable_tqdm  # a long generation, not a silent pause
+        label = f"STaR {'rationalizations (hinted)' if hinted else 'rationales'}" if show else None
         with self.generation_model() as model:
             texts = tokenizer.batch_decode(generate(model, repeated, config, args.gen_batch_size,
-                                                    backend=self.generation_engine()),
+                                                    backend=self.generation_engine(), progress=label),
                                            skip_special_tokens=True)
         checker = self.eval_checker_name()
         out = []
