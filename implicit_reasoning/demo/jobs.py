@@ -165,7 +165,8 @@ def report(config, name: str, before: dict, after: dict, seconds: float, history
     for key in REPORTED:
         if f"eval_{key}" in after:
             result[f"{key}_before"], result[f"{key}_after"] = before[f"eval_{key}"], after[f"eval_{key}"]
-            result[f"eval_{key}_during_training"] = [h[f"eval_{key}"] for h in history if f"eval_{key}" in h]
+            result[f"eval_{key}_during_training"] = [h[f"eval_{key}"] for h in history  # step 0: the warm start's
+                                                     if f"eval_{key}" in h and h.get("step", 0) > 0]
     for key in CURVES:
         values = [h[key] for h in history if key in h]
         if values:

@@ -31,7 +31,7 @@ from ..utils.generation import use_backend
 from .base_config import TrainerConfig
 from .checkpoints import CheckpointMixin, resolve_resume
 from .guard import GuardCallback, SkipAwareScheduler, UpdateGuard, guard_optimizer_step
-from .metrics import SAMPLES_FILE, LogWindow, MetricBuffer, SamplesTable
+from .metrics import SAMPLES_FILE, LogWindow, MetricBuffer, PreTrainingLogs, SamplesTable
 from .output_dir import locked, truncate_step_logs
 from .state import CheckpointedState, SaveStateCallback, save_run_config
 
@@ -102,7 +102,9 @@ class BaseTrainer(CheckpointMixin, Trainer):
         self.add_callback(SaveStateCallback(self._checkpointed))
         self._log_window = LogWindow(self)  # the first log after a resume is the uninterrupted run's
         self.register_state("log_window", self._log_window)
-        self.add_callback(self._log_window)
+        self._pre_training_logs = PreTrainingLogs()  # an evaluate() before train() stays in the history
+        for callback in (self._log_window, self._pre_training_logs):
+            self.add_callback(callback)
 
     # ================================================================== hooks
     def log_metric(self, name: str, value) -> None:
@@ -423,6 +425,8 @@ class BaseTrainer(CheckpointMixin, Trainer):
         self.check_train_inputs()  # nothing is written into output_dir before this passes
         if resume:
             self._checkpointed.load(resume)
+        elif self.state.global_step == 0:
+            self._pre_training_logs.pending = list(self.state.log_history)
         with locked(self.args.output_dir, self.accelerator):  # one run at a time (output_dir.py)
             if self.args.should_save:  # rows a killed attempt logged after the checkpoint (a fresh run: all)
                 truncate_step_logs(self.args.output_dir, self.step_log_files, resume)

@@ -129,6 +129,20 @@ class LogWindow(TrainerCallback):
             trainer._metric_buffer.load_totals(pending["metrics"])
 
 
+class PreTrainingLogs(TrainerCallback):
+    """Logs made before `train()` (an `evaluate()` of the starting model, at step 0) kept at the head of the log
+    history, which Trainer starts afresh: the plots and `trainer_state.json` then hold the starting point. A resume
+    takes its history from the checkpoint, which has them already."""
+
+    def __init__(self):
+        self.pending: list[dict] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        pending, self.pending = self.pending, []
+        if pending and state.global_step == 0:
+            state.log_history[:0] = pending
+
+
 class SamplesTable:
     """Rows (prompt, rationale, answer, reward, advantage, ...) kept for the next log; main process only."""
 
