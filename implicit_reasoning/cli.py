@@ -90,12 +90,14 @@ def train(argv: list[str] | None = None) -> None:
     load_env()
     from .pipeline import (end_distributed, hide_secret_flags, parse_training_args, relaunch_command, run_training,
                            split_config_file)
+    from .utils.quiet import quiet_notices
 
     argv, sys.argv[1:] = hide_secret_flags(argv), hide_secret_flags(sys.argv[1:])  # wandb records sys.argv
     command = relaunch_command(argv, sys.argv[0])
     if command is not None:
         os.execvp(command[0], command)
     name, config = _run(lambda args: parse_training_args(split_config_file(args)), argv)
+    quiet_notices(config)  # other libraries' notices that do not concern this run (utils/quiet.py)
     if config.model_name_or_path is None:
         from .demo import run_demo
 
@@ -115,7 +117,10 @@ def evaluate(argv: list[str] | None = None) -> None:
     from .evaluate import EvaluationArguments, run_evaluation
 
     def main(args):
+        from .utils.quiet import quiet_notices
+
         (parsed,) = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(args=args)
+        quiet_notices(parsed)  # an evaluation reports to nothing and uses no DeepSpeed
         return run_evaluation(parsed)
 
     summary = _run(main, argv)

@@ -423,3 +423,21 @@ def test_help_into_a_closed_pipe_ends_quietly(flags):
     process.stdout.close()
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=300) == 0 and "BrokenPipe" not in stderr and "Traceback" not in stderr, stderr[-2000:]
+
+
+def test_a_run_prints_no_notice_the_user_cannot_act_on_and_keeps_real_warnings(tmp_path, tiny_model_dir):
+    """--report_to none with WANDB_MODE=offline, no DeepSpeed in the run, on CPU: no wandb line, no DeepSpeed
+    accelerator notice, no deprecation raised inside trl, no pin_memory warning; a warning about the user's own
+    setting (prompts longer than max_prompt_length, left-truncated) still shows."""
+    command = [sys.executable, str(ROOT / "scripts/training.py"), "--trainer", "latro", "--model_name_or_path",
+               str(tiny_model_dir), "--dataset_name", "arithmetic", "--dataset_config",
+               "num_terms=2,max_value=5,num_examples=8", "--rloo_k", "2", "--per_device_train_batch_size", "4",
+               "--response_length", "4", "--max_steps", "1", "--save_strategy", "no", "--report_to", "none",
+               "--use_cpu", "--max_eval_samples", "2", "--max_prompt_length", "6", "--output_dir", str(tmp_path / "out")]
+    done = subprocess.run(command, env={**ENV, "WANDB_MODE": "offline"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = done.stdout + done.stderr
+    for notice in ("Running in WANDB offline mode", "Setting accelerator to CPU", "is_gradient_checkpointing",
+                   "pin_memory"):
+        assert notice not in printed, notice
+    assert "left-truncat" in printed  # the user's own setting: kept

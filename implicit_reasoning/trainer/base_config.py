@@ -19,6 +19,7 @@ from transformers import TrainingArguments
 from ..utils.generation import GENERATION_BACKENDS, VLLM_INSTALL
 from .field_checks import check_bounds, check_field_types
 from ..utils.prompts import DEFAULT_COT_TRIGGER
+from ..utils.quiet import import_integrations_quietly
 
 DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
 DEFAULT_EVAL_MAX_NEW_TOKENS = 256
@@ -32,6 +33,13 @@ def check(condition: bool, message: str) -> None:
 
 REPORTERS_NEEDING = {"tensorboard": (("tensorboard", "tensorboardX"), "pip install 'implicit-reasoning[tensorboard]'"),
                      "wandb": (("wandb",), "pip install wandb")}
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
 
 
 def report_to_list(value):
@@ -168,6 +176,9 @@ class TrainerConfig(TrainingArguments):
                 self.greater_is_better = True
         if self.checkpoint_path and not self.resume_from_checkpoint:
             self.resume_from_checkpoint = self.checkpoint_path
+        if self.dataloader_pin_memory and not _has_accelerator():  # torch ignores it there, with a warning
+            self.dataloader_pin_memory = False
+        import_integrations_quietly(self.report_to)  # no "WANDB offline" line in a run that does not report to it
         super().__post_init__()
         hub_token_to_environment(self)
 

@@ -28,10 +28,11 @@ from ..utils import model_utils
 from ..utils.data_utils import load_task_dataset
 from ..utils.evaluation import evaluate_dataset, summarize_records
 from ..utils.generation import use_backend
+from ..utils.quiet import upstream_deprecations
 from .base_config import TrainerConfig
 from .checkpoints import CheckpointMixin, resolve_resume
 from .guard import GuardCallback, SkipAwareScheduler, UpdateGuard, guard_optimizer_step
-from .metrics import SAMPLES_FILE, LogWindow, MetricBuffer, PreTrainingLogs, SamplesTable
+from .metrics import SAMPLES_FILE, LogWindow, MetricBuffer, SamplesTable
 from .output_dir import locked, truncate_step_logs
 from .state import CheckpointedState, SaveStateCallback, save_run_config
 
@@ -100,11 +101,9 @@ class BaseTrainer(CheckpointMixin, Trainer):
         self.register_state("nonfinite_guard", self.update_guard)
         self.add_callback(GuardCallback(self.update_guard))
         self.add_callback(SaveStateCallback(self._checkpointed))
-        self._log_window = LogWindow(self)  # the first log after a resume is the uninterrupted run's
+        self._log_window = LogWindow(self)  # logs across train(): a pre-training evaluate(), a resume's open window
         self.register_state("log_window", self._log_window)
-        self._pre_training_logs = PreTrainingLogs()  # an evaluate() before train() stays in the history
-        for callback in (self._log_window, self._pre_training_logs):
-            self.add_callback(callback)
+        self.add_callback(self._log_window)
 
     # ================================================================== hooks
     def log_metric(self, name: str, value) -> None:
@@ -177,7 +176,8 @@ class BaseTrainer(CheckpointMixin, Trainer):
         """
         from trl.models import unwrap_model_for_generation
 
-        with (unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True) as model,
+        with (upstream_deprecations(),  # trl's call of a deprecated transformers property, not ours
+              unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True) as model,
               use_backend(self.generation_engine())):
             yield self.policy_of(model)
 
@@ -204,8 +204,7 @@ class BaseTrainer(CheckpointMixin, Trainer):
         raise NotImplementedError
 
     def check_train_inputs(self) -> None:
-        """Raise if training cannot start (e.g. fewer prompts than one update needs); `train()` calls it before it
-        writes anything into output_dir, the job runner before the demo's warm start."""
+        """Raise if training cannot start (too few prompts for one update, ...): called before any write."""
 
     def make_collator(self, tokenizer, args):
         """The data collator (built before Trainer's init): raw rows as column lists; rollout trainers tokenize."""
@@ -426,7 +425,7 @@ class BaseTrainer(CheckpointMixin, Trainer):
         if resume:
             self._checkpointed.load(resume)
         elif self.state.global_step == 0:
-            self._pre_training_logs.pending = list(self.state.log_history)
+            self._log_window.pre_training = list(self.state.log_history)
         with locked(self.args.output_dir, self.accelerator):  # one run at a time (output_dir.py)
             if self.args.should_save:  # rows a killed attempt logged after the checkpoint (a fresh run: all)
                 truncate_step_logs(self.args.output_dir, self.step_log_files, resume)

@@ -80,7 +80,8 @@ class MetricBuffer:
 
 
 class LogWindow(TrainerCallback):
-    """The training log's open window, carried through a checkpoint, so that the first log after a resume is the
+    """The log history across `train()`: logs made before it (an `evaluate()` of the starting model, at step 0) kept
+    at its head, and the open log window carried through a checkpoint, so that the first log after a resume is the
     uninterrupted run's.
 
     A log averages the updates since the previous log (Trainer's loss, the method's `MetricBuffer`). A checkpoint
@@ -95,6 +96,7 @@ class LogWindow(TrainerCallback):
         self.trainer = trainer
         self.snapshot: dict = {}
         self.pending: dict | None = None
+        self.pre_training: list[dict] = []  # logs made before train() (an evaluate() of the starting model)
 
     def gather_for_checkpoint(self) -> None:
         trainer = self.trainer
@@ -116,6 +118,9 @@ class LogWindow(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         pending, self.pending = self.pending, None
+        early, self.pre_training = self.pre_training, []
+        if early and state.global_step == 0:  # Trainer starts the history afresh: keep the starting point in it
+            state.log_history[:0] = early
         trainer = self.trainer
         if not pending:
             return
@@ -127,20 +132,6 @@ class LogWindow(TrainerCallback):
         trainer._tr_loss += pending["loss_sum"]
         if trainer.accelerator.is_main_process:  # sums: the other processes add nothing
             trainer._metric_buffer.load_totals(pending["metrics"])
-
-
-class PreTrainingLogs(TrainerCallback):
-    """Logs made before `train()` (an `evaluate()` of the starting model, at step 0) kept at the head of the log
-    history, which Trainer starts afresh: the plots and `trainer_state.json` then hold the starting point. A resume
-    takes its history from the checkpoint, which has them already."""
-
-    def __init__(self):
-        self.pending: list[dict] = []
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        pending, self.pending = self.pending, []
-        if pending and state.global_step == 0:
-            state.log_history[:0] = pending
 
 
 class SamplesTable:
