@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..utils.generation import GENERATION_BACKENDS, VLLM_INSTALL
-from .field_checks import check_bounds, check_field_types
 from ..utils.prompts import DEFAULT_COT_TRIGGER
 from ..utils.quiet import import_integrations_quietly
+from .docstrings import documented
+from .field_checks import check_bounds, check_field_types
 
 DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
 DEFAULT_EVAL_MAX_NEW_TOKENS = 256
@@ -63,6 +64,7 @@ def hub_token_to_environment(config) -> None:
         config.hub_token = None
 
 
+@documented
 @dataclass
 class TrainerConfig(TrainingArguments):
     """Fields shared by every implicit_reasoning trainer.
@@ -265,11 +267,15 @@ class TrainerConfig(TrainingArguments):
             )
 
 
+@documented
 @dataclass
 class ReasoningPromptFields:
     """Mixin for trainers that prompt with "Question: ...\\n{cot_trigger}" and generate a rationale.
 
-    Used by LaTRO and the SFT baseline (list it before the TrainerConfig-derived base).
+    Parameters that control the prompt and the rationale:
+        cot_trigger, response_length
+
+    Used by LaTRO, STaR, PPO and the SFT baseline (list it before the TrainerConfig-derived base).
     """
 
     cot_trigger: str = field(default=DEFAULT_COT_TRIGGER, metadata={"help": "Line after every question (may be empty)."})
@@ -288,9 +294,13 @@ class ReasoningPromptFields:
         check(self.response_length >= 1, f"response_length={self.response_length}: must be >= 1")
 
 
+@documented
 @dataclass
 class SamplingFields:
     """Mixin for trainers that sample completions from the policy (rollouts, STaR's generations).
+
+    Parameters that control sampling:
+        temperature, top_p, top_k
 
     List it before the TrainerConfig-derived base.
     """

@@ -3,15 +3,10 @@
 What the core owns: loading the policy, tokenizer and frozen reference for any causal LM
 (LoRA: the adapter-disabled base is the reference), generation-ready unwrapping,
 generation-based evaluation (accuracy, maj@k), metric logging averaged over processes, the
-samples table, the per-update non-finite guard, method state saved in checkpoints, and
-the run config saved beside every model, crash-safe checkpoints (`checkpoints.py`: a
-checkpoint counts once its completeness marker is written). Checkpointing, resume, DeepSpeed,
-mixed precision, callbacks and `report_to` are Trainer's.
-
-Subclasses talk to the core through public hooks: `log_metric`, `record_samples`,
-`register_state`, `flag_nonfinite`, `reference_model()`, `refresh_reference()`,
-`generation_model()`, and implement `compute_objective` (the loss of one micro-batch).
-Methods that generate at every update build on `RolloutTrainer`.
+samples table, the per-update non-finite guard, method state saved in checkpoints, the run
+config saved beside every model, crash-safe checkpoints (`checkpoints.py`) and one run per
+output_dir (`output_dir.py`). Checkpointing, resume, DeepSpeed, mixed precision, callbacks and
+`report_to` are Trainer's.
 """
 
 from __future__ import annotations
@@ -31,6 +26,7 @@ from ..utils.generation import use_backend
 from ..utils.quiet import upstream_deprecations
 from .base_config import TrainerConfig
 from .checkpoints import CheckpointMixin, resolve_resume
+from .docstrings import documented
 from .guard import GuardCallback, SkipAwareScheduler, UpdateGuard, guard_optimizer_step
 from .metrics import SAMPLES_FILE, LogWindow, MetricBuffer, SamplesTable
 from .output_dir import locked, truncate_step_logs
@@ -42,8 +38,14 @@ def collate_rows(rows: list[dict]) -> dict[str, list]:
     return {key: [row[key] for row in rows] for key in rows[0]}
 
 
+@documented
 class BaseTrainer(CheckpointMixin, Trainer):
-    """Shared machinery; see the module docstring."""
+    """The core every method shares (see the module docstring); a method subclasses it.
+
+    A subclass implements `compute_objective(model, batch)` (the loss of one micro-batch) and talks to the core
+    through hooks: `log_metric`, `record_samples`, `register_state`, `flag_nonfinite`, `reference_model()`,
+    `refresh_reference()`, `generation_model()`. Methods that generate at every update build on `RolloutTrainer`.
+    """
 
     trainer_name = ""  # the `--trainer` name; run_config.json records it
     config_class = TrainerConfig

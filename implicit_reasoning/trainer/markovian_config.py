@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 
 from ..utils.markovian import ANSWER_MARKER, REASONING_PREFIX
 from .base_config import check
+from .docstrings import documented
 from .rollout_config import GroupRolloutConfig
 
 MARKOVIAN_SCORERS = ("critic", "actor")
@@ -17,6 +18,7 @@ VQ_IGNORED = ("method", "markovian", "scorer", "actor_reward_weight", "kl_penalt
               "temperature", "top_p", "top_k", "ppo_epsilon", "ppo_epochs", "ei_std", "ei_warmup")
 
 
+@documented
 @dataclass
 class MarkovianConfig(GroupRolloutConfig):
     """The answer is scored from the CoT alone (the question redacted).

@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 
 from .base_config import ReasoningPromptFields, check
 from .curriculum_config import CurriculumFields
+from .docstrings import documented
 from .rollout_config import RolloutConfig
 
 
+@documented
 @dataclass
 class PPOCurriculumConfig(ReasoningPromptFields, CurriculumFields, RolloutConfig):
     """PPO (Schulman et al. 2017) for language models with an adaptive KL penalty (Ziegler et al. 2019).

@@ -42,6 +42,7 @@ from ..utils.prompts import format_prompt, question_text
 from ..utils.scoring import completion_nll, pack_rows, score_rows, segment_reduce, window_logprobs
 from ..utils.star import degeneration_rate, dpo_pairs, is_degenerate, kept, locate_step, unsolved, with_hint
 from .base_trainer import BaseTrainer
+from .docstrings import documented
 from .guard import SkipAwareScheduler
 from .star_config import STaRConfig
 from .state import atomic_write
@@ -53,6 +54,7 @@ PROMPT, COMPLETION = 1, 2
 ROW_KEYS = ("input_ids", "attention_mask", "position_ids", "segment_ids")
 
 
+@documented
 class STaRTrainer(BaseTrainer):
     """STaR on any causal LM. Datasets need `queries` (the prompt) and `groundtruth` (+ `question` to rationalize)."""
 
