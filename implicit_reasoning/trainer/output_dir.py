@@ -204,7 +204,10 @@ def truncate_step_logs(output_dir: str, names, resume: str | None) -> None:
     """Truncate each step log `names` of `output_dir` to the step of the checkpoint `resume` (0 when None)."""
     step = 0
     if resume:
-        with open(os.path.join(resume, "trainer_state.json")) as f:
+        state = os.path.join(resume, "trainer_state.json")
+        if not os.path.exists(state):  # not a Trainer checkpoint: Trainer's resume says so
+            return
+        with open(state) as f:
             step = int(json.load(f)["global_step"])
     for name in names:
         truncate_step_log(os.path.join(output_dir, name), step)
