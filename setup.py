@@ -67,7 +67,7 @@ EXTRAS_REQUIRE = {
     "deepspeed": EXTRAS_DEEPSPEED,
     "flash": EXTRAS_FLASH,
     "vllm": EXTRAS_VLLM,
-    "all": EXTRAS_DEEPSPEED + EXTRAS_FLASH + EXTRAS_VLLM,
+    "all": EXTRAS_DEEPSPEED + EXTRAS_FLASH + EXTRAS_VLLM + EXTRAS_TENSORBOARD,
 }
 
 CONFIG_PACKAGE = "implicit_reasoning.configs"  # = the repository's configs/ (data only)

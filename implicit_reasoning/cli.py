@@ -49,9 +49,9 @@ def load_env() -> str | None:
 def trainer_listing() -> str:
     """The footer of every command's `--help`: version, trainers, commands."""
     from . import __version__
-    from .trainer import TRAINERS
+    from .trainer import TRAINER_SPECS
 
-    trainers = ", ".join(f"{name} ({cls.__name__})" for name, (cls, _) in sorted(TRAINERS.items()))
+    trainers = ", ".join(f"{name} ({spec[1]})" for name, spec in sorted(TRAINER_SPECS.items()))
     return (f"implicit-reasoning {__version__}. Trainers: {trainers}.\n"
             f"Commands: {', '.join(COMMANDS)}.")
 
@@ -65,15 +65,21 @@ def _wants_help(argv: list[str]) -> bool:
 
 
 def _run(main, argv: list[str]):
-    """`main(argv)`; under `--help`, its help text (argparse exits 0 after it) and then the trainer listing."""
+    """`main(argv)`; under `--help`, its help text (argparse exits 0 after it) and then the trainer listing.
+
+    A help read by a pipe that closes early (`--help | head`) ends quietly, without a BrokenPipeError traceback."""
     if not _wants_help(argv):
         return main(argv)
     try:
-        main(argv)
-    except SystemExit as done:
-        if done.code not in (0, None):
-            raise
-    print("\n" + trainer_listing())
+        try:
+            main(argv)
+        except SystemExit as done:
+            if done.code not in (0, None):
+                raise
+        print("\n" + trainer_listing())
+        sys.stdout.flush()  # inside the try: a closed pipe raises here, not at interpreter exit
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit-time flush has nowhere to fail
     raise SystemExit(0)
 
 
@@ -84,12 +90,14 @@ def train(argv: list[str] | None = None) -> None:
     load_env()
     from .pipeline import (end_distributed, hide_secret_flags, parse_training_args, relaunch_command, run_training,
                            split_config_file)
+    from .utils.quiet import quiet_notices
 
     argv, sys.argv[1:] = hide_secret_flags(argv), hide_secret_flags(sys.argv[1:])  # wandb records sys.argv
     command = relaunch_command(argv, sys.argv[0])
     if command is not None:
         os.execvp(command[0], command)
     name, config = _run(lambda args: parse_training_args(split_config_file(args)), argv)
+    quiet_notices(config)  # other libraries' notices that do not concern this run (utils/quiet.py)
     if config.model_name_or_path is None:
         from .demo import run_demo
 
@@ -109,7 +117,10 @@ def evaluate(argv: list[str] | None = None) -> None:
     from .evaluate import EvaluationArguments, run_evaluation
 
     def main(args):
+        from .utils.quiet import quiet_notices
+
         (parsed,) = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(args=args)
+        quiet_notices(parsed)  # an evaluation reports to nothing and uses no DeepSpeed
         return run_evaluation(parsed)
 
     summary = _run(main, argv)

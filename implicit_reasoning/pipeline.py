@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import yaml
-from transformers import HfArgumentParser
 
 from .config_files import deepspeed_file_flag, resolve_config, shipped_config
-from .trainer import TRAINERS, trainer_class, trainer_entry
+from .trainer import TRAINER_SPECS, config_class, trainer_class, trainer_summary
+from .trainer.output_dir import locked, refuse_earlier_run
 
 DEFAULT_TRAINER = "latro"
 
@@ -32,9 +32,8 @@ def trainers_help(prog: str | None = None) -> str:
     prog = prog or os.path.basename(sys.argv[0]) or "training.py"
     lines = [f"usage: {prog} [--trainer NAME] [--FIELD VALUE ...] | {prog} CONFIG [--FIELD VALUE ...]", "",
              "CONFIG: a training YAML's path, or a shipped one's name (demo_latro, latro_gsm8k, ...).", "", "trainers:"]
-    for name, (trainer_cls, config_cls) in sorted(TRAINERS.items()):
-        summary = (trainer_cls.__doc__ or "").strip().splitlines()[0]
-        lines.append(f"  {name:<15} {trainer_cls.__name__} / {config_cls.__name__}: {summary}")
+    for name, (_, trainer_name, _, config_name) in sorted(TRAINER_SPECS.items()):  # nothing imported: fast
+        lines.append(f"  {name:<15} {trainer_name} / {config_name}: {trainer_summary(name)}")
     lines += ["", f"--trainer defaults to {DEFAULT_TRAINER!r}. `--help --trainer NAME` lists that trainer's fields."]
     return "\n".join(lines)
 
@@ -47,8 +46,8 @@ def check_config_keys(values: dict, config_cls, source: str) -> None:
     known = [f.name for f in fields(config_cls) if f.init]
     for key in values:
         if key not in known:
-            owners = [name for name, (_, cls) in sorted(TRAINERS.items())
-                      if key in {f.name for f in fields(cls) if f.init}]
+            owners = [name for name in sorted(TRAINER_SPECS)
+                      if key in {f.name for f in fields(config_class(name)) if f.init}]
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             if owners:  # another trainer's field (cot_length in a LaTRO YAML): say whose
@@ -82,13 +81,42 @@ def parse_training_args(argv: list[str]) -> tuple[str, object]:
         raise SystemExit(0)
     values, rest = resolve_deepspeed(values, rest)
     name = known.trainer or DEFAULT_TRAINER
-    config_cls = trainer_entry(name)[1]
+    config_cls = config_class(name)  # the config's module only: `--help` does not load the trainers
     check_config_keys(values, config_cls, source if values else "config")
-    parser = HfArgumentParser(config_cls)
+    parser = training_parser(config_cls)
     parser.set_defaults(**values)  # the YAML's values; flags given after it override them
     (config,) = parser.parse_args_into_dataclasses(args=rest)
     secrets_to_environment(config)
     return name, config
+
+
+def training_parser(config_cls):
+    """HfArgumentParser of `config_cls`; `--report_to` takes several names (`--report_to tensorboard wandb`, as in
+    transformers 4), and the config splits `tensorboard,wandb`. Its help shows the trainer's own fields first, in
+    the sections its config docstrings name, then transformers' TrainingArguments."""
+    from transformers import HfArgumentParser, TrainingArguments
+
+    from .trainer.config_sections import config_sections
+
+    parser = HfArgumentParser(config_cls)
+    parser.usage = "%(prog)s [CONFIG] [--trainer NAME] [--FIELD VALUE ...]"
+    for action in parser._actions:
+        if action.dest == "report_to":
+            action.nargs = "+"
+    hf_fields = [f.name for f in fields(TrainingArguments) if f.init]
+    sections = config_sections(config_cls)
+    listed = {name for _, names in sections for name in names}
+    own = [f.name for f in fields(config_cls) if f.init and f.name not in listed and f.name not in hf_fields]
+    groups = [*sections, (f"Other fields of {config_cls.__name__}", own),
+              ("transformers.TrainingArguments fields", [n for n in hf_fields if n not in listed])]
+    options = parser._optionals._group_actions
+    for title, names in groups:
+        group = parser.add_argument_group(title)
+        for name in names:
+            moved = [action for action in options if action.dest == name]  # a bool may have --no_NAME too
+            group._group_actions.extend(moved)
+            options[:] = [action for action in options if action.dest != name]
+    return parser
 
 
 def resolve_deepspeed(values: dict, rest: list[str]) -> tuple[dict, list[str]]:
@@ -235,12 +263,28 @@ def end_distributed() -> None:
         dist.destroy_process_group()
 
 
+def is_resuming(config) -> bool:
+    """Whether the run continues a checkpoint (`resume_from_checkpoint` a path or True, "true" from the CLI)."""
+    value = config.resume_from_checkpoint
+    return bool(value) and str(value).lower() not in ("false", "none", "")
+
+
 def run_training(name: str, config, model=None, tokenizer=None, evaluate_before: bool = False) -> RunResult:
-    """Train with the named trainer, save the model (and its run_config.json), evaluate."""
+    """Train with the named trainer, save the model (and its run_config.json) and trainer state, evaluate.
+
+    Nothing is written into `output_dir` before the inputs are checked (data, settings, the trainer's own
+    `check_train_inputs`); a fresh run in a directory holding an earlier run is refused unless it resumes
+    or `overwrite_output_dir` is set; the directory is locked for the whole job (`trainer/output_dir.py`).
+    """
     trainer = build_trainer(name, config, model, tokenizer)
-    has_eval = trainer.eval_dataset is not None
-    before = trainer.evaluate() if evaluate_before and has_eval else None
-    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
-    trainer.save_model(config.output_dir)
-    after = trainer.evaluate() if has_eval else {}
+    trainer.check_train_inputs()
+    refuse_earlier_run(config.output_dir, is_resuming(config), config.overwrite_output_dir)
+    with locked(config.output_dir, trainer.accelerator):
+        has_eval = trainer.eval_dataset is not None
+        before = trainer.evaluate() if evaluate_before and has_eval else None
+        trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+        trainer.save_model(config.output_dir)
+        after = trainer.evaluate() if has_eval else {}
+        if trainer.args.should_save:
+            trainer.save_state()  # trainer_state.json: the whole log history, the last evaluation included
     return RunResult(after=after, before=before, log_history=list(trainer.state.log_history))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Main job.
-#   bash scripts/training.sh                  no arguments, no MODEL: the offline CPU demo (configs/demo_latro.yaml)
+#   bash scripts/training.sh [flags]          no MODEL: the offline CPU demo (configs/demo_${TRAINER}.yaml), flags on top
+#                                             (bash scripts/training.sh --max_steps 10)
 #   MODEL=meta-llama/Llama-3.1-8B-Instruct DATASET=gsm8k bash scripts/training.sh [extra flags]
 #       launches: accelerate launch --config_file $ACCELERATE_CONFIG scripts/training.py --trainer $TRAINER ...
 # Environment: TRAINER (latro), MODEL, DATASET (gsm8k), ACCELERATE_CONFIG (configs/8gpu.yaml when GPUs
@@ -9,10 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TRAINER="${TRAINER:-latro}"
-if [[ -z "${MODEL:-}" && -z "${TRAIN_CONFIG:-}" && $# -eq 0 ]]; then
-  # the demo needs nothing from a hub: say so, so that no library tries the network
+names_a_model=0
+for arg in "$@"; do [[ "$arg" == --model_name_or_path* ]] && names_a_model=1; done
+if [[ -z "${MODEL:-}" && -z "${TRAIN_CONFIG:-}" && $names_a_model -eq 0 ]]; then
+  # the demo needs nothing from a hub: say so, so that no library tries the network; extra flags override the YAML
   HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" HF_DATASETS_OFFLINE="${HF_DATASETS_OFFLINE:-1}" \
-    exec python scripts/training.py "configs/demo_${TRAINER}.yaml"
+    exec python scripts/training.py "configs/demo_${TRAINER}.yaml" "$@"
 fi
 
 if [[ -z "${ACCELERATE_CONFIG:-}" ]]; then

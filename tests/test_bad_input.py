@@ -3,7 +3,8 @@ trained or written, and an earlier run in output_dir is left byte for byte as it
 
 Empty strings, gold answers the checker cannot parse, non-Latin text, over-long prompts (left-truncated with a
 warning), a local file in the wrong format, a dataset missing a column, a model directory without tokenizer files,
-a YAML with an unknown key, a user reward function returning something that is not a float.
+a YAML with an unknown key, a user reward function returning something that is not a float, a file that is not
+UTF-8, an empty file, a local path that does not exist, a single file serving every split (a warning).
 """
 
 import hashlib
@@ -21,6 +22,7 @@ from implicit_reasoning.trainer import (
     SFTBaselineConfig, SFTBaselineTrainer, STaRConfig, STaRTrainer,
 )
 from implicit_reasoning.utils import model_utils
+from implicit_reasoning.utils.data_utils import load_task_dataset
 from implicit_reasoning.utils.eval_utils import is_correct
 from implicit_reasoning.utils.rewards import call_rewards
 
@@ -115,6 +117,78 @@ def test_a_local_file_in_the_wrong_format_names_the_file(tmp_path, demo_tokenize
     path.write_text(content)
     with pytest.raises(ValueError, match=re.escape(file) + ".*" + re.escape(pattern)):
         _load("latro", path, demo_tokenizer, tmp_path)
+
+
+@pytest.mark.parametrize("suffix, row, line", [(".jsonl", 2, 3), (".csv", 2, 4), (".json", None, 4)])
+def test_a_file_that_is_not_utf8_names_the_file_split_row_and_line(tmp_path, demo_tokenizer, suffix, row, line):
+    rows = addition_rows(4)
+    rows[2]["queries"] = "Question: café 1 + 2\n"
+    path = tmp_path / f"latin1{suffix}"
+    if suffix == ".jsonl":
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    elif suffix == ".csv":
+        text = "queries,responses,groundtruth\n" + "".join(
+            f"{json.dumps(r['queries'].strip(), ensure_ascii=False)},{r['responses']},{r['groundtruth']}\n" for r in rows)
+    else:
+        text = "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n"
+    path.write_bytes(text.encode("latin-1"))
+    where = f"row {row} \\(line {line}\\)" if row is not None else f"line {line}"
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}' is not UTF-8 text: {where} has byte 0xe9"):
+        _load("latro", path, demo_tokenizer, tmp_path)
+    with pytest.raises(ValueError, match=r"split 'eval'.*not UTF-8"):  # named for whichever split reads it
+        load_task_dataset(str(path), "eval", demo_tokenizer)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "queries,responses,groundtruth\n"])
+def test_an_empty_file_is_named_not_a_parser_error(tmp_path, demo_tokenizer, content):
+    path = tmp_path / ("empty.csv" if content.startswith("queries") else "empty.jsonl")
+    path.write_text(content)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}' has no rows$"):
+        _load("latro", path, demo_tokenizer, tmp_path)
+
+
+def test_a_missing_local_path_is_named_as_missing(tmp_path, demo_tokenizer, tiny_model_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    flags = ["--trainer", "latro", "--output_dir", str(tmp_path / "out"), "--report_to", "none", "--use_cpu"]
+    for field, value, other in (("dataset_name", "./nope.jsonl", ["--model_name_or_path", str(tiny_model_dir)]),
+                                ("dataset_name", "data/train.csv", ["--model_name_or_path", str(tiny_model_dir)]),
+                                ("model_name_or_path", "./no_such_model", ["--dataset_name", "arithmetic"])):
+        with pytest.raises(ValueError, match=rf"{field}='{re.escape(value)}': no such file or directory \(looked "
+                                             rf"for '{re.escape(str(tmp_path / value.lstrip('./')))}'"):
+            run_training(*parse_training_args([*flags, f"--{field}", value, *other]))
+    with pytest.raises(ValueError, match="unknown dataset 'gsm9k'"):  # a registry name is still one
+        load_task_dataset("gsm9k", "train", demo_tokenizer)
+
+
+def test_the_demo_names_a_missing_data_file(tmp_path, monkeypatch):
+    """Not `text_column` (the PPO demo's mixture), a field the user never set."""
+    from implicit_reasoning.demo.jobs import check_demo_inputs
+
+    monkeypatch.chdir(tmp_path)
+    for demo in ("demo_ppo_curriculum", "demo_latro"):
+        name, config = parse_training_args([demo, "--output_dir", str(tmp_path / demo), "--dataset_name", "nope.jsonl"])
+        with pytest.raises(ValueError, match="'nope.jsonl': no such file or directory") as caught:
+            check_demo_inputs(name, config)
+        assert "text_column" not in str(caught.value)
+
+
+def test_a_single_file_serving_every_split_warns_once(tmp_path, demo_tokenizer):
+    path = _write_jsonl(tmp_path / "all.jsonl", addition_rows(8))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_task_dataset(str(path), "train", demo_tokenizer)
+        for split in ("eval", "test", "eval"):
+            load_task_dataset(str(path), split, demo_tokenizer)
+    named = [str(w.message) for w in caught if "serves every split" in str(w.message)]
+    assert len(named) == 1 and "training accuracy, not held-out accuracy" in named[0] and str(path) in named[0]
+    folder = tmp_path / "split"  # train.* and eval.* files: held out, no warning
+    folder.mkdir()
+    _write_jsonl(folder / "train.jsonl", addition_rows(8))
+    _write_jsonl(folder / "eval.jsonl", addition_rows(4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert len(load_task_dataset(str(folder), "eval", demo_tokenizer)) == 4
+    assert not [w for w in caught if "serves every split" in str(w.message)]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -262,7 +336,7 @@ def earlier_run(tiny_model_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("bad", ["empty_prompt", "unparseable_gold", "wrong_format", "missing_column",
-                                 "no_tokenizer", "unknown_yaml_key"])
+                                 "no_tokenizer", "unknown_yaml_key", "too_few_prompts", "a_fresh_run"])
 def test_bad_input_leaves_an_earlier_run_in_output_dir_untouched(tmp_path, earlier_run, tiny_model_dir,
                                                                    weights_only_dir, bad):
     out = tmp_path / "out"
@@ -284,7 +358,13 @@ def test_bad_input_leaves_an_earlier_run_in_output_dir_untouched(tmp_path, earli
     flags = ["--trainer", "latro", "--output_dir", str(out), "--model_name_or_path", str(model),
              "--dataset_name", str(data), "--max_steps", "2", "--save_steps", "1", "--rloo_k", "2",
              "--per_device_train_batch_size", "2", "--response_length", "4", "--report_to", "none", "--use_cpu"]
-    named = {"no_tokenizer": re.escape(str(weights_only_dir)), "unknown_yaml_key": "unknown key 'save_step'.*'save_steps'"}
+    if bad == "too_few_prompts":  # 8 samples, 2 per prompt: one update needs 4 prompts; the file has 3
+        _write_jsonl(data, rows[:3])
+        flags += ["--per_device_train_batch_size", "8", "--learning_rate", "0.5"]
+    named = {"no_tokenizer": re.escape(str(weights_only_dir)), "unknown_yaml_key": "unknown key 'save_step'.*'save_steps'",
+             "too_few_prompts": "has 3 prompts, fewer than one update needs",
+             "a_fresh_run": "holds an earlier run .*checkpoint-1.*run_config.json.*resume_from_checkpoint=True.*"
+                            "overwrite_output_dir=True"}
     with pytest.raises(ValueError, match=named.get(bad, re.escape(str(data)))):
         if bad == "unknown_yaml_key":
             (tmp_path / "run.yaml").write_text("learning_rate: 0.001\nsave_step: 1\n")
@@ -292,3 +372,20 @@ def test_bad_input_leaves_an_earlier_run_in_output_dir_untouched(tmp_path, earli
         else:
             run_training(*parse_training_args(flags))
     assert _files(out) == before
+
+
+def test_a_run_that_fails_its_checks_writes_no_file(tmp_path, tiny_model_dir, monkeypatch):
+    """The checks come before the first write (the job runner, and the demo before its warm start)."""
+    from implicit_reasoning.demo import jobs
+
+    data = _write_jsonl(tmp_path / "small.jsonl", addition_rows(3))
+    flags = ["--trainer", "latro", "--dataset_name", str(data), "--rloo_k", "2", "--per_device_train_batch_size",
+             "8", "--response_length", "4", "--report_to", "none", "--use_cpu", "--learning_rate", "0.5"]
+    with pytest.raises(ValueError, match="fewer than one update needs"):
+        run_training(*parse_training_args([*flags, "--output_dir", str(tmp_path / "out"),
+                                           "--model_name_or_path", str(tiny_model_dir)]))
+    monkeypatch.setitem(jobs.DEMO_WARM_START, "max_steps", 2)  # the old order trained the warm start first
+    with pytest.raises(ValueError, match="fewer than one update needs"):
+        jobs.run_demo(*parse_training_args([*flags, "--output_dir", str(tmp_path / "demo")]))
+    # Trainer's __init__ makes the (empty) output_dir; not one file is written
+    assert [p.name for p in tmp_path.rglob("*") if not p.is_dir()] == ["small.jsonl"]

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +138,14 @@ def test_the_command_line_refuses_settings_that_would_be_ignored_or_clash():
     for bad in (["--budget", "0"], ["--budget", "-5"], ["--jobs", "0"], ["--seeds", "0", "0"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+def test_a_quick_run_never_writes_over_the_committed_results():
+    """`--quick` (1 seed, 40 questions) writes outside benchmarks/ unless --out says otherwise; a full run there."""
+    from implicit_reasoning.demo.compare import parse_args
+
+    quick, full = parse_args(["--quick"]), parse_args([])
+    assert Path(quick.out).resolve() != Path("benchmarks").resolve() and "benchmarks" not in Path(quick.out).parts
+    assert Path(quick.runs).resolve() != Path(full.runs).resolve()
+    assert full.out == "benchmarks"
+    assert parse_args(["--quick", "--out", "somewhere"]).out == "somewhere"

@@ -118,3 +118,47 @@ def test_bad_samples_file_is_a_clear_error(fragility, tmp_path):
     path.write_text(json.dumps({"prompt": "1 + 1"}) + "\n")
     with pytest.raises(ValueError, match="line 1.*rationale"):
         fragility.load_samples(str(path), None)
+
+
+@pytest.mark.parametrize("run_config, reason", [
+    ({"trainer": "latro"}, "trained by 'latro', not markovian"),
+    (None, "no run_config.json"),
+    ({"trainer": "markovian", "markovian": False}, "says markovian=False; pass it as --non_markovian"),
+])
+def test_a_run_it_cannot_score_is_refused_with_the_reason(fragility, tmp_path, capsys, run_config, reason):
+    """A LaTRO run (or one without run_config.json, or the ablation as --markovian) is refused before any scoring,
+    instead of being scored in Markovian's format."""
+    wrong = _save_run(tmp_path, "wrong", seed=0, markovian=True)
+    if run_config is None:
+        os.remove(os.path.join(wrong, "run_config.json"))
+    else:
+        Path(wrong, "run_config.json").write_text(json.dumps(run_config))
+    ablation = _save_run(tmp_path, "ablation", seed=1, markovian=False)
+    with pytest.raises(ValueError, match=f"--markovian {wrong}: .*{reason}"):
+        fragility.main(["--markovian", wrong, "--non_markovian", ablation, "--output_dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists() and capsys.readouterr().out == ""
+    from implicit_reasoning.cli import fragility as command
+
+    with pytest.raises(ValueError, match=reason):  # the console command exits non-zero
+        command(["--markovian", wrong, "--non_markovian", ablation, "--output_dir", str(tmp_path / "out")])
+
+
+def test_the_output_is_a_table_that_says_how_many_cots_it_used(fragility, tmp_path, capsys):
+    torch.set_num_threads(1)
+    markovian = _save_run(tmp_path, "markovian", seed=0, markovian=True)
+    ablation = _save_run(tmp_path, "ablation", seed=1, markovian=False)
+    argv = ["--markovian", markovian, "--non_markovian", ablation, "--output_dir", str(tmp_path / "out"),
+            "--perturbations", "delete", "digit_replace", "--fractions", "0", "0.5", "1"]
+    fragility.main(argv)
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    assert len(lines) > 8 and not printed.lstrip().startswith("{")
+    assert f"markovian: 3 CoTs from {markovian}/samples.jsonl" in printed and "fewer than 20" in printed
+    header = next(line for line in lines if line.startswith("perturbation"))
+    assert header.split() == ["perturbation", "model", "0%", "50%", "100%"]
+    rows = [line.split() for line in lines if line.startswith(("delete", "digit_replace"))]
+    assert [row[:2] for row in rows] == [["delete", "markovian"], ["digit_replace", "markovian"]]
+    saved = json.loads((tmp_path / "out" / "fragility.json").read_text())
+    assert float(rows[0][-1]) == pytest.approx(saved["models"]["markovian"]["drop"]["delete"]["mean_drop"][-1], abs=1e-3)
+    fragility.main([*argv, "--json"])
+    assert set(json.loads(capsys.readouterr().out)) == {"markovian", "non_markovian"}

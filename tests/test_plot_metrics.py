@@ -172,3 +172,52 @@ def test_cli(runs, tmp_path):
 
     proc = _cli(*runs, "--labels", "just_one")
     assert proc.returncode == 2 and "--labels" in proc.stderr
+
+
+def test_a_run_evaluated_before_training_plots_its_starting_point(tmp_path, tiny_model_dir):
+    """The demo evaluates the warm start, then trains: that evaluation is the accuracy curve's step-0 point, and the
+    run's own trainer_state.json (no checkpoint needed) holds the whole history, the final evaluation included."""
+    from implicit_reasoning.pipeline import parse_training_args, run_training
+
+    out = tmp_path / "run"
+    _, config = parse_training_args([
+        "--trainer", "latro", "--output_dir", str(out), "--model_name_or_path", str(tiny_model_dir),
+        "--dataset_name", "arithmetic", "--dataset_config", "num_terms=2,max_value=5,num_examples=8", "--rloo_k", "2",
+        "--per_device_train_batch_size", "4", "--response_length", "4", "--max_steps", "2", "--logging_steps", "1",
+        "--save_strategy", "no", "--report_to", "none", "--use_cpu", "--max_eval_samples", "4",
+        "--per_device_eval_batch_size", "4", "--disable_tqdm", "true"])
+    run_training("latro", config, evaluate_before=True)
+    plot_run_dirs([str(out)], str(tmp_path / "plots"), metrics=["eval_accuracy", "loss"])
+    with open(tmp_path / "plots" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows if r["eval_accuracy"]] == [0, 2]  # before training, after it
+    assert {int(r["step"]) for r in rows if r["loss"]} == {1, 2}
+
+
+def test_every_panel_is_labelled_and_a_share_has_a_fixed_percent_axis():
+    from implicit_reasoning.analysis.plotting import _new_figure, draw_metric
+
+    runs = [("a", {"eval_accuracy": [(0, 0.60), (40, 0.91)], "kl": [(5, 0.01), (10, 0.02)], "reward": [(5, -4.0)]})]
+    fig = _new_figure(6, 4)
+    for metric, ylabel in (("eval_accuracy", "% of questions"), ("kl", "KL to the reference (nats)"),
+                           ("reward", "reward")):
+        ax = fig.add_subplot(1, 1, 1)
+        draw_metric(ax, metric, runs, legend=True)
+        assert ax.get_xlabel() == "optimizer step" and ax.get_ylabel().startswith(ylabel), metric
+        if metric == "eval_accuracy":  # 60 -> 91 % drawn as such, on 0-100, not autoscaled to the two points
+            assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] >= 100
+            assert list(ax.lines[0].get_ydata()) == pytest.approx([60.0, 91.0])
+        fig.delaxes(ax)
+
+
+@pytest.mark.parametrize("chosen, shape", [
+    (["reward", "eval_accuracy", "kl", "loss"], (2, 2)),
+    (["reward", "eval_accuracy", "kl", "loss", "answer_logprob", "learning_rate", "grad_norm"], (2, 3)),
+    (["reward", "eval_accuracy", "kl", "loss", "answer_logprob", "grad_norm"], (2, 3)),
+    (["loss", "grad_norm"], (1, 1)),
+])
+def test_the_summary_grid_has_no_empty_panel(chosen, shape):
+    from implicit_reasoning.analysis.plotting import summary_layout
+
+    metrics, rows, cols = summary_layout(chosen)
+    assert (rows, cols) == shape and len(metrics) == rows * cols and len(set(metrics)) == len(metrics)

@@ -322,3 +322,115 @@ def test_training_script_destroys_the_process_group_after_a_successful_run(monke
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _fake_python(tmp_path) -> dict:
+    """An environment whose `python` prints the arguments it was given (the shell scripts' command lines)."""
+    fake = tmp_path / "bin" / "python"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "python $*"\n')
+    fake.chmod(0o755)
+    return {**ENV, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_training_sh_puts_extra_flags_on_top_of_the_demo_config(tmp_path):
+    env = _fake_python(tmp_path)
+    for trainer, flags in (("latro", ["--max_steps", "10"]), ("star", []), ("markovian", ["--seed", "3"])):
+        done = subprocess.run(["bash", str(ROOT / "scripts/training.sh"), *flags], env={**env, "TRAINER": trainer},
+                              capture_output=True, text=True, check=True)
+        assert done.stdout.split() == ["python", "scripts/training.py", f"configs/demo_{trainer}.yaml", *flags]
+    _, config = parse_training_args([str(ROOT / "configs/demo_latro.yaml"), "--max_steps", "10"])
+    assert (config.max_steps, config.dataset_name) == (10, "arithmetic")  # the demo's data, not gsm8k
+
+
+@pytest.mark.parametrize("given", [["tensorboard", "wandb"], ["tensorboard,wandb"], ["tensorboard, wandb"]])
+def test_report_to_takes_every_hf_form(tmp_path, given):
+    _, config = parse_training_args(["--trainer", "latro", "--output_dir", str(tmp_path), "--report_to", *given])
+    assert config.report_to == ["tensorboard", "wandb"]
+    (tmp_path / "run.yaml").write_text(f"trainer: latro\noutput_dir: {tmp_path}\nreport_to: {','.join(given)}\n")
+    assert parse_training_args([str(tmp_path / "run.yaml")])[1].report_to == ["tensorboard", "wandb"]
+    assert LatroConfig(output_dir=str(tmp_path), report_to=",".join(given)).report_to == ["tensorboard", "wandb"]
+    assert LatroConfig(output_dir=str(tmp_path), report_to="none").report_to == []
+
+
+def test_a_missing_tensorboard_names_the_extra_to_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("tensorboard", "tensorboardX") else real(name, *a))
+    with pytest.raises(ValueError, match=r"report_to=\['tensorboard'\]: tensorboard is not installed: "
+                                         r"pip install 'implicit-reasoning\[tensorboard\]'"):
+        LatroConfig(output_dir=str(tmp_path), report_to="tensorboard")
+
+
+HELP_MODULES = """
+import sys
+from implicit_reasoning.cli import train
+try:
+    train(sys.argv[1:])
+except SystemExit:
+    pass
+print("MODULES", *sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "trl", "peft")
+                         or m.startswith("implicit_reasoning.trainer.")), file=sys.stderr)
+"""
+
+
+def _loaded_by_help(*flags) -> set[str]:
+    done = subprocess.run([sys.executable, "-c", HELP_MODULES, "--help", *flags], env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    line = next(line for line in done.stderr.splitlines() if line.startswith("MODULES"))
+    return set(line.split()[1:])
+
+
+def test_help_loads_no_training_stack():
+    """`--help` imports neither torch nor transformers (it was 7-15 s); `--help --trainer NAME` imports that
+    trainer's config (transformers' TrainingArguments), never a trainer, trl or the other configs."""
+    bare = _loaded_by_help()
+    assert not {m for m in bare if not m.startswith("implicit_reasoning.")}, sorted(bare)  # no torch, transformers
+    assert not {m for m in bare if m.endswith(("_trainer", "_config"))}, sorted(bare)
+    loaded = _loaded_by_help("--trainer", "star")
+    assert "implicit_reasoning.trainer.star_config" in loaded and "transformers.training_args" in loaded
+    assert not {m for m in loaded if m.endswith("_trainer") or m.startswith("trl")}, sorted(loaded)
+    assert "implicit_reasoning.trainer.latro_config" not in loaded
+
+
+def test_a_trainers_help_shows_its_own_fields_grouped_then_transformers():
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/training.py"), "--help", "--trainer", "star"], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    lines = done.stdout.splitlines()
+    titles = [i for i, line in enumerate(lines) if line.startswith("Parameters that control")]
+    hf = lines.index("transformers.TrainingArguments fields:")
+    first = lambda flag: next(i for i, line in enumerate(lines) if line.strip().startswith(flag))  # noqa: E731
+    assert lines[titles[0]] == "Parameters that control the iterations:" and len(titles) >= 5
+    assert titles[0] < first("--num_iterations") < first("--dpo_beta") < first("--model_name_or_path") < hf
+    assert hf < first("--adam_beta1") and hf < first("--push_to_hub")
+    assert len(lines[0]) < 100  # a usage line, not every flag
+
+
+@pytest.mark.parametrize("flags", [["--help"], ["--help", "--trainer", "sft"]])
+def test_help_into_a_closed_pipe_ends_quietly(flags):
+    """`--help | head`: the reader is gone before the help is written; no BrokenPipeError traceback."""
+    process = subprocess.Popen([sys.executable, str(ROOT / "scripts/training.py"), *flags], env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 0 and "BrokenPipe" not in stderr and "Traceback" not in stderr, stderr[-2000:]
+
+
+def test_a_run_prints_no_notice_the_user_cannot_act_on_and_keeps_real_warnings(tmp_path, tiny_model_dir):
+    """--report_to none with WANDB_MODE=offline, no DeepSpeed in the run, on CPU: no wandb line, no DeepSpeed
+    accelerator notice, no deprecation raised inside trl, no pin_memory warning; a warning about the user's own
+    setting (prompts longer than max_prompt_length, left-truncated) still shows."""
+    command = [sys.executable, str(ROOT / "scripts/training.py"), "--trainer", "latro", "--model_name_or_path",
+               str(tiny_model_dir), "--dataset_name", "arithmetic", "--dataset_config",
+               "num_terms=2,max_value=5,num_examples=8", "--rloo_k", "2", "--per_device_train_batch_size", "4",
+               "--response_length", "4", "--max_steps", "1", "--save_strategy", "no", "--report_to", "none",
+               "--use_cpu", "--max_eval_samples", "2", "--max_prompt_length", "6", "--output_dir", str(tmp_path / "out")]
+    done = subprocess.run(command, env={**ENV, "WANDB_MODE": "offline"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = done.stdout + done.stderr
+    for notice in ("Running in WANDB offline mode", "Setting accelerator to CPU", "is_gradient_checkpointing",
+                   "pin_memory"):
+        assert notice not in printed, notice
+    assert "left-truncat" in printed  # the user's own setting: kept

@@ -310,3 +310,16 @@ def test_rationalize_needs_questions_and_prompts_built_the_same_way(tmp_path, de
     other = load_task_dataset("arithmetic", "train", demo_tokenizer, dataset_config=CONFIG)  # LaTRO's trigger
     with pytest.raises(ValueError, match="rationalize=True rebuilds each prompt"):
         STaRTrainer(model, star_args(tmp_path), train_dataset=other, processing_class=demo_tokenizer)
+
+
+def test_generation_and_in_training_evaluation_show_progress_bars(tmp_path, demo_tokenizer, data, capfd):
+    """A STaR iteration's sampling and the evaluation inside training each show a bar (not a silent pause);
+    disable_tqdm turns them off."""
+    trainer = make(tmp_path / "bars", demo_tokenizer, data, num_iterations=1, disable_tqdm=False, rationalize=False)
+    trainer.train()
+    shown = capfd.readouterr().err
+    assert "STaR rationales" in shown and "generating" in shown  # the iteration's samples; its validation
+    trainer = make(tmp_path / "quiet", demo_tokenizer, data, num_iterations=1, disable_tqdm=True, rationalize=False)
+    trainer.train()
+    shown = capfd.readouterr().err
+    assert "STaR rationales" not in shown and "generating" not in shown

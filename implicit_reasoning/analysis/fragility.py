@@ -7,8 +7,11 @@ run, kept for the ablation) with the library's one scoring stack. A CoT the mode
 relies on shows a large drop. `scripts/fragility.py` is a thin wrapper over `main`.
 
 Samples default to each checkpoint's own `samples.jsonl` (written during training: fields
-`prompt` or `question`, `rationale`, `answer`). Writes `fragility.json` (mean / std drop per
-model, perturbation and fraction) and one PNG per perturbation plus `fragility_all.png`.
+`prompt` or `question`, `rationale`, `answer`), the CoTs of its last logged step unless
+`--all_steps`; the output says how many CoTs each run used (and warns below 20). Only Markovian-trainer
+runs are scored (their run_config.json says so); others are refused with the reason. Prints a table
+(`--json`: JSON) and writes `fragility.json` (mean / std drop per model, perturbation and fraction)
+and one PNG per perturbation plus `fragility_all.png`.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ def perturb(text: str, kind: str, fraction: float, rng: random.Random) -> str:
 
 
 # ------------------------------------------------------------------------------ scoring
+FEW_COTS = 20  # below this many CoTs a mean drop is noisy: say so
+
+
 def load_samples(path: str, limit: int | None, all_steps: bool = False) -> list[dict]:
     """CoTs from a samples file: by default those of its LAST logged step (the trained policy's; the file
     grows at every log, so its first rows are the initial policy's). `all_steps` keeps every row."""
@@ -83,11 +89,26 @@ def load_samples(path: str, limit: int | None, all_steps: bool = False) -> list[
 
 
 def run_settings(path: str, default_markovian: bool) -> dict:
-    """(markovian, instruction, use_chat_template, reasoning_prefix, answer_marker) from the run's run_config.json
-    when present, else defaults."""
+    """(markovian, instruction, use_chat_template, reasoning_prefix, answer_marker) from the run's run_config.json.
+
+    Only a Markovian run's CoTs can be scored: the answer is re-scored in the format that run trained with
+    (instruction, reasoning prefix, answer marker), with the question redacted or kept as that run did. A run
+    of another trainer (its samples are LaTRO / STaR / PPO prompts), one without a run_config.json, a use_vq
+    run, or a run given as the wrong one of the two is refused, saying why."""
     config = load_run_config(path)
+    which = "--markovian" if default_markovian else "--non_markovian"
+    if not config:
+        raise ValueError(f"{which} {path}: no run_config.json, so how its CoTs were written is unknown; fragility scores "
+                         "the CoTs of a Markovian run (trainer: markovian), which saves one beside its model")
+    if config.get("trainer") != "markovian":
+        raise ValueError(f"{which} {path}: trained by {config.get('trainer')!r}, not markovian. Fragility re-scores a CoT "
+                         "in the format the Markovian trainer writes (instruction, reasoning prefix, answer marker); a "
+                         f"{config.get('trainer')} run's samples are not in that format and would be misread")
     if config.get("use_vq"):
         raise ValueError(f"{path}: a use_vq run has no text CoTs to perturb (its codes are quantised hidden states)")
+    if "markovian" in config and bool(config["markovian"]) != default_markovian:
+        other = "--non_markovian" if default_markovian else "--markovian"
+        raise ValueError(f"{which} {path}: its run_config says markovian={config['markovian']}; pass it as {other}")
     return {
         "markovian": bool(config.get("markovian", default_markovian)),
         "instruction": config.get("instruction", MARKOVIAN_INSTRUCTION),
@@ -168,9 +189,9 @@ def plot(results: dict, output_dir: str) -> list[str]:
 
 # -------------------------------------------------------------------------------- main
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--markovian", required=True, help="Markovian checkpoint dir (model + tokenizer).")
-    parser.add_argument("--non_markovian", required=True, help="Non-Markovian (ablation) checkpoint dir.")
+    parser = argparse.ArgumentParser(prog="implicit-reasoning-fragility", description=__doc__.split("\n")[0])
+    parser.add_argument("--markovian", required=True, help="Markovian run (model + tokenizer + run_config.json).")
+    parser.add_argument("--non_markovian", required=True, help="Non-Markovian (ablation) Markovian-trainer run.")
     parser.add_argument("--samples", default=None, help="JSONL of CoTs for both (default: each dir's samples.jsonl).")
     parser.add_argument("--output_dir", default="outputs/fragility")
     parser.add_argument("--perturbations", nargs="+", default=list(PERTURBATIONS), choices=PERTURBATIONS)
@@ -180,17 +201,31 @@ def parse_args(argv):
                         help="Use the CoTs of every logged step (default: the last step's, the trained policy's).")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="Print the results as JSON instead of a table "
+                        "(fragility.json in --output_dir has them either way).")
     args = parser.parse_args(argv)
     if any(not 0 <= f <= 1 for f in args.fractions):
         parser.error(f"--fractions must lie in [0, 1], got {args.fractions}")
     return args
 
 
+def describe_samples(path: str, samples: list[dict], args) -> str:
+    """Which CoTs were scored: how many, from which logged step(s) of which file (and a warning when few)."""
+    steps = sorted({s["step"] for s in samples if s.get("step") is not None})
+    where = ("every logged step" if args.all_steps else f"step {steps[-1]}, the last logged one") if steps else "no step"
+    line = f"{len(samples)} CoTs from {path} ({where})"
+    if len(samples) < FEW_COTS:
+        line += (f"; fewer than {FEW_COTS}: the mean drops are noisy. --all_steps scores the CoTs of every logged "
+                 "step; num_logged_samples logs more rows per step")
+    return line
+
+
 def evaluate_checkpoint(path, default_markovian, args) -> dict:
     from transformers import AutoModelForCausalLM
 
     settings = run_settings(path, default_markovian)
-    samples = load_samples(args.samples or os.path.join(path, "samples.jsonl"), args.max_samples, args.all_steps)
+    source = args.samples or os.path.join(path, "samples.jsonl")
+    samples = load_samples(source, args.max_samples, args.all_steps)
     tokenizer = load_tokenizer(path)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
@@ -198,18 +233,42 @@ def evaluate_checkpoint(path, default_markovian, args) -> dict:
         model, tokenizer, samples, settings, args.perturbations, args.fractions, args.seed, args.batch_size,
     )
     return {"path": path, "markovian": settings["markovian"], "num_samples": len(samples), "original_logprob": original,
-            "drop": table}
+            "samples": describe_samples(source, samples, args), "drop": table}
+
+
+def format_table(results: dict) -> str:
+    """The mean drop (nats) per perturbation, model and damaged share, as aligned text."""
+    fractions = [f"{round(100 * f)}%" for f in results["fractions"]]
+    label_width = max(len(label) for label in results["models"]) + 2
+    lines = ["Drop of the mean log P(gold answer) when the CoT is damaged (nats; larger = the answer relies on the "
+             "CoT more)", ""]
+    for label, model in results["models"].items():
+        lines.append(f"{label}: {model['samples']}; undamaged log P {model['original_logprob']:.3f}")
+    header = f"{'perturbation':<16}{'model':<{label_width}}" + "".join(f"{f:>8}" for f in fractions)
+    lines += ["", header, "-" * len(header)]
+    for kind in results["perturbations"]:
+        for i, (label, model) in enumerate(results["models"].items()):
+            values = "".join(f"{v:>8.3f}" for v in model["drop"][kind]["mean_drop"])
+            lines.append(f"{kind if i == 0 else '':<16}{label:<{label_width}}{values}")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> dict:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    runs = (("markovian", args.markovian, True), ("non_markovian", args.non_markovian, False))
+    for _, path, markovian in runs:  # refuse either run before scoring the other
+        run_settings(path, markovian)
     results = {"perturbations": args.perturbations, "fractions": args.fractions, "models": {}}
-    for label, path, markovian in (("markovian", args.markovian, True), ("non_markovian", args.non_markovian, False)):
+    for label, path, markovian in runs:
         results["models"][label] = evaluate_checkpoint(path, markovian, args)
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, "fragility.json"), "w") as f:
         json.dump(results, f, indent=2)
     results["plots"] = plot(results, args.output_dir)
-    print(json.dumps({label: m["drop"] for label, m in results["models"].items()}))
+    if args.json:
+        print(json.dumps({label: m["drop"] for label, m in results["models"].items()}, indent=1))
+    else:
+        print(format_table(results))
+        print(f"\nWrote {os.path.join(args.output_dir, 'fragility.json')} and {len(results['plots'])} plots there "
+              "(--json prints the numbers as JSON).")
     return results
-

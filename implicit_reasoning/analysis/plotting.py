@@ -13,7 +13,13 @@ is absent, from the `checkpoint-N` subdirectory with the largest N that has one
   metric name become `_` in the file name (`train/loss` -> `train_loss.png`).
 - `summary.png`: a grid of the core metrics that are present (reward,
   eval_accuracy, kl, loss, answer_logprob, normalized_reward); when none of them
-  is, the first plotted metrics (at most six).
+  is, the first plotted metrics (at most six). Four make a 2 x 2 grid; a row left
+  short is filled with the next plotted metrics, so no panel is empty.
+
+Every panel has axis labels: x = the optimizer step, y = the metric with its unit
+(`metric_axis`). Shares (accuracy, maj@k, rates, fractions) are drawn in percent on a
+fixed 0-100 axis, with each value printed when there are few points; an evaluation
+before training (the demo's, or any `evaluate()` before `train()`) is the step-0 point.
 - `metrics.csv`: one wide-format table for all runs, columns
   `run, step, <metric>, ...` (the plotted metrics, in plotting order); one row per
   (run, step) at which the run logged at least one of them; an empty cell where it
@@ -56,6 +62,23 @@ DEFAULT_METRICS = (
 )
 SUMMARY_METRICS = ("reward", "eval_accuracy", "kl", "loss", "answer_logprob", "normalized_reward")
 _MAX_FALLBACK_SUMMARY = 6
+STEP_LABEL = "optimizer step"
+
+# (fnmatch pattern, y-axis label, factor) in order: the first match wins. A share (accuracy, a rate, a fraction)
+# is drawn in percent on a fixed 0-100 axis, so that 60 -> 91 % does not look like a 1.5-point change.
+PERCENT_METRICS = ("*accuracy*", "*maj@*", "*_rate", "*fraction*")
+METRIC_AXES = (
+    *((pattern, "% of questions" if "acc" in pattern or "maj" in pattern else "%", 100.0)
+      for pattern in PERCENT_METRICS),
+    ("*logprob*", "log-probability (nats)", 1.0),
+    ("kl", "KL to the reference (nats)", 1.0),
+    ("*kl*", "KL (nats)", 1.0),
+    ("*length*", "tokens", 1.0),
+    ("learning_rate", "learning rate", 1.0),
+    ("grad_norm", "gradient norm (before clipping)", 1.0),
+    ("*loss*", "loss (the trainer's objective)", 1.0),
+    ("*reward*", "reward (see the trainer's page)", 1.0),
+)
 
 
 def find_trainer_state(run_dir: str) -> str:
@@ -150,20 +173,48 @@ def _new_figure(width: float, height: float):
     return fig
 
 
-def _draw(ax, metric: str, runs: list[tuple[str, dict]], legend: bool) -> None:
+def metric_axis(metric: str) -> tuple[str, float, tuple[float, float] | None]:
+    """(y label, factor applied to the values, fixed y limits or None) of a metric."""
+    for pattern, label, factor in METRIC_AXES:
+        if fnmatch.fnmatchcase(metric, pattern):
+            percent = any(fnmatch.fnmatchcase(metric, p) for p in PERCENT_METRICS)
+            return label, factor, ((0.0, 100.0) if percent else None)
+    return metric, 1.0, None
+
+
+def draw_metric(ax, metric: str, runs: list[tuple[str, dict]], legend: bool) -> None:
+    """One panel: `metric` of every run against the optimizer step, labelled, shares in percent on 0-100."""
+    label_y, factor, limits = metric_axis(metric)
     for label, series in runs:
         points = series.get(metric)
         if not points:
             continue
         steps = [s for s, _ in points]
-        values = [v for _, v in points]
+        values = [factor * v for _, v in points]
         marker = "o" if len(points) <= 30 else None
         ax.plot(steps, values, label=label, marker=marker, markersize=3, linewidth=1.2)
+        if len(points) <= 8 and limits:  # a few evaluations: print each value
+            for step, value in zip(steps, values):
+                ax.annotate(f"{value:.1f}", (step, value), textcoords="offset points", xytext=(0, 5),
+                            ha="center", fontsize="x-small")
     ax.set_title(metric)
-    ax.set_xlabel("step")
+    ax.set_xlabel(STEP_LABEL)
+    ax.set_ylabel(label_y)
+    if limits:
+        ax.set_ylim(limits[0], limits[1] + 5)  # room for the value labels above 100
     ax.grid(True, alpha=0.3)
     if legend:
         ax.legend(fontsize="small")
+
+
+def summary_layout(chosen: list[str]) -> tuple[list[str], int, int]:
+    """(metrics, rows, columns) of summary.png: the core metrics present (else the first plotted ones), four in a
+    2 x 2 grid, a short last row filled with the next plotted metrics so that no panel is empty."""
+    core = [m for m in SUMMARY_METRICS if m in chosen] or chosen[:_MAX_FALLBACK_SUMMARY]
+    ncols = 2 if len(core) == 4 else min(3, len(core))
+    nrows = math.ceil(len(core) / ncols)
+    core += [m for m in chosen if m not in core][: nrows * ncols - len(core)]
+    return core, nrows, ncols
 
 
 def _write_csv(path: str, metrics: list[str], runs: list[tuple[str, dict]]) -> None:
@@ -214,18 +265,16 @@ def plot_run_dirs(run_dirs, out_dir=None, metrics=None, labels=None) -> list[str
 
     for metric in chosen:
         fig = _new_figure(6.4, 4.0)
-        _draw(fig.add_subplot(1, 1, 1), metric, runs, legend=True)
+        draw_metric(fig.add_subplot(1, 1, 1), metric, runs, legend=True)
         fig.tight_layout()
         path = os.path.join(out_dir, metric_filename(metric))
         fig.savefig(path)
         written.append(path)
 
-    core = [m for m in SUMMARY_METRICS if m in chosen] or chosen[:_MAX_FALLBACK_SUMMARY]
-    ncols = min(3, len(core))
-    nrows = math.ceil(len(core) / ncols)
+    core, nrows, ncols = summary_layout(chosen)
     fig = _new_figure(4.2 * ncols, 3.2 * nrows)
     for i, metric in enumerate(core):
-        _draw(fig.add_subplot(nrows, ncols, i + 1), metric, runs, legend=i == 0)
+        draw_metric(fig.add_subplot(nrows, ncols, i + 1), metric, runs, legend=i == 0)
     fig.tight_layout()
     path = os.path.join(out_dir, "summary.png")
     fig.savefig(path)

@@ -62,6 +62,8 @@ QUICK = {  # a few updates per method: checks the pipeline end to end
     "ppo": dict(per_device_train_batch_size=16),
 }
 QUICK_WARM_START_STEPS = 40
+DEFAULT_OUT, DEFAULT_RUNS = "benchmarks", "outputs/compare"
+QUICK_OUT, QUICK_RUNS = "outputs/compare_quick", "outputs/compare_quick/runs"  # a check, not the committed results
 
 
 @dataclass
@@ -197,7 +199,7 @@ def run_warm_start(seed: int, runs: Path, quick: bool = False) -> dict:
 
     from ..trainer import LatroTrainer, SFTBaselineTrainer
     from .assets import build_demo_model, build_demo_tokenizer
-    from .jobs import warm_start_config, warm_start_rows
+    from .jobs import save_warm_start, warm_start_config, warm_start_rows
 
     directory = warm_start_dir(runs, seed)
     started = time.time()
@@ -206,12 +208,11 @@ def run_warm_start(seed: int, runs: Path, quick: bool = False) -> dict:
     tokenizer = build_demo_tokenizer()
     model = build_demo_model(tokenizer, seed=seed)
     rows = warm_start_rows(config, tokenizer, LatroTrainer)
-    args = warm_start_config(str(directory), config)
+    args = warm_start_config(str(directory.parent / "warm_start_run"), config)
     if quick:
         args.max_steps = QUICK_WARM_START_STEPS
     SFTBaselineTrainer(model, args, train_dataset=rows, processing_class=tokenizer).train()
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    save_warm_start(model, tokenizer, str(directory), config, "latro")  # temp folder + rename: crash-safe
     train_seconds = time.time() - started
     final = evaluate(model, tokenizer, eval_rows(seed, tokenizer), eval_settings(quick))
     return {"method": "warm_start", "seed": seed, "tokens": 0, "steps": args.max_steps, "final": final,
@@ -353,8 +354,10 @@ def parse_args(argv):
     parser.add_argument("--budget", type=int, default=None,
                         help=f"generated tokens per RL method (default {DEFAULT_BUDGET}; --quick: {QUICK_BUDGET})")
     parser.add_argument("--jobs", type=int, default=2, help="jobs at a time (one torch thread each)")
-    parser.add_argument("--out", default="benchmarks", help="methods.md, methods.json, methods_*.png go here")
-    parser.add_argument("--runs", default="outputs/compare", help="per-job checkpoints, records and logs")
+    parser.add_argument("--out", default=None, help="methods.md, methods.json, methods_*.png go here (default "
+                        f"{DEFAULT_OUT}; --quick: {QUICK_OUT}, never over the committed results)")
+    parser.add_argument("--runs", default=None, help=f"per-job checkpoints, records and logs (default {DEFAULT_RUNS}; "
+                        f"--quick: {QUICK_RUNS})")
     parser.add_argument("--quick", action="store_true", help="1 seed, a few updates per method, 40 questions")
     parser.add_argument("--report", default=None, metavar="METHODS_JSON",
                         help="no runs: rewrite methods.md and the figures in --out from a methods.json")
@@ -363,6 +366,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.seeds is None:
         args.seeds = [0] if args.quick else [0, 1, 2]
+    args.out = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
+    args.runs = args.runs or (QUICK_RUNS if args.quick else DEFAULT_RUNS)
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds {' '.join(map(str, args.seeds))}: a seed twice (its jobs would share one folder)")
     if args.budget is None:

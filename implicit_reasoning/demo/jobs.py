@@ -13,14 +13,18 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import time
 
 import torch
 import transformers
 
-from ..pipeline import run_training
+from ..pipeline import build_trainer, is_resuming, run_training
 from ..trainer import SFTBaselineConfig, SFTBaselineTrainer, trainer_class
+from ..trainer.checkpoints import crash_point, incomplete_reason, mark_complete
+from ..trainer.output_dir import locked, refuse_earlier_run
 from ..trainer.ppo_data import is_text_entry
+from ..trainer.state import save_run_config
 from ..utils.data_utils import load_task_dataset
 from .assets import build_demo_model, build_demo_tokenizer
 
@@ -59,22 +63,59 @@ def warm_start_config(directory: str, config) -> SFTBaselineConfig:
     )
 
 
+def warm_start_problem(directory: str) -> str | None:
+    """None when `directory` holds a complete warm start, else why not (missing, or cut short while saved)."""
+    if not os.path.isdir(directory):
+        return "missing"
+    return incomplete_reason(directory)
+
+
+def save_warm_start(model, tokenizer, directory: str, run_config=None, trainer_name: str | None = None) -> None:
+    """Save into a temporary folder beside `directory`, mark it complete (every file listed with its size, fsynced),
+    then rename it to `directory`: a kill at any point leaves either no warm start or a complete one.
+
+    `run_config` (the config of the trainer the warm start is for, named `trainer_name`) is written as its
+    run_config.json, so that `implicit-reasoning-eval` evaluates it as that trainer does, on the demo's data."""
+    parent, name = os.path.split(os.path.abspath(directory))
+    for stale in os.listdir(parent) if os.path.isdir(parent) else []:
+        if stale.startswith(f"{name}.tmp-"):  # a build killed before its rename (the output_dir lock is held)
+            shutil.rmtree(os.path.join(parent, stale), ignore_errors=True)
+    tmp = os.path.join(parent, f"{name}.tmp-{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    crash_point("warm_start_saved", 0)
+    if run_config is not None:
+        save_run_config(run_config, trainer_name, tmp, base_model_name_or_path=os.path.abspath(directory),
+                        warm_start=f"the demo's SFT warm start ({DEMO_WARM_START['max_steps']} updates on "
+                                   "mixed careful/guess solutions), saved for this trainer's format")
+    mark_complete(tmp, 0)
+    crash_point("warm_start_marked", 0)
+    if os.path.exists(directory):  # an incomplete one, being rebuilt
+        shutil.rmtree(directory)
+    os.replace(tmp, directory)
+
+
 def build_warm_start(config, directory: str, trainer_cls):
     """Demo tokenizer + model after the warm-start SFT in `trainer_cls`'s prompt format.
 
-    Saved to (and reused from) `directory`; the model returned is loaded from there, so its
-    `name_or_path` is a directory that holds the base weights (LoRA adapters record it).
+    Saved to (and reused from) `directory` (`save_warm_start`: crash-safe); an incomplete one, cut short by
+    a kill while it was saved, is rebuilt. The model returned is loaded from there, so its `name_or_path`
+    is a directory that holds the base weights (LoRA adapters record it).
     """
-    if not os.path.exists(os.path.join(directory, "config.json")):
+    problem = warm_start_problem(directory)
+    if problem is None:
+        print(f"[demo] reusing warm start in {directory}")
+    else:
+        if problem != "missing":
+            print(f"[demo] the warm start in {directory} is incomplete ({problem}): rebuilding it")
         tokenizer = build_demo_tokenizer()
         model = build_demo_model(tokenizer, seed=config.seed)
         rows = warm_start_rows(config, tokenizer, trainer_cls)
-        SFTBaselineTrainer(model, warm_start_config(directory, config), train_dataset=rows,
+        tmp_run = os.path.join(os.path.dirname(os.path.abspath(directory)), "warm_start_run")
+        SFTBaselineTrainer(model, warm_start_config(tmp_run, config), train_dataset=rows,
                            processing_class=tokenizer).train()
-        model.save_pretrained(directory)
-        tokenizer.save_pretrained(directory)
-    else:
-        print(f"[demo] reusing warm start in {directory}")
+        shutil.rmtree(tmp_run, ignore_errors=True)
+        save_warm_start(model, tokenizer, directory, config, trainer_cls.trainer_name)
     return (
         transformers.AutoModelForCausalLM.from_pretrained(directory),
         transformers.AutoTokenizer.from_pretrained(directory),
@@ -124,7 +165,8 @@ def report(config, name: str, before: dict, after: dict, seconds: float, history
     for key in REPORTED:
         if f"eval_{key}" in after:
             result[f"{key}_before"], result[f"{key}_after"] = before[f"eval_{key}"], after[f"eval_{key}"]
-            result[f"eval_{key}_during_training"] = [h[f"eval_{key}"] for h in history if f"eval_{key}" in h]
+            result[f"eval_{key}_during_training"] = [h[f"eval_{key}"] for h in history  # step 0: the warm start's
+                                                     if f"eval_{key}" in h and h.get("step", 0) > 0]
     for key in CURVES:
         values = [h[key] for h in history if key in h]
         if values:
@@ -142,11 +184,27 @@ def report(config, name: str, before: dict, after: dict, seconds: float, history
     return result
 
 
+def check_demo_inputs(name: str, config) -> None:
+    """Everything `run_training` checks before it writes (data rows, the trainer's settings, `check_train_inputs`),
+    on an untrained demo model: a bad input fails here, before the warm start is trained or saved."""
+    tokenizer = build_demo_tokenizer()
+    trainer = build_trainer(name, config, build_demo_model(tokenizer, seed=config.seed), tokenizer)
+    trainer.check_train_inputs()
+
+
 def run_demo(name: str, config) -> dict:
-    """Warm start, evaluate, train with the named trainer, evaluate again; print and save the numbers."""
+    """Warm start, evaluate, train with the named trainer, evaluate again; print and save the numbers.
+
+    The inputs are checked first and the output_dir is locked for the whole job (warm start included);
+    nothing is written before the checks pass (`run_training`)."""
+    from accelerate import PartialState
+
     demo_threads()
     started = time.time()
-    model, tokenizer = build_warm_start(config, os.path.join(config.output_dir, "warm_start"),
-                                        trainer_class(name, config))
-    result = run_training(name, config, model, tokenizer, evaluate_before=True)
-    return report(config, name, result.before, result.after, time.time() - started, result.log_history)
+    check_demo_inputs(name, config)
+    refuse_earlier_run(config.output_dir, is_resuming(config), config.overwrite_output_dir)
+    with locked(config.output_dir, PartialState()):
+        model, tokenizer = build_warm_start(config, os.path.join(config.output_dir, "warm_start"),
+                                            trainer_class(name, config))
+        result = run_training(name, config, model, tokenizer, evaluate_before=True)
+        return report(config, name, result.before, result.after, time.time() - started, result.log_history)

@@ -3,52 +3,98 @@
 `TRAINERS` maps the `--trainer` name to (trainer class, config class);
 `trainer_class(name, config)` gives the class that runs a config (a Markovian config with
 `use_vq=True` runs `MarkovianVQTrainer`).
+
+Imports are lazy (PEP 562 module `__getattr__`): `from implicit_reasoning.trainer import LatroConfig`
+loads the config's module (and transformers' `TrainingArguments`), not every trainer; `TRAINERS`
+loads them all. `TRAINER_SPECS` names each trainer's modules without importing them, so `--help`
+lists the trainers without loading torch's training stack.
 """
 
-from .base_trainer import BaseTrainer
-from .curriculum_config import CurriculumFields
-from .latro_trainer import LatroTrainer
-from .markovian_trainer import MarkovianTrainer
-from .markovian_vq import MarkovianVQTrainer
-from .ppo_curriculum_config import PPOCurriculumConfig
-from .ppo_curriculum_trainer import PPOCurriculumTrainer
-from .rollout_trainer import RolloutTrainer
-from .sft_trainer import SFTBaselineTrainer
-from .star_trainer import STaRTrainer
-from .trainer_config import (
-    LatroConfig,
-    MarkovianConfig,
-    ReasoningPromptFields,
-    RolloutConfig,
-    SFTBaselineConfig,
-    STaRConfig,
-    TrainerConfig,
-)
+from __future__ import annotations
 
-TRAINERS = {
-    cls.trainer_name: (cls, cls.config_class) for cls in (LatroTrainer, MarkovianTrainer, SFTBaselineTrainer, STaRTrainer, PPOCurriculumTrainer)
+import ast
+import importlib
+from pathlib import Path
+
+# --trainer name -> (trainer module, trainer class, config module, config class), in --help's order
+TRAINER_SPECS = {
+    "latro": ("latro_trainer", "LatroTrainer", "latro_config", "LatroConfig"),
+    "markovian": ("markovian_trainer", "MarkovianTrainer", "markovian_config", "MarkovianConfig"),
+    "sft": ("sft_trainer", "SFTBaselineTrainer", "sft_config", "SFTBaselineConfig"),
+    "star": ("star_trainer", "STaRTrainer", "star_config", "STaRConfig"),
+    "ppo_curriculum": ("ppo_curriculum_trainer", "PPOCurriculumTrainer", "ppo_curriculum_config",
+                       "PPOCurriculumConfig"),
 }
-VARIANTS = {("markovian", "use_vq"): MarkovianVQTrainer}  # (trainer name, config flag) -> class
+_VARIANT_SPECS = {("markovian", "use_vq"): ("markovian_vq", "MarkovianVQTrainer")}  # (name, config flag) -> class
+_EXPORTS = {  # public name -> its module
+    **{cls: module for module, cls, _, _ in TRAINER_SPECS.values()},
+    **{cls: module for _, _, module, cls in TRAINER_SPECS.values()},
+    "BaseTrainer": "base_trainer", "RolloutTrainer": "rollout_trainer", "MarkovianVQTrainer": "markovian_vq",
+    "TrainerConfig": "base_config", "ReasoningPromptFields": "base_config", "RolloutConfig": "rollout_config",
+    "CurriculumFields": "curriculum_config",
+}
+
+
+def _load(module: str, name: str):
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+def __getattr__(name: str):
+    if name == "TRAINERS":
+        value = {key: trainer_entry(key) for key in TRAINER_SPECS}
+    elif name == "VARIANTS":
+        value = {key: _load(*spec) for key, spec in _VARIANT_SPECS.items()}
+    elif name in _EXPORTS:
+        value = _load(_EXPORTS[name], name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), "TRAINERS", "VARIANTS", *_EXPORTS})
+
+
+def _check_name(name: str) -> None:
+    if name not in TRAINER_SPECS:
+        raise ValueError(f"--trainer {name!r}: unknown; available: {', '.join(sorted(TRAINER_SPECS))}")
 
 
 def trainer_entry(name: str) -> tuple[type, type]:
     """(trainer class, config class) of a `--trainer` name, with an error that lists the names."""
-    if name not in TRAINERS:
-        raise ValueError(f"--trainer {name!r}: unknown; available: {', '.join(sorted(TRAINERS))}")
-    return TRAINERS[name]
+    _check_name(name)
+    module, cls, config_module, config_cls = TRAINER_SPECS[name]
+    return _load(module, cls), _load(config_module, config_cls)
+
+
+def config_class(name: str) -> type:
+    """The config class of a `--trainer` name, importing its config module only (not the trainer)."""
+    _check_name(name)
+    return _load(*TRAINER_SPECS[name][2:])
+
+
+def trainer_summary(name: str) -> str:
+    """The first line of the trainer class's docstring, read from its source (nothing imported)."""
+    _check_name(name)
+    module, cls = TRAINER_SPECS[name][:2]
+    tree = ast.parse((Path(__file__).parent / f"{module}.py").read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+    return (ast.get_docstring(node) or "").strip().splitlines()[0]
 
 
 def trainer_class(name: str, config=None) -> type:
     """The class that trains `config` under the trainer `name` (variants chosen by config flags)."""
     cls = trainer_entry(name)[0]
-    for (variant_of, flag), variant in VARIANTS.items():
+    for (variant_of, flag), spec in _VARIANT_SPECS.items():
         if variant_of == name and config is not None and getattr(config, flag, False):
-            return variant
+            return _load(*spec)
     return cls
 
 
 __all__ = [
     "TRAINERS",
+    "TRAINER_SPECS",
     "BaseTrainer",
     "CurriculumFields",
     "LatroConfig",
@@ -66,6 +112,8 @@ __all__ = [
     "STaRConfig",
     "STaRTrainer",
     "TrainerConfig",
+    "config_class",
     "trainer_class",
     "trainer_entry",
+    "trainer_summary",
 ]

@@ -1,8 +1,9 @@
 """`TrainerConfig`: the fields every trainer shares, on top of all of `transformers.TrainingArguments`.
 
-Every field is a CLI flag / YAML key through `transformers.HfArgumentParser`. Constraints
-are checked in `validate()` (called by `__post_init__`) with a `ValueError` naming the
-fields and their values; subclasses extend `validate()`. Fields that only some trainers
+Every field is a CLI flag / YAML key through `transformers.HfArgumentParser`. `__post_init__`
+checks every value against its field's type and the ranges of TrainingArguments' main fields
+(`field_checks.py`), then the constraints in `validate()`, each a `ValueError` naming the fields
+and their values; subclasses extend `validate()`. Fields that only some trainers
 read live in their own config classes (`RolloutConfig`, `ReasoningPromptFields`, one
 module per trainer), so a config never carries a setting its trainer ignores.
 """
@@ -17,6 +18,9 @@ from transformers import TrainingArguments
 
 from ..utils.generation import GENERATION_BACKENDS, VLLM_INSTALL
 from ..utils.prompts import DEFAULT_COT_TRIGGER
+from ..utils.quiet import import_integrations_quietly
+from .docstrings import documented
+from .field_checks import check_bounds, check_field_types
 
 DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
 DEFAULT_EVAL_MAX_NEW_TOKENS = 256
@@ -26,6 +30,27 @@ def check(condition: bool, message: str) -> None:
     """Raise `ValueError(message)` unless `condition` holds (messages name the fields and values)."""
     if not condition:
         raise ValueError(message)
+
+
+REPORTERS_NEEDING = {"tensorboard": (("tensorboard", "tensorboardX"), "pip install 'implicit-reasoning[tensorboard]'"),
+                     "wandb": (("wandb",), "pip install wandb")}
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+
+
+def report_to_list(value):
+    """`report_to` in every form HF documents: `"tensorboard,wandb"`, `["tensorboard", "wandb"]` (the CLI's
+    `--report_to tensorboard wandb`), `"none"`, `"all"`: a list of names, or "none" / "all" as they are."""
+    if value is None or isinstance(value, str) and value.strip() in ("none", "all"):
+        return value
+    names = [part.strip() for item in ([value] if isinstance(value, str) else value)
+             for part in str(item).split(",") if part.strip()]
+    return names[0] if names in (["none"], ["all"]) else names
 
 
 def hub_token_to_environment(config) -> None:
@@ -39,6 +64,7 @@ def hub_token_to_environment(config) -> None:
         config.hub_token = None
 
 
+@documented
 @dataclass
 class TrainerConfig(TrainingArguments):
     """Fields shared by every implicit_reasoning trainer.
@@ -53,7 +79,7 @@ class TrainerConfig(TrainingArguments):
         use_lora, lora_r, lora_alpha, lora_dropout, lora_target_modules
     Parameters that control evaluation and logging:
         eval_temperature, eval_num_samples, eval_max_new_tokens, num_logged_samples,
-        max_nonfinite_updates
+        max_nonfinite_updates, overwrite_output_dir
     Parameters that control how the policy generates (rollouts, STaR's samples, evaluation):
         generation_backend, vllm_gpu_memory_utilization, vllm_max_model_length
     """
@@ -116,6 +142,12 @@ class TrainerConfig(TrainingArguments):
                           "is an error."},
     )
     remove_unused_columns: bool = field(default=False, metadata={"help": "Kept False: the trainers read text columns."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "The job runner (implicit-reasoning-train) refuses a fresh run in an output_dir holding an "
+                          "earlier run's files (run_config.json, checkpoints, samples.jsonl, weights) unless it resumes; "
+                          "True lets the new run replace them."},
+    )
     # --- generation ---
     generation_backend: str = field(
         default="hf",
@@ -133,6 +165,8 @@ class TrainerConfig(TrainingArguments):
     )
 
     def __post_init__(self):
+        self.check_values()
+        self.report_to = report_to_list(self.report_to)
         self.validate()
         if self.num_evaluations > 0 and str(self.eval_strategy) in ("no", "IntervalStrategy.NO"):
             self.eval_strategy = "steps"
@@ -144,6 +178,9 @@ class TrainerConfig(TrainingArguments):
                 self.greater_is_better = True
         if self.checkpoint_path and not self.resume_from_checkpoint:
             self.resume_from_checkpoint = self.checkpoint_path
+        if self.dataloader_pin_memory and not _has_accelerator():  # torch ignores it there, with a warning
+            self.dataloader_pin_memory = False
+        import_integrations_quietly(self.report_to)  # no "WANDB offline" line in a run that does not report to it
         super().__post_init__()
         hub_token_to_environment(self)
 
@@ -168,6 +205,13 @@ class TrainerConfig(TrainingArguments):
         return dict(temperature=self.eval_temperature or 1.0, top_p=1.0, top_k=0)
 
     # -------------------------------------------------------------------- validation
+    def check_values(self) -> None:
+        """Types of every field (a YAML list for a number, 4.5 for an int: an error naming the field; "5e-7" and 8.0
+        converted) and TrainingArguments' ranges (learning_rate >= 0, batch sizes >= 1, ...): `field_checks.py`.
+        A subclass whose `__post_init__` reads fields before calling this one's calls it first."""
+        check_field_types(self)
+        check_bounds(self)
+
     def validate(self) -> None:
         """Check every constraint of the fields; subclasses extend it (calling super first)."""
         check(self.torch_dtype in DTYPE_CHOICES, f"torch_dtype={self.torch_dtype!r}: must be one of {DTYPE_CHOICES}")
@@ -190,6 +234,10 @@ class TrainerConfig(TrainingArguments):
                 "have no effect; set disable_dropout=False to train with dropout (log-probs of the update then "
                 "differ from the rollout's by the dropout noise)",
             )
+        for name in self.report_to if isinstance(self.report_to, list) else ():
+            modules, install = REPORTERS_NEEDING.get(name, ((), ""))
+            check(not modules or any(importlib.util.find_spec(m) is not None for m in modules),
+                  f"report_to={self.report_to}: {name} is not installed: {install} (or drop it from report_to)")
         check(
             self.generation_backend in GENERATION_BACKENDS,
             f"generation_backend={self.generation_backend!r}: must be one of {GENERATION_BACKENDS}",
@@ -219,11 +267,15 @@ class TrainerConfig(TrainingArguments):
             )
 
 
+@documented
 @dataclass
 class ReasoningPromptFields:
     """Mixin for trainers that prompt with "Question: ...\\n{cot_trigger}" and generate a rationale.
 
-    Used by LaTRO and the SFT baseline (list it before the TrainerConfig-derived base).
+    Parameters that control the prompt and the rationale:
+        cot_trigger, response_length
+
+    Used by LaTRO, STaR, PPO and the SFT baseline (list it before the TrainerConfig-derived base).
     """
 
     cot_trigger: str = field(default=DEFAULT_COT_TRIGGER, metadata={"help": "Line after every question (may be empty)."})
@@ -242,9 +294,13 @@ class ReasoningPromptFields:
         check(self.response_length >= 1, f"response_length={self.response_length}: must be >= 1")
 
 
+@documented
 @dataclass
 class SamplingFields:
     """Mixin for trainers that sample completions from the policy (rollouts, STaR's generations).
+
+    Parameters that control sampling:
+        temperature, top_p, top_k
 
     List it before the TrainerConfig-derived base.
     """

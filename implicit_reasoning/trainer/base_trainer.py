@@ -3,15 +3,10 @@
 What the core owns: loading the policy, tokenizer and frozen reference for any causal LM
 (LoRA: the adapter-disabled base is the reference), generation-ready unwrapping,
 generation-based evaluation (accuracy, maj@k), metric logging averaged over processes, the
-samples table, the per-update non-finite guard, method state saved in checkpoints, and
-the run config saved beside every model, crash-safe checkpoints (`checkpoints.py`: a
-checkpoint counts once its completeness marker is written). Checkpointing, resume, DeepSpeed,
-mixed precision, callbacks and `report_to` are Trainer's.
-
-Subclasses talk to the core through public hooks: `log_metric`, `record_samples`,
-`register_state`, `flag_nonfinite`, `reference_model()`, `refresh_reference()`,
-`generation_model()`, and implement `compute_objective` (the loss of one micro-batch).
-Methods that generate at every update build on `RolloutTrainer`.
+samples table, the per-update non-finite guard, method state saved in checkpoints, the run
+config saved beside every model, crash-safe checkpoints (`checkpoints.py`) and one run per
+output_dir (`output_dir.py`). Checkpointing, resume, DeepSpeed, mixed precision, callbacks and
+`report_to` are Trainer's.
 """
 
 from __future__ import annotations
@@ -28,10 +23,13 @@ from ..utils import model_utils
 from ..utils.data_utils import load_task_dataset
 from ..utils.evaluation import evaluate_dataset, summarize_records
 from ..utils.generation import use_backend
+from ..utils.quiet import upstream_deprecations
 from .base_config import TrainerConfig
 from .checkpoints import CheckpointMixin, resolve_resume
+from .docstrings import documented
 from .guard import GuardCallback, SkipAwareScheduler, UpdateGuard, guard_optimizer_step
-from .metrics import MetricBuffer, SamplesTable
+from .metrics import SAMPLES_FILE, LogWindow, MetricBuffer, SamplesTable
+from .output_dir import locked, truncate_step_logs
 from .state import CheckpointedState, SaveStateCallback, save_run_config
 
 
@@ -40,14 +38,21 @@ def collate_rows(rows: list[dict]) -> dict[str, list]:
     return {key: [row[key] for row in rows] for key in rows[0]}
 
 
+@documented
 class BaseTrainer(CheckpointMixin, Trainer):
-    """Shared machinery; see the module docstring."""
+    """The core every method shares (see the module docstring); a method subclasses it.
+
+    A subclass implements `compute_objective(model, batch)` (the loss of one micro-batch) and talks to the core
+    through hooks: `log_metric`, `record_samples`, `register_state`, `flag_nonfinite`, `reference_model()`,
+    `refresh_reference()`, `generation_model()`. Methods that generate at every update build on `RolloutTrainer`.
+    """
 
     trainer_name = ""  # the `--trainer` name; run_config.json records it
     config_class = TrainerConfig
     required_columns: tuple[str, ...] = ()
     uses_reference = False  # builds a frozen reference model (or uses the LoRA-disabled base)
     eval_uses_reference = False  # evaluation_records needs the reference (Markovian: the critic answers)
+    step_log_files: tuple[str, ...] = (SAMPLES_FILE,)  # JSONL logs with a `step`: a resume drops later rows
 
     def __init__(
         self,
@@ -98,6 +103,9 @@ class BaseTrainer(CheckpointMixin, Trainer):
         self.register_state("nonfinite_guard", self.update_guard)
         self.add_callback(GuardCallback(self.update_guard))
         self.add_callback(SaveStateCallback(self._checkpointed))
+        self._log_window = LogWindow(self)  # logs across train(): a pre-training evaluate(), a resume's open window
+        self.register_state("log_window", self._log_window)
+        self.add_callback(self._log_window)
 
     # ================================================================== hooks
     def log_metric(self, name: str, value) -> None:
@@ -170,7 +178,8 @@ class BaseTrainer(CheckpointMixin, Trainer):
         """
         from trl.models import unwrap_model_for_generation
 
-        with (unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True) as model,
+        with (upstream_deprecations(),  # trl's call of a deprecated transformers property, not ours
+              unwrap_model_for_generation(self.model_wrapped, self.accelerator, gather_deepspeed3_params=True) as model,
               use_backend(self.generation_engine())):
             yield self.policy_of(model)
 
@@ -195,6 +204,9 @@ class BaseTrainer(CheckpointMixin, Trainer):
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
         """Loss of one micro-batch: a dict with `loss` and any scalar parts to log."""
         raise NotImplementedError
+
+    def check_train_inputs(self) -> None:
+        """Raise if training cannot start (too few prompts for one update, ...): called before any write."""
 
     def make_collator(self, tokenizer, args):
         """The data collator (built before Trainer's init): raw rows as column lists; rollout trainers tokenize."""
@@ -378,7 +390,7 @@ class BaseTrainer(CheckpointMixin, Trainer):
             self.args,
             process_index=self.accelerator.process_index,
             num_processes=self.accelerator.num_processes,
-            progress=self.is_in_train is False and self.accelerator.is_main_process,
+            progress=self.accelerator.is_main_process and not self.args.disable_tqdm,  # in training too: no silent pause
         )
 
     def evaluation_extras(self, model, dataset) -> dict[str, float]:
@@ -411,11 +423,15 @@ class BaseTrainer(CheckpointMixin, Trainer):
         resume = resume_from_checkpoint if resume_from_checkpoint is not None else self.args.checkpoint_path
         resume = resolve_resume(resume, self.args.output_dir)  # True / "True": the newest COMPLETE checkpoint
         self.resumed_from = resume or None  # the checkpoint this run resumes from, for subclasses
+        self.check_train_inputs()  # nothing is written into output_dir before this passes
         if resume:
             self._checkpointed.load(resume)
-        if self.args.should_save:
-            self._save_run_config(self.args.output_dir)
-        return super().train(resume_from_checkpoint=resume or None, **kwargs)
+        elif self.state.global_step == 0:
+            self._log_window.pre_training = list(self.state.log_history)
+        with locked(self.args.output_dir, self.accelerator):  # one run at a time (output_dir.py)
+            if self.args.should_save:  # rows a killed attempt logged after the checkpoint (a fresh run: all)
+                truncate_step_logs(self.args.output_dir, self.step_log_files, resume)
+            return super().train(resume_from_checkpoint=resume or None, **kwargs)
 
     def _save_run_config(self, directory: str) -> None:
         save_run_config(self.args, self.trainer_name, directory, base_model_name_or_path=self.base_model_path)

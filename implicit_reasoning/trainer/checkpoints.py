@@ -10,7 +10,8 @@ checkpoint that looked complete and resumed with the wrong state, or none left t
 1. drop the marker of an older save into the same directory (a resume from an earlier checkpoint);
 2. Trainer's own files, with its rotation held back;
 3. the method's state, by every callback with a `write_checkpoint(folder)` method
-   (`implicit_reasoning_state.json`, the curriculum's frozen copy, STaR's iteration data);
+   (`implicit_reasoning_state.json`, the curriculum's frozen copy, STaR's iteration data), after every
+   process ran the callbacks' `gather_for_checkpoint()` (the open log window's sums over processes);
 4. once every process is done (a barrier): `checkpoint_complete.json`, naming every file and
    its size, each file fsynced first, the marker itself written to a temporary file and renamed;
 5. rotation over complete checkpoints only: the one just written and the best one are kept,
@@ -147,6 +148,9 @@ class CheckpointMixin:
         finally:
             self.args.save_total_limit = limit
         crash_point("trainer_state", step)
+        for callback in self.callback_handler.callbacks:  # collectives first (every process), then the writes
+            if callable(getattr(callback, "gather_for_checkpoint", None)):
+                callback.gather_for_checkpoint()
         if self.is_world_process_zero():
             os.makedirs(folder, exist_ok=True)
             for callback in self.callback_handler.callbacks:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ..utils.curriculum import CURRICULUM_RULES
 from .base_config import check
+from .docstrings import documented
 
 ENTRY_KEYS = ("name", "config", "path", "text_column", "weight")
 
@@ -54,6 +55,7 @@ def entry_label(entry: dict) -> str:
     return entry["name"] if not entry.get("config") else f"{entry['name']}:{entry['config']}"
 
 
+@documented
 @dataclass
 class CurriculumFields:
     """Mixin: train on a mixture of datasets, sampled by weights a curriculum rule updates.
@@ -61,6 +63,8 @@ class CurriculumFields:
     List it before the TrainerConfig-derived base. Without `datasets` the run uses
     `dataset_name` alone and the curriculum is off.
     """
+
+    value_types = {"datasets": list[str | dict] | None}  # field_checks: YAML / Python entries may be mappings
 
     datasets: list[str] | None = field(
         default=None,

@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 
 from .base_config import ReasoningPromptFields, check
 from .curriculum_config import CurriculumFields
+from .docstrings import documented
 from .rollout_config import GroupRolloutConfig
 
 DEFAULT_STOP_SEQS = ["The answer is", "the answer is", "Answer:", "answer:", "**Answer", "Final answer:"]
 STOP_TOKEN_CHOICES = ("eos", "pad", "both")
 
 
+@documented
 @dataclass
 class LatroConfig(ReasoningPromptFields, CurriculumFields, GroupRolloutConfig):
     """LaTRO: the model's own log-likelihood of the gold answer is the reward.
@@ -19,7 +21,7 @@ class LatroConfig(ReasoningPromptFields, CurriculumFields, GroupRolloutConfig):
     Parameters that control the rationale:
         cot_trigger, response_length, stop_token, stop_token_ids, stop_seqs
     Parameters that control the objective:
-        kl_coef, sft_coef, non_stop_penalty, penalty_reward_value
+        kl_coef, sft_coef, non_stop_penalty, penalty_reward_value, score_from_generation
     Parameters of a data mixture (CurriculumFields; off without `datasets`):
         datasets, curriculum_rule, curriculum_eta, curriculum_floor, difficulty_sample_size,
         difficulty_interval, freeze_interval

@@ -33,6 +33,7 @@ from ..utils.model_utils import (
 from ..utils.rollout import find_stop_positions, kept_lengths, repeat_rows
 from ..utils.scoring import masked_sum, pack_rows, score_rows, segment_reduce, window_logprobs
 from .curriculum import load_mixture
+from .docstrings import documented
 from .latro_config import LatroConfig
 from .rollout_trainer import RolloutTrainer
 
@@ -41,6 +42,7 @@ PROMPT, RATIONALE, ANSWER = 1, 2, 3
 ROW_KEYS = ("input_ids", "attention_mask", "position_ids", "segment_ids")
 
 
+@documented
 class LatroTrainer(RolloutTrainer):
     """LaTRO on any causal LM. Datasets need string columns `queries`, `responses`, `groundtruth`."""
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 
 from ..utils.markovian import ANSWER_MARKER, REASONING_PREFIX
 from .base_config import check
+from .docstrings import documented
 from .rollout_config import GroupRolloutConfig
 
 MARKOVIAN_SCORERS = ("critic", "actor")
@@ -17,6 +18,7 @@ VQ_IGNORED = ("method", "markovian", "scorer", "actor_reward_weight", "kl_penalt
               "temperature", "top_p", "top_k", "ppo_epsilon", "ppo_epochs", "ei_std", "ei_warmup")
 
 
+@documented
 @dataclass
 class MarkovianConfig(GroupRolloutConfig):
     """The answer is scored from the CoT alone (the question redacted).
@@ -82,6 +84,7 @@ class MarkovianConfig(GroupRolloutConfig):
     vq_gumbel_tau: float = field(default=1.0, metadata={"help": "VQ: Gumbel-softmax temperature tau."})
 
     def __post_init__(self):
+        self.check_values()  # the fields read below have their declared types
         # the VQ loss never touches the LM head (untied models) nor the layers above vq_hidden_layer;
         # DDP must then look for unused parameters (HF turns the search off with gradient checkpointing)
         if self.use_vq and self.ddp_find_unused_parameters is None:

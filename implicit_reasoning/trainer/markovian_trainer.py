@@ -49,6 +49,7 @@ from ..utils.markovian import (
 from ..utils.model_utils import end_of_text_ids, eval_mode
 from ..utils.rollout import repeat_rows
 from ..utils.scoring import ROW_KEYS, forward_window, masked_mean, score_rows, token_logprobs, window_logprobs
+from .docstrings import documented
 from .markovian_config import MarkovianConfig
 from .rollout_trainer import RolloutTrainer
 
@@ -79,6 +80,7 @@ def _ppo_loss(logps, cot_mask, batch, args) -> dict:
 POLICY_LOSSES = {"pg": _pg_loss, "ppo": _ppo_loss, "ei": _ei_loss}
 
 
+@documented
 class MarkovianTrainer(RolloutTrainer):
     """Markovian training on any causal LM. Datasets need string columns `question`, `answer`."""
 

@@ -32,9 +32,11 @@ from ..utils.scoring import (
     token_logprobs,
 )
 from ..utils.vq import quantize
+from .docstrings import documented
 from .markovian_trainer import MarkovianTrainer
 
 
+@documented
 class MarkovianVQTrainer(MarkovianTrainer):
     """Markovian training through quantised hidden states; needs `MarkovianConfig(use_vq=True)`."""
 

@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 
 from .base_config import ReasoningPromptFields, check
 from .curriculum_config import CurriculumFields
+from .docstrings import documented
 from .rollout_config import RolloutConfig
 
 
+@documented
 @dataclass
 class PPOCurriculumConfig(ReasoningPromptFields, CurriculumFields, RolloutConfig):
     """PPO (Schulman et al. 2017) for language models with an adaptive KL penalty (Ziegler et al. 2019).
@@ -31,6 +33,8 @@ class PPOCurriculumConfig(ReasoningPromptFields, CurriculumFields, RolloutConfig
     * num_mini_batches` completions per device (one per prompt); each optimizer update uses one
     minibatch; a rollout serves `ppo_epochs * num_mini_batches` updates.
     """
+
+    value_types = {"validation_dataset": str | dict | None}  # field_checks: a YAML / Python entry may be a mapping
 
     prompt_length: int = field(default=64, metadata={"help": "Raw-text datasets: the prompt is a text's first this many tokens."})
     response_length: int = field(default=64, metadata={"help": "New tokens per completion."})

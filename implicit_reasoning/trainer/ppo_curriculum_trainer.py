@@ -30,6 +30,7 @@ from ..utils.model_utils import encode_prompt, end_of_text_ids
 from ..utils.rollout import find_stop_positions, gae
 from ..utils.scoring import masked_mean, pack_rows
 from .curriculum import load_mixture
+from .docstrings import documented
 from .ppo_curriculum_config import PPOCurriculumConfig
 from .ppo_data import PPO_COLUMNS, load_entry_rows
 from .ppo_support import PPOSupport
@@ -40,6 +41,7 @@ ROW_KEYS = ("input_ids", "attention_mask", "position_ids", "segment_ids")
 TOKEN_KEYS = ("old_logps", "old_values", "advantages", "returns", "mask")
 
 
+@documented
 class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
     """PPO on any causal LM; datasets need `prompt`, `continuation`, `groundtruth` (see `ppo_data.py`)."""
 

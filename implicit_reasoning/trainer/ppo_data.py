@@ -19,6 +19,7 @@ from ..utils.data_utils import (
     is_custom_path,
     load_task_dataset,
 )
+from ..utils.input_checks import missing_path_message
 from ..utils.text_data import load_text_dataset
 from .curriculum_config import entry_label
 
@@ -31,6 +32,8 @@ def is_text_entry(entry: dict) -> bool:
         return True
     if is_custom_path(entry["name"]):
         return False
+    if missing_path_message(entry["name"], "dataset"):  # meant as a local file: say it is missing
+        raise ValueError(missing_path_message(entry["name"], "dataset"))
     try:
         return get_dataset_spec(entry["name"]).checker == CHECKER_NONE
     except ValueError:

@@ -30,6 +30,7 @@ from ..utils.model_utils import (
 from ..utils.scoring import pack_rows, score_rows, window_logprobs
 from .curriculum import row_losses
 from .curriculum_config import normalize_entry
+from .metrics import SAMPLES_FILE
 from .ppo_data import load_entry_rows
 from .value_model import VALUE_DIR, PolicyAndValue, ValueModel, load_weights
 
@@ -39,6 +40,8 @@ TEST_GENERATIONS_FILE = "test_generations.jsonl"
 
 class PPOSupport:
     """Mixin of PPOCurriculumTrainer (listed before RolloutTrainer)."""
+
+    step_log_files = (SAMPLES_FILE, TEST_GENERATIONS_FILE)  # a resume drops the rows logged after its checkpoint
 
     # ------------------------------------------------------------ the trained module
     def build_trained_module(self, policy, args):

@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .base_config import SamplingFields, TrainerConfig, check
+from .docstrings import documented
 
 
+@documented
 @dataclass
 class RolloutConfig(SamplingFields, TrainerConfig):
     """Shared fields plus the rollout ones (and `temperature`, `top_p`, `top_k` from `SamplingFields`).
@@ -55,9 +57,13 @@ class RolloutConfig(SamplingFields, TrainerConfig):
         )
 
 
+@documented
 @dataclass
 class GroupRolloutConfig(RolloutConfig):
     """Rollouts of K = `rloo_k` samples per prompt (LaTRO's RLOO groups, Markovian's z-score groups).
+
+    Parameters that control the groups:
+        rloo_k
 
     Each update draws `per_device_train_batch_size * gradient_accumulation_steps / rloo_k`
     prompts per device and samples each `rloo_k` times.

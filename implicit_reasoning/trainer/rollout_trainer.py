@@ -38,6 +38,7 @@ from ..utils.model_utils import eval_mode
 from ..utils.scored_generation import generate_scored
 from .base_trainer import BaseTrainer
 from .curriculum import Curriculum, row_losses, step_generator
+from .docstrings import documented
 from .rollout_config import RolloutConfig
 from .state import atomic_write
 
@@ -106,6 +107,7 @@ def split_rows(batch: dict, parts: int) -> list[dict]:
     return [{k: v[i * size : (i + 1) * size] for k, v in batch.items()} for i in range(parts)]
 
 
+@documented
 class RolloutTrainer(BaseTrainer):
     """Generates per update in `make_rollout`; the loss of each micro-batch is `compute_objective`."""
 
@@ -195,6 +197,10 @@ class RolloutTrainer(BaseTrainer):
         return finite
 
     # ---------------------------------------------------------------- batching
+    def check_train_inputs(self) -> None:
+        if self.train_dataset is not None:
+            self._get_train_sampler()  # raises when the set has fewer prompts than one update needs
+
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         return PromptGroupSampler(

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .base_config import ReasoningPromptFields, TrainerConfig
+from .docstrings import documented
 
 
+@documented
 @dataclass
 class SFTBaselineConfig(ReasoningPromptFields, TrainerConfig):
     """Shared fields, the question prompt (`cot_trigger`) and the eval rationale budget (`response_length`)."""

@@ -17,6 +17,7 @@ import torch
 from ..utils.model_utils import encode_continuation, encode_prompt
 from ..utils.scoring import completion_nll, pack_rows
 from .base_trainer import BaseTrainer
+from .docstrings import documented
 from .sft_config import SFTBaselineConfig
 
 PROMPT, RATIONALE, RESPONSE = 1, 2, 3
@@ -37,6 +38,7 @@ class RationaleCollator:
         return pack_rows([x, z, y], tok.pad_token_id, align=RATIONALE - 1)
 
 
+@documented
 class SFTBaselineTrainer(BaseTrainer):
     """SFT on columns `queries` (the prompt), `rationale` and `responses` (the answer text)."""
 

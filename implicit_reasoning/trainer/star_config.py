@@ -6,25 +6,29 @@ from dataclasses import dataclass, field
 
 from ..utils.star import step_schedule
 from .base_config import ReasoningPromptFields, SamplingFields, TrainerConfig, check
+from .docstrings import documented
 
 STAR_STRATEGIES = ("sft", "dpo")
 STAR_COT_TRIGGER = 'Think step by step. On the last line, write "Answer: " and the answer.'
 
 
+@documented
 @dataclass
 class STaRConfig(ReasoningPromptFields, SamplingFields, TrainerConfig):
     """Outer iterations of generate -> filter -> rationalize -> train -> validate.
 
     Parameters that control the iterations:
-        num_iterations, start_steps, step_growth (the step budget of iteration n is
-        floor(start_steps * step_growth ** n); max_steps is their sum), reset_model_every_iteration
+        num_iterations, start_steps, step_growth, reset_model_every_iteration
     Parameters that control generation:
         samples_per_train_question, rationalize, gen_batch_size, preload_generated, single_batch,
-        and temperature / top_p / top_k, cot_trigger / response_length
+        cot_trigger, response_length, temperature, top_p, top_k
     Parameters that control training:
         train_strategy, dpo_beta, rpo_alpha
     Parameters that control validation:
         val_every_n_steps, skip_first_validation
+
+    The step budget of iteration n is floor(start_steps * step_growth ** n); `max_steps` is their
+    sum (`schedule`), set from them.
     """
 
     cot_trigger: str = field(default=STAR_COT_TRIGGER, metadata={"help": "Line after every question."})
@@ -66,6 +70,7 @@ class STaRConfig(ReasoningPromptFields, SamplingFields, TrainerConfig):
     )
 
     def __post_init__(self):
+        self.check_values()  # the fields read below have their declared types
         schedule = step_schedule(self.num_iterations, self.start_steps, self.step_growth) if self._schedule_ok() else []
         total = sum(schedule)
         check(

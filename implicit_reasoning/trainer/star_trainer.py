@@ -42,6 +42,7 @@ from ..utils.prompts import format_prompt, question_text
 from ..utils.scoring import completion_nll, pack_rows, score_rows, segment_reduce, window_logprobs
 from ..utils.star import degeneration_rate, dpo_pairs, is_degenerate, kept, locate_step, unsolved, with_hint
 from .base_trainer import BaseTrainer
+from .docstrings import documented
 from .guard import SkipAwareScheduler
 from .star_config import STaRConfig
 from .state import atomic_write
@@ -53,6 +54,7 @@ PROMPT, COMPLETION = 1, 2
 ROW_KEYS = ("input_ids", "attention_mask", "position_ids", "segment_ids")
 
 
+@documented
 class STaRTrainer(BaseTrainer):
     """STaR on any causal LM. Datasets need `queries` (the prompt) and `groundtruth` (+ `question` to rationalize)."""
 
@@ -209,9 +211,11 @@ class STaRTrainer(BaseTrainer):
         config = sampling_config(args.response_length, tokenizer.pad_token_id, self.end_ids, args.temperature,
                                  args.top_p, args.top_k)
         repeated = [x for x in ids for _ in range(self._k)]
+        show = self.accelerator.is_main_process and not args.disable_tqdm  # a long generation, not a silent pause
+        label = f"STaR {'rationalizations (hinted)' if hinted else 'rationales'}" if show else None
         with self.generation_model() as model:
             texts = tokenizer.batch_decode(generate(model, repeated, config, args.gen_batch_size,
-                                                    backend=self.generation_engine()),
+                                                    backend=self.generation_engine(), progress=label),
                                            skip_special_tokens=True)
         checker = self.eval_checker_name()
         out = []

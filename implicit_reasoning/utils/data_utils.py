@@ -29,6 +29,7 @@ ranges identical questions can still occur by chance).
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,7 @@ from .data_sources import (
     wikitext_articles,
     wikitext_example,
 )
-from .input_checks import check_gold_column, check_text_columns, example_problem
+from .input_checks import check_gold_column, check_text_columns, check_utf8, example_problem, missing_path_message
 from .prompts import DEFAULT_COT_TRIGGER, format_prompt, question_text
 
 __all__ = [
@@ -127,6 +128,8 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
+        if missing_path_message(name, "dataset_name"):  # meant as a file: say that it is missing
+            raise ValueError(missing_path_message(name, "dataset_name")) from None
         raise ValueError(
             f"unknown dataset {name!r}; registered datasets: {', '.join(list_datasets())} "
             "(or pass a path to a local file/directory with columns queries, responses, groundtruth)"
@@ -193,24 +196,49 @@ def _find_split_file(path: Path, stems: tuple[str, ...], dataset: str, split: st
     )
 
 
+_SHARED_FILE_WARNED: set[str] = set()
+
+
+def _warn_shared_file(file: Path, dataset: str, split: str) -> None:
+    """Once per file and process: a single file serves every split, so its eval / test split is its training rows."""
+    key = str(file.resolve())
+    if split == "train" or key in _SHARED_FILE_WARNED:
+        return
+    _SHARED_FILE_WARNED.add(key)
+    warnings.warn(
+        f"dataset {dataset!r}: the single file {str(file)!r} serves every split, so its {split!r} split is the "
+        "training rows and accuracy measured on it is training accuracy, not held-out accuracy. For a held-out "
+        "split pass a directory holding train.* and eval.* (or validation / dev) files (docs/data.md)",
+        UserWarning, stacklevel=4)
+
+
 def _load_local(path: str | Path, stems: tuple[str, ...], hub_split: str, dataset: str, split: str):
     """Load one split from a local file/dir with the json/csv/parquet builders."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset {dataset!r}: local path {str(path)!r} does not exist")
     file = _find_split_file(path, stems, dataset, split)
+    if path.is_file() and "[" not in hub_split:  # a sliced split (CARVED_FROM_*) is its own part of the file
+        _warn_shared_file(file, dataset, split)
     builder = LOCAL_BUILDERS.get(file.suffix.lower())
     if builder is None:
         raise ValueError(f"dataset {dataset!r}: unsupported file type {file.name!r}; use {sorted(LOCAL_BUILDERS)}")
+    check_utf8(file, dataset, split)
+    no_rows = f"dataset {dataset!r} split {split!r}: file {str(file)!r} has no rows"
     base = hub_split.split("[", 1)[0]
     # Re-key the file under the base split name so datasets' slicing syntax still applies.
     try:
-        return datasets.load_dataset(builder, data_files={base: str(file)}, split=base + hub_split[len(base):])
+        ds = datasets.load_dataset(builder, data_files={base: str(file)}, split=base + hub_split[len(base):])
     except Exception as error:  # datasets / pyarrow / json raise many types for a malformed file
         cause = error.__cause__ or error
+        if isinstance(cause, StopIteration) or "corresponds to no data" in str(cause) or not file.read_bytes().strip():
+            raise ValueError(no_rows) from None
         reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
         raise ValueError(f"dataset {dataset!r} split {split!r}: file {str(file)!r} is not valid {file.suffix[1:]} "
                          f"({type(cause).__name__}: {reason})") from error
+    if len(ds) == 0:
+        raise ValueError(f"{no_rows}{f' in the slice {hub_split!r}' if hub_split != base else ''}")
+    return ds
 
 
 def _load_hub(spec: DatasetSpec, hub_split: str, dataset_config: str | None):

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from .input_checks import missing_path_message
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model", "vocab.txt")
@@ -65,6 +66,8 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTra
     """`AutoTokenizer.from_pretrained`, checked: a directory without tokenizer files is a clear error."""
     if not name_or_path:
         raise ValueError("no tokenizer to load: pass tokenizer_name_or_path (or a processing_class)")
+    if missing_path_message(name_or_path, "tokenizer_name_or_path"):
+        raise ValueError(missing_path_message(name_or_path, "tokenizer_name_or_path"))
     if os.path.isdir(name_or_path) and not any(os.path.isfile(os.path.join(name_or_path, f)) for f in TOKENIZER_HINTS):
         raise ValueError(
             f"model directory {name_or_path!r} has no tokenizer files (none of {', '.join(TOKENIZER_HINTS)}; it holds "
@@ -85,7 +88,10 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTra
 
 
 def load_causal_lm(name_or_path: str, args) -> torch.nn.Module:
-    """`AutoModelForCausalLM.from_pretrained` with the config's dtype / attention / remote-code settings."""
+    """`AutoModelForCausalLM.from_pretrained` with the config's dtype / attention / remote-code settings (a local
+    path that does not exist is an error saying so, not a hub id's naming rules)."""
+    if missing_path_message(name_or_path, "model_name_or_path"):
+        raise ValueError(missing_path_message(name_or_path, "model_name_or_path"))
     return AutoModelForCausalLM.from_pretrained(
         name_or_path,
         dtype=resolve_dtype(args.torch_dtype),
