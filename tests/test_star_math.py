@@ -127,3 +127,27 @@ def test_rpo_alpha_adds_exactly_the_length_normalised_nll_of_the_chosen():
     assert with_nll["nll_loss"].item() == pytest.approx(2.5) and with_nll["dpo_loss"] == plain["dpo_loss"]
     with pytest.raises(ValueError, match="needs chosen_nll"):
         dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=0.5, rpo_alpha=0.1)
+
+
+@pytest.mark.parametrize("text, degenerate", [
+    ("的的的的的的的的的的，的的的…。", True),  # issue 18: punctuation must not hide the repetition
+    ("的的的的，的的的的。的的的的！的的的的", True),
+    ("我们我们我们我们，我们我们我们。", True),
+    ("はいはいはいはい、はいはいはいはい。はいはい", True),
+    ("ครับครับครับครับ ครับครับครับครับ", True),  # Thai: its vowel marks stay with their consonant
+    ("我们今天去公园散步，然后回家吃饭。明天再去学校上课。", False),
+    ("我有3个苹果和5个橘子，一共8个水果。", False),
+    ("今日は晴れです。明日も晴れるでしょう。", False),
+    ("สวัสดีครับ ผมชื่อสมชาย ยินดีที่ได้รู้จักครับ", False),
+    ("7 + 5 = 12。答案：12", False),
+])
+def test_degeneration_counts_characters_of_unspaced_scripts_across_punctuation(text, degenerate):
+    assert is_degenerate(text) is degenerate
+
+
+def test_unspaced_scripts_are_split_into_characters_and_spaced_ones_into_words():
+    from implicit_reasoning.utils.star import _tokens
+
+    assert _tokens("我有3个，苹果。") == ["我", "有", "3", "个", "苹", "果"]
+    assert _tokens("ครับ") == ["ค", "รั", "บ"]  # the mark (U+0E31) stays with its consonant
+    assert _tokens("Ìdáhùn: C，好的") == ["ìdáhùn", "c", "好", "的"]

@@ -73,20 +73,41 @@ def dpo_pairs(records: list[dict]) -> list[tuple[dict, dict]]:
 
 
 # ---------------------------------------------------------------------------- degeneration
-# a word: letters / digits with their combining marks (Yoruba's ẹ̀ has no precomposed form: e, dot below, grave)
-_WORD_RE = re.compile(r"(?:\w|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f])+")
+# scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, kana, CJK ideographs): one token per
+# character, whatever punctuation separates the runs ("的的的，的的的。" is 6 tokens, not 2 "words")
+_UNSPACED_RE = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+                          r"\uf900-\ufaff\uff66-\uff9f]")
 
 
 def _tokens(text: str) -> list[str]:
-    """Words of any script (combining marks stay in their word); characters for scripts written without spaces;
-    and for a text with no word at all (whitespace or punctuation only), its characters."""
+    """Words of spaced scripts and characters of unspaced ones, after NFC and lower-casing; a combining mark stays
+    with what it marks (Yoruba's ẹ̀ has no precomposed form: e, dot below, grave; Thai vowel signs). A text with
+    a single long word (an unspaced script not listed) or no word at all ("\\n" x 40, "......") gives its
+    characters: what repeats is the characters themselves."""
     text = unicodedata.normalize("NFC", text).lower()
-    words = _WORD_RE.findall(text)
-    if len(words) <= 1 and len(text.strip()) > DEGENERATE_MIN_TOKENS:  # no spaces (e.g. Chinese): characters
-        words = [c for c in text if not c.isspace()]
-    if not words:  # "\n" x 40, "......": what repeats is the characters themselves
-        words = list(text)
-    return words
+    tokens: list[str] = []
+    word, attached = "", False  # the word being read; whether the last character read belongs to a token
+    for char in text:
+        if unicodedata.category(char).startswith("M"):  # a combining mark: part of the token before it
+            if word:
+                word += char
+            elif attached:
+                tokens[-1] += char
+            continue
+        unspaced = bool(_UNSPACED_RE.match(char))
+        in_word = (char.isalnum() or char == "_") and not unspaced
+        if word and not in_word:
+            tokens.append(word)
+            word = ""
+        if in_word:
+            word += char
+        elif unspaced:
+            tokens.append(char)
+        attached = in_word or unspaced
+    tokens += [word] if word else []
+    if len(tokens) <= 1 and len(text.strip()) > DEGENERATE_MIN_TOKENS or not tokens:
+        tokens = [c for c in text if not c.isspace()] or list(text)
+    return tokens
 
 
 def repetition_coverage(text: str) -> float:
