@@ -194,3 +194,15 @@ def test_import_reward_by_path_and_a_clear_error():
     assert func is repetition_penalty
     with pytest.raises(ValueError, match="neither a built-in"):
         import_reward("no_such_module:f")
+
+
+def test_the_repetition_penalty_docstring_gives_the_formulas_values():
+    """The docstrings' examples run: -0.75 for 4 copies of one token and -0.992 for 64, not -1 (issue 18)."""
+    import doctest
+
+    from implicit_reasoning.utils import rewards
+
+    result = doctest.testmod(rewards, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 3 and result.failed == 0
+    copies = lambda n: rewards.repetition_penalty([""], [""], [[7] * n])[0]  # noqa: E731
+    assert copies(4) == -0.75 and copies(64) == pytest.approx(-(1 + 61 / 62) / 2)
