@@ -175,8 +175,8 @@ class CurriculumWeights:
         """Restore `state_dict()` exactly; ValueError if its dataset names or rule differ from this object's.
 
         eta, floor and the configured weights (exp3's prior) are configuration, not state: this object's own
-        values are kept (weights
-        that a new, higher floor leaves below it are re-floored; otherwise they load bit-exact).
+        values are kept (weights that a new, higher floor leaves below it are re-floored; otherwise they load
+        bit-exact).
         """
         if list(state["names"]) != self.names:
             raise ValueError(f"curriculum state names {state['names']} do not match the datasets {self.names}")
