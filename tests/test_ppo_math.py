@@ -206,3 +206,12 @@ def test_the_repetition_penalty_docstring_gives_the_formulas_values():
     assert result.attempted >= 3 and result.failed == 0
     copies = lambda n: rewards.repetition_penalty([""], [""], [[7] * n])[0]  # noqa: E731
     assert copies(4) == -0.75 and copies(64) == pytest.approx(-(1 + 61 / 62) / 2)
+
+
+def test_answer_accuracy_without_a_source_is_an_error_not_none():
+    from implicit_reasoning.utils import rewards
+
+    assert rewards.answer_accuracy(["q"], ["The answer is 4."], groundtruth=["4"], source=["gsm8k"]) == [1.0]
+    assert rewards.answer_accuracy(["q"], ["Once upon a time"], groundtruth=[""], source=["wikitext"]) == [None]
+    with pytest.raises(ValueError, match="answer_accuracy needs the rows' `source`"):
+        rewards.answer_accuracy(["q"], ["The answer is 4."], groundtruth=["4"])

@@ -393,3 +393,21 @@ def test_evaluate_on_another_dataset_reports_its_own_loss_and_config_errors(tmp_
     assert trainer.evaluate(other)["eval_loss"] != first
     with pytest.raises(ValueError, match="kl_coef=0.0 with adaptive_kl=True"):
         _config(tmp_path, adaptive_kl=True, kl_coef=0.0)
+
+
+def test_a_dataset_with_only_the_required_columns_trains_and_evaluates(tmp_path, demo_tokenizer):
+    """`source` is optional: without it the rows take `dataset_name`'s checker (issue 18: KeyError at the first
+    rollout and in evaluate(), and answer_accuracy None for every row)."""
+    config = _config(tmp_path, max_steps=1, reward_funcs=["answer_accuracy"])
+    train, evaluation = (PPOCurriculumTrainer.load_split(config, split, demo_tokenizer).select_columns(
+        ["prompt", "continuation", "groundtruth"]) for split in ("train", "eval"))
+    model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
+    trainer = PPOCurriculumTrainer(model, config, train_dataset=train, eval_dataset=evaluation,
+                                   processing_class=demo_tokenizer)
+    rows = train.select(range(2)).to_dict()
+    completions = [f"So the answer is {rows['groundtruth'][0]}.", "The answer is 99."]
+    assert trainer.score_completions(rows, completions, [[5], [5]]).tolist() == [1.0, 0.0]
+    trainer.train()
+    assert any("rewards/answer_accuracy/mean" in h for h in trainer.state.log_history)
+    metrics = trainer.evaluate()
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and metrics["eval_num_questions"] == 4

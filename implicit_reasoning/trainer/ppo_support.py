@@ -98,6 +98,20 @@ class PPOSupport:
         return old, torch.cat(values), torch.cat(ref_logps), mask
 
     # ------------------------------------------------------------ rewards
+    def with_sources(self, rows: dict[str, list]) -> dict[str, list]:
+        """`rows` (columns as lists) with a `source` column: their own, else the one dataset of the run (`dataset_name`,
+        or the single `datasets` entry): a dataset with only the required columns is checked by its checker."""
+        if "source" in rows:
+            return rows
+        return {**rows, "source": [self.default_source()] * len(rows["prompt"])}
+
+    def default_source(self) -> str:
+        mixture = self.args.mixture
+        if len(mixture) != 1:
+            raise ValueError(f"{type(self).__name__}: rows without a `source` column in a run on {len(mixture)} datasets: "
+                             "which answer checker applies is unknown; load them with the trainer's load_split")
+        return mixture[0]["name"]
+
     def build_rewards(self, funcs=None) -> tuple[list, list[str]]:
         """The reward callables and their logged names, from `funcs` (callables) or `reward_funcs` (names)."""
         specs = list(funcs) if funcs is not None else list(self.args.reward_funcs)
@@ -163,6 +177,7 @@ class PPOSupport:
         if not indices:
             return []
         rows = dataset.select(indices)
+        sources = rows["source"] if "source" in rows.column_names else [self.default_source()] * len(rows)
         ids = self._complete(model, rows["prompt"], sample=args.eval_temperature > 0)
         texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
         k = args.eval_num_samples  # maj@k over k sampled completions of each question/answer row
@@ -170,7 +185,7 @@ class PPOSupport:
                                          skip_special_tokens=True) if k > 1 else []
         records = []
         for i, index in enumerate(indices[:num_real]):
-            source, gold = rows["source"][i], rows["groundtruth"][i]
+            source, gold = sources[i], rows["groundtruth"][i]
             answered = bool(gold) and checker_for(source) != "none"
             record = {"index": index, "prompt": rows["prompt"][i], "completion": texts[i], "source": source,
                       "correct": is_correct(source, texts[i], gold) if answered else None,

@@ -58,10 +58,14 @@ def repetition_penalty(prompts, completions, completion_ids, **kwargs) -> list[f
 
 
 def answer_accuracy(prompts, completions, groundtruth=None, source=None, **kwargs) -> list[float | None]:
-    """1.0 when the completion's answer matches `groundtruth` by the row's dataset checker, else 0.0.
+    """1.0 when the completion's answer matches `groundtruth` by the checker of the row's `source` dataset, else 0.0.
 
-    None for rows without a gold answer (raw-text datasets in a mixture).
+    None for rows without a gold answer (raw-text datasets in a mixture). Gold answers without `source` are an
+    error: which checker applies is unknown (PPOCurriculumTrainer fills `source` from `dataset_name`).
     """
+    if source is None and groundtruth is not None and any(groundtruth):
+        raise ValueError("answer_accuracy needs the rows' `source` (the dataset name whose answer checker applies, "
+                         "e.g. 'gsm8k'): pass source=[...] with one name per completion")
     out = []
     for i, completion in enumerate(completions):
         gold = groundtruth[i] if groundtruth is not None else ""
