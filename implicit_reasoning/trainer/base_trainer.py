@@ -285,7 +285,8 @@ class BaseTrainer(CheckpointMixin, Trainer):
             )
         if args.gradient_checkpointing:
             model.enable_input_require_grads()
-        model = get_peft_model(model, peft_config)
+        with model_utils.seeded(args.seed, model):  # the adapters initialise from `seed`
+            model = get_peft_model(model, peft_config)
         for config in model.peft_config.values():  # saved adapters name a base that loads
             config.base_model_name_or_path = self.base_model_path
         return model

@@ -26,12 +26,13 @@ from ..utils.model_utils import (
     encode_prompt,
     end_of_text_ids,
     eval_mode,
+    seeded,
 )
 from ..utils.scoring import pack_rows, score_rows, window_logprobs
 from .curriculum import row_losses
 from .curriculum_config import normalize_entry
 from .ppo_data import load_entry_rows
-from .value_model import VALUE_DIR, PolicyAndValue, ValueModel, load_weights
+from .value_model import VALUE_DIR, PolicyAndValue, ValueModel, backbone_peft_config, load_weights
 
 RESPONSE = 2
 TEST_GENERATIONS_FILE = "test_generations.jsonl"
@@ -42,22 +43,22 @@ class PPOSupport:
 
     # ------------------------------------------------------------ the trained module
     def build_trained_module(self, policy, args):
-        with torch.random.fork_rng(devices=[]):  # the head and the adapters initialise from `seed`, like the run
-            torch.manual_seed(args.seed)
+        with seeded(args.seed, policy):  # the head and the adapters initialise from `seed`, like the policy's
             return PolicyAndValue(policy, self._value_network(policy, args))
 
     def _value_network(self, policy, args) -> ValueModel:
-        if args.value_model_name_or_path or args.use_lora:
+        """A copy of the policy's backbone; under peft (use_lora or peft_config) the base model's backbone with
+        adapters of the policy's own peft config (the same settings whichever way they were given)."""
+        peft = getattr(policy, "peft_config", None) if hasattr(policy, "get_base_model") else None
+        if args.value_model_name_or_path or peft:
             value = ValueModel.from_pretrained(args.value_model_name_or_path or self.base_model_path, args)
         else:
             value = ValueModel.from_policy(policy)
-        if args.use_lora:
-            from peft import LoraConfig, get_peft_model
+        if peft:
+            from peft import get_peft_model
 
-            targets = args.lora_target_modules
-            value.backbone = get_peft_model(value.backbone, LoraConfig(
-                r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                target_modules=targets[0] if targets == ["all-linear"] else targets))
+            prefix = policy.get_base_model().base_model_prefix
+            value.backbone = get_peft_model(value.backbone, backbone_peft_config(peft[policy.active_adapter], prefix))
         if args.disable_dropout:
             disable_dropout(value)
         return value
