@@ -1,10 +1,12 @@
 """STaR (Zelikman et al., arXiv 2203.14465) as pure functions: the step schedule, filtering,
-rationalization hints, DPO pairs, and a degeneration measure.
+rationalization hints, DPO pairs, the update's rows and token normaliser, and a degeneration measure.
 
 A generation record is a dict with at least ``question_index``, ``prompt`` (the hint-free
 prompt), ``rationale`` (the generated completion: reasoning and the final answer line),
 ``prediction`` (the extracted answer), ``correct`` and ``hinted`` (generated with the gold
-answer as a hint: a rationalization).
+answer as a hint: a rationalization); and ``finished`` / ``end_token_id``: whether the sample
+ended with an end-of-text token, and which (None when it was cut off at response_length).
+Records without them (files of older versions) count as finished with the tokenizer's eos.
 """
 
 from __future__ import annotations
@@ -42,14 +44,20 @@ def with_hint(user_text: str, answer: str) -> str:
     return f"{user_text}\n{HINT_TEMPLATE.format(answer=answer)}"
 
 
+def is_finished(record: dict) -> bool:
+    """Whether the sample ended with an end-of-text token; one cut off at response_length is never trained on (its
+    answer line may be missing, and the model never produced an end-of-text token to train on)."""
+    return record.get("finished", True)
+
+
 def kept(records: list[dict]) -> list[dict]:
-    """The correct records (rationalized ones included), in order."""
-    return [r for r in records if r["correct"]]
+    """The correct, finished records (rationalized ones included), in order."""
+    return [r for r in records if r["correct"] and is_finished(r)]
 
 
 def unsolved(records: list[dict]) -> list[int]:
-    """Indices of the questions none of whose (hint-free) samples is correct, sorted."""
-    solved = {r["question_index"] for r in records if r["correct"] and not r["hinted"]}
+    """Indices of the questions none of whose (hint-free) samples is kept, sorted."""
+    solved = {r["question_index"] for r in kept(records) if not r["hinted"]}
     return sorted({r["question_index"] for r in records} - solved)
 
 
@@ -58,10 +66,11 @@ def dpo_pairs(records: list[dict]) -> list[tuple[dict, dict]]:
 
     A correct rationalization (stored with the hint-free prompt) is a correct sample of its
     question: it is what makes pairs for the questions the policy never solves on its own.
-    Rationalization keeps only correct samples, so every incorrect one is hint-free.
+    Rationalization keeps only correct samples, so every incorrect one is hint-free. Samples cut
+    off at response_length take part in no pair.
     """
     by_question: dict[int, list[dict]] = {}
-    for record in records:
+    for record in filter(is_finished, records):
         by_question.setdefault(record["question_index"], []).append(record)
     pairs = []
     for index in sorted(by_question):
@@ -70,6 +79,23 @@ def dpo_pairs(records: list[dict]) -> list[tuple[dict, dict]]:
         losers = [r for r in group if not r["correct"]]
         pairs.extend(product(winners, losers))
     return pairs
+
+
+# --------------------------------------------------------------------------------- updates
+def update_rows(order: list[int], update: int, per_update: int) -> list[int]:
+    """The examples of update `update` in serving order: the next `per_update` entries of the permutation `order`,
+    cycled (no example twice before all have been used). Micro-step m of process r serves entries
+    [(m P + r) b, (m P + r + 1) b) of them (b rows per micro-batch, P processes)."""
+    start = update * per_update
+    return [order[(start + t) % len(order)] for t in range(per_update)]
+
+
+def token_normalizer(token_counts: list[int], processes: int, accumulation_steps: int) -> float:
+    """What each micro-batch's summed token loss is divided by, so that the update is the token mean over ALL its
+    micro-batches and processes: Trainer divides each micro-batch's loss by `accumulation_steps` and DDP averages
+    the processes' gradients, so sum / (update tokens / (processes x accumulation_steps)) adds up to
+    (update's token sum) / (update tokens), however the tokens fall on micro-batches and processes."""
+    return max(sum(token_counts), 1) / (processes * accumulation_steps)
 
 
 # ---------------------------------------------------------------------------- degeneration
