@@ -108,7 +108,8 @@ def expected_dpo_update(demo_tokenizer, pairs, initial: dict, beta, alpha, token
 
     def completion_logps(record):
         prompt = demo_tokenizer(record["prompt"]).input_ids
-        completion = demo_tokenizer(record["rationale"], add_special_tokens=False).input_ids + [demo_tokenizer.eos_token_id]
+        completion = demo_tokenizer(record["rationale"], add_special_tokens=False).input_ids
+        completion = completion + [demo_tokenizer.eos_token_id]
         ids = torch.tensor([prompt + completion])
         logps = torch.log_softmax(model(ids).logits[0, :-1], -1)
         return logps[torch.arange(len(prompt) - 1, ids.shape[1] - 1), ids[0, len(prompt):]]
@@ -151,7 +152,8 @@ tok = build_demo_tokenizer()
 model = build_demo_model(tok, hidden_size=32, intermediate_size=64, num_heads=2, seed=0)
 train = load_task_dataset("arithmetic", "train", tok, dataset_config=sys.argv[3], cot_trigger=STaRConfig.cot_trigger)
 args = STaRConfig(output_dir=out, num_iterations=1, start_steps=1, preload_generated=preload, rationalize=False,
-                  per_device_train_batch_size=2, gradient_accumulation_steps=2, optim="sgd", learning_rate=float(sys.argv[4]),
+                  per_device_train_batch_size=2, gradient_accumulation_steps=2, optim="sgd",
+                  learning_rate=float(sys.argv[4]),
                   lr_scheduler_type="constant", max_grad_norm=0.0, weight_decay=0.0, eval_strategy="no",
                   skip_first_validation=True, save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True,
                   ddp_backend="gloo", dataset_name="arithmetic", logging_steps=1)
@@ -159,7 +161,8 @@ trainer = STaRTrainer(model, args, train_dataset=train, processing_class=tok)
 initial = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
 trainer.train()
 rank = trainer.accelerator.process_index
-delta = {n: (p.detach() - initial[n]).double() for n, p in trainer.accelerator.unwrap_model(trainer.model).named_parameters()}
+model = trainer.accelerator.unwrap_model(trainer.model)
+delta = {n: (p.detach() - initial[n]).double() for n, p in model.named_parameters()}
 loss = next(h["loss"] for h in trainer.state.log_history if "loss" in h)
 torch.save({"delta": delta, "loss": loss}, f"{out}/rank{rank}.pt")
 from implicit_reasoning.pipeline import end_distributed
@@ -261,7 +264,8 @@ def test_rationales_cut_off_at_response_length_are_never_trained_on(tmp_path, de
     paired, and every trained sample ends with the end-of-text id it was generated with, never an invented eos."""
     k = 2 if strategy == "sft" else 3
     other_end = demo_tokenizer.bos_token_id  # a second end-of-text id of the model (an end-of-turn token)
-    fake = answer_generator_with_end(demo_tokenizer, sample_of(k), end_of=lambda i: other_end if i % (2 * k) == 0 else None)
+    end_of = lambda i: other_end if i % (2 * k) == 0 else None  # noqa: E731 (sample 0 of every other question)
+    fake = answer_generator_with_end(demo_tokenizer, sample_of(k), end_of=end_of)
     monkeypatch.setattr(star_trainer, "generate", fake)
     monkeypatch.setattr(star_trainer, "end_of_text_ids", lambda tok, model: [tok.eos_token_id, other_end])
     overrides = dict(train_strategy="dpo", samples_per_train_question=3) if strategy == "dpo" else {}
@@ -269,7 +273,8 @@ def test_rationales_cut_off_at_response_length_are_never_trained_on(tmp_path, de
                    response_length=12, **overrides)
     served = []
     objective = trainer.compute_objective
-    trainer.compute_objective = lambda model, batch: served.append(batch["input_ids"].clone()) or objective(model, batch)
+    trainer.compute_objective = lambda model, batch: (served.append(batch["input_ids"].clone()),
+                                                      objective(model, batch))[1]
     trainer.train()
     rows = generated(tmp_path, 0)
     cut = [r for r in rows if not r["finished"]]

@@ -109,8 +109,8 @@ class PPOSupport:
     def default_source(self) -> str:
         mixture = self.args.mixture
         if len(mixture) != 1:
-            raise ValueError(f"{type(self).__name__}: rows without a `source` column in a run on {len(mixture)} datasets: "
-                             "which answer checker applies is unknown; load them with the trainer's load_split")
+            raise ValueError(f"{type(self).__name__}: rows without a `source` column in a run on {len(mixture)} "
+                             "datasets: which answer checker applies is unknown; load them with load_split")
         return mixture[0]["name"]
 
     def build_rewards(self, funcs=None) -> tuple[list, list[str]]:

@@ -46,7 +46,7 @@ class STaRConfig(ReasoningPromptFields, SamplingFields, TrainerConfig):
     )
     rpo_token_mean: bool = field(
         default=False, metadata={"help": "rpo_alpha's NLL as one token mean over the update's chosen rationales "
-                                         "(TRL's convention) instead of each rationale's own token mean (the RPO paper)."}
+                                         "(TRL's convention) instead of each rationale's own token mean (RPO paper)."}
     )
     reset_model_every_iteration: bool = field(
         default=True, metadata={"help": "Train each iteration from the ORIGINAL weights (the paper); generation "

@@ -315,7 +315,8 @@ class STaRTrainer(BaseTrainer):
             rows = self._pack([w for w, _ in chosen] + [l for _, l in chosen])  # chosen first, then rejected
             ref = [w["ref_logp"] for w, _ in chosen] + [l["ref_logp"] for _, l in chosen]
             rows["ref_logps"] = torch.tensor(ref)
-        return {**{k: v.to(device) for k, v in rows.items()}, "token_normalizer": torch.tensor(normalizer, device=device)}
+        rows["token_normalizer"] = torch.tensor(normalizer)
+        return {k: v.to(device) for k, v in rows.items()}
 
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
         if batch.get("empty"):

@@ -23,7 +23,13 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_N = lambda words: "|".join(unicodedata.normalize("NFKC", w) for w in words)  # noqa: E731
+
+
+def _N(words: list[str]) -> str:
+    """Alternatives of a regex, in the NFKC form the text is matched in."""
+    return "|".join(unicodedata.normalize("NFKC", w) for w in words)
+
+
 _LETTER = r"[^\W\d_]"  # a letter of any script
 _UNSPACED = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"  # kana, CJK ideographs, Hangul
 
@@ -34,8 +40,8 @@ _UNSPACED_ANSWER_WORDS = _N(["答案", "答え", "解答", "回答", "정답", "
 _COPULAS = _N(["is", "was", "be", "are", "est", "sera", "es", "sería", "é", "seria", "è", "sarebbe", "ist", "lautet",
                "wäre", "adalah", "ialah", "yaitu", "ni", "jẹ́", "это", "है", "হল", "হলো", "هي", "هو"])
 _UNSPACED_COPULAS = _N(["是", "为", "為", "は", "が", "은", "는", "이"])
-_NEGATIONS = _N(["not", "cannot", "n't", "no", "neither", "nor", "never", "nicht", "kein", "keine", "pas", "non", "não", "kì",
-                 "kò", "kìí", "sio", "si", "bukan", "tidak", "не", "नहीं", "না", "ليس"])
+_NEGATIONS = _N(["not", "cannot", "n't", "no", "neither", "nor", "never", "nicht", "kein", "keine", "pas", "non", "não",
+                 "kì", "kò", "kìí", "sio", "si", "bukan", "tidak", "не", "नहीं", "না", "ليس"])
 _UNSPACED_NEGATIONS = _N(["不", "没", "非", "아니"])
 
 _ALONE = rf"(?<!{_LETTER})(?:{{}})(?!{_LETTER})"  # a spaced-script word standing alone
