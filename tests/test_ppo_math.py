@@ -215,3 +215,15 @@ def test_answer_accuracy_without_a_source_is_an_error_not_none():
     assert rewards.answer_accuracy(["q"], ["Once upon a time"], groundtruth=[""], source=["wikitext"]) == [None]
     with pytest.raises(ValueError, match="answer_accuracy needs the rows' `source`"):
         rewards.answer_accuracy(["q"], ["The answer is 4."], groundtruth=["4"])
+
+
+def test_the_value_backbone_takes_the_policys_peft_config_relative_to_the_backbone():
+    from peft import LoraConfig
+
+    from implicit_reasoning.trainer.value_model import backbone_peft_config
+
+    config = LoraConfig(r=2, target_modules=["model.layers.0.self_attn.q_proj", "v_proj"], task_type="CAUSAL_LM")
+    out = backbone_peft_config(config, "model")
+    assert out.task_type is None and out.target_modules == {"layers.0.self_attn.q_proj", "v_proj"} and out.r == 2
+    assert config.task_type == "CAUSAL_LM"  # the policy's own config is left alone
+    assert backbone_peft_config(LoraConfig(target_modules="all-linear"), "model").target_modules == "all-linear"

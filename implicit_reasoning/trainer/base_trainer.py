@@ -48,6 +48,7 @@ class BaseTrainer(CheckpointMixin, Trainer):
     required_columns: tuple[str, ...] = ()
     uses_reference = False  # builds a frozen reference model (or uses the LoRA-disabled base)
     eval_uses_reference = False  # evaluation_records needs the reference (Markovian: the critic answers)
+    peft_config_given = None  # the peft config as given / built from lora_*, before peft expands "all-linear"
 
     def __init__(
         self,
@@ -285,6 +286,7 @@ class BaseTrainer(CheckpointMixin, Trainer):
             )
         if args.gradient_checkpointing:
             model.enable_input_require_grads()
+        self.peft_config_given = copy.deepcopy(peft_config)  # companions (PPO's value net) take the same settings
         with model_utils.seeded(args.seed, model):  # the adapters initialise from `seed`
             model = get_peft_model(model, peft_config)
         for config in model.peft_config.values():  # saved adapters name a base that loads

@@ -48,8 +48,8 @@ class PPOSupport:
 
     def _value_network(self, policy, args) -> ValueModel:
         """A copy of the policy's backbone; under peft (use_lora or peft_config) the base model's backbone with
-        adapters of the policy's own peft config (the same settings whichever way they were given)."""
-        peft = getattr(policy, "peft_config", None) if hasattr(policy, "get_base_model") else None
+        adapters of the policy's peft config (the same settings whichever way they were given)."""
+        peft = self.peft_config_given
         if args.value_model_name_or_path or peft:
             value = ValueModel.from_pretrained(args.value_model_name_or_path or self.base_model_path, args)
         else:
@@ -58,7 +58,7 @@ class PPOSupport:
             from peft import get_peft_model
 
             prefix = policy.get_base_model().base_model_prefix
-            value.backbone = get_peft_model(value.backbone, backbone_peft_config(peft[policy.active_adapter], prefix))
+            value.backbone = get_peft_model(value.backbone, backbone_peft_config(peft, prefix))
         if args.disable_dropout:
             disable_dropout(value)
         return value

@@ -28,8 +28,8 @@ def backbone_of(model) -> nn.Module:
 
 
 def backbone_peft_config(config, prefix: str):
-    """A causal LM's peft config made for its backbone alone: no task type, and module paths that peft expanded
-    from the causal LM ("model.layers.0.mlp.up_proj" for "all-linear") taken relative to the backbone (`prefix`)."""
+    """A causal LM's peft config made for its backbone alone: no task type, and module paths of the causal LM
+    ("model.layers.0.mlp.up_proj") taken relative to the backbone (`prefix`); names and "all-linear" stay."""
     config = copy.deepcopy(config)
     config.task_type = None
     if isinstance(config.target_modules, (set, list, tuple)):
