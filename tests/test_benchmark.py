@@ -232,7 +232,10 @@ def test_star_forward_passes_per_iteration(tmp_path, demo_tokenizer, monkeypatch
             load_task_dataset("arithmetic", "eval", demo_tokenizer, dataset_config=config.replace("=8", "=4")))
     calls = iter(range(10_000))
     monkeypatch.setattr(star_trainer, "is_correct", lambda *args: next(calls) % 2 == 0)
-    trainer = make(tmp_path, demo_tokenizer, data, num_iterations=1, train_strategy=strategy)
+    # every sample finished (its last token taken as its end-of-text token): cut-off samples are never trained on
+    monkeypatch.setattr(star_trainer, "find_stop_positions",
+                        lambda generated, *args: torch.full((len(generated),), generated.shape[1] - 1))
+    trainer = make(tmp_path, demo_tokenizer, data, num_iterations=1, train_strategy=strategy, response_length=8)
     counter = ForwardCounter().attach(trainer.model, "policy")
     evaluate = trainer.evaluate
 

@@ -39,16 +39,18 @@ def ref_seed(w, mu, var, eta, floor):
     return ref_floor(list(new) if new.sum() > 0 else [1.0] * len(m), floor)
 
 
-def ref_exp3(mus, eta, floor):
-    """All weights of a run of exp3 updates, with scalar python loops."""
+def ref_exp3(mus, eta, floor, prior=None):
+    """All weights of a run of exp3 updates, with scalar python loops; the exploration share follows `prior` (the
+    configured weights, uniform by default)."""
     k = len(mus[0])
+    prior = [1.0 / k] * k if prior is None else prior
     reward, out = [0.0] * k, []
     for t, mu in enumerate(mus, start=1):
         reward = [ALPHA * r + (1 - ALPHA) * x for r, x in zip(reward, mu)]
         eps = min(1.0 / k, math.sqrt(math.log(k) / (k * t)))
         top = max(eta * r for r in reward)
         exps = [math.exp(eta * r - top) for r in reward]
-        out.append(ref_floor([(1 - k * eps) * e / sum(exps) + eps for e in exps], floor))
+        out.append(ref_floor([(1 - k * eps) * e / sum(exps) + k * eps * p for e, p in zip(exps, prior)], floor))
     return out
 
 
@@ -171,6 +173,20 @@ def test_exp3_matches_loop_recomputation(k, floor):
     assert max(expected[-1]) - min(expected[-1]) > 1e-2  # exploration has decayed: not uniform
 
 
+def test_exp3_uses_the_configured_weights_until_it_has_learnt_something():
+    """eps_t = 1/K leaves nothing to the learnt softmax: the weights are then the configured ones (issue 18: they
+    were uniform, so a configured weight never reached a draw); later the exploration share follows them."""
+    mus = [[5.0, 1.0, 3.0], [4.0, 2.0, 3.5], [4.5, 1.5, 3.0], [4.0, 1.0, 2.0], [3.0, 1.0, 2.5], [3.5, 0.5, 2.0]]
+    cw = CurriculumWeights(list("abc"), "exp3", eta=2.0, floor=0.0, initial=[6.0, 3.0, 1.0])
+    expected = ref_exp3(mus, 2.0, 0.0, prior=[0.6, 0.3, 0.1])
+    for t, (mu, ref) in enumerate(zip(mus, expected), start=1):
+        weights = cw.update(mu, [0.0] * 3)
+        assert close(weights, ref)
+        if t <= 3:  # 3 ln 3 = 3.3: eps_t = 1/3 for t <= 3
+            assert close(weights, [0.6, 0.3, 0.1])
+    assert not close(weights, [0.6, 0.3, 0.1])  # t = 6: the learnt part has a share
+
+
 def test_exp3_favours_the_hardest_dataset():
     names, mus, vars_ = synthetic_losses()
     cw = CurriculumWeights(names, "exp3", eta=1.0, floor=0.05)
@@ -225,7 +241,7 @@ def test_state_dict_json_round_trip_is_exact(rule, n_updates):
     for _ in range(n_updates):
         cw.update(rng.uniform(0, 6, size=3), rng.uniform(0, 1, size=3))
     state = json.loads(json.dumps(cw.state_dict()))
-    fresh = CurriculumWeights(list("abc"), rule, eta=0.7, floor=0.02)
+    fresh = CurriculumWeights(list("abc"), rule, eta=0.7, floor=0.02, initial=[0.2, 0.3, 0.5])  # the same config
     fresh.load_state_dict(state)
     assert torch.equal(fresh.weights, cw.weights) and fresh.metrics() == cw.metrics()
     mu, var = rng.uniform(0, 6, size=3), rng.uniform(0, 1, size=3)

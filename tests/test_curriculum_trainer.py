@@ -230,6 +230,18 @@ def test_exp3_weights_follow_the_measured_difficulties(exp3_run, demo_tokenizer,
         assert abs(count - n * w) < 4 * math.sqrt(n * w * (1 - w))
 
 
+def test_exp3_draws_by_the_configured_weights_until_it_has_learnt_something(tmp_path, demo_tokenizer, corpora,
+                                                                           base_model_dir):
+    """The measurement before the first draw must not make exp3's weights uniform (issue 18)."""
+    entries = [{**entry, "weight": weight} for entry, weight in zip(corpora.entries, (1.0, 0.0, 0.0))]
+    trainer = ppo_trainer(ppo_args(tmp_path, entries, curriculum_floor=0.0, max_steps=1), demo_tokenizer,
+                          base_model_dir)
+    seen = record(trainer)
+    trainer.train()
+    assert seen.measured == [0] and seen.draws[0]["mixture_index"] == [0, 0, 0, 0]
+    assert curriculum_logs(trainer)[0][f"curriculum/weight/{trainer.curriculum.labels[0]}"] == 1.0
+
+
 def test_checkpoint_holds_the_curriculum_state(exp3_run):
     trainer = exp3_run.trainer
     labels = trainer.curriculum.labels

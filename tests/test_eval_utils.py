@@ -129,7 +129,7 @@ def test_extract_choice(completion, expected):
 
 def test_is_correct_multiple_choice():
     assert eu.is_correct("mmlu", "The answer is (b).".upper(), "B")
-    assert eu.is_correct("mmmlu", "Answer: c", "C") is False  # lowercase letters are not options
+    assert eu.is_correct("mmmlu", "Answer: c", "C")  # a lower-case letter ending the answer statement (issue 18)
     assert eu.is_correct("arc_challenge", "The answer is C.", "c")
     assert not eu.is_correct("arc_challenge", "The answer is A.", "C")
     assert not eu.is_correct("mmlu", "I do not know.", "A")
@@ -158,7 +158,7 @@ def test_majority_vote_over_extracted_numbers():
     ("Ìdáhùn: C", "C"),                                      # Yoruba "Answer:", diacritics and all
     ("Ẹ̀yà A kò tọ̀nà nítorí...\nÌdáhùn: (B)", "B"),          # a letter mentioned earlier does not win
     ("Option (A) est fausse.\nRéponse : D", "D"),
-    ("ṣe ṣe ṣe B", "B"),                                     # a lone letter ending the text
+    ("ṣe ṣe ṣe\nB", "B"),                                    # a letter on a line of its own
     ("Mo rò pé ìdáhùn tó tọ̀nà ni B.", "B"),
     ("The answer is C. Ìdáhùn: A", "A"),                     # the last answer statement wins
     ("The answer is probably not A.\nÌdáhùn: C", "C"),

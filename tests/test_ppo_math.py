@@ -194,3 +194,36 @@ def test_import_reward_by_path_and_a_clear_error():
     assert func is repetition_penalty
     with pytest.raises(ValueError, match="neither a built-in"):
         import_reward("no_such_module:f")
+
+
+def test_the_repetition_penalty_docstring_gives_the_formulas_values():
+    """The docstrings' examples run: -0.75 for 4 copies of one token and -0.992 for 64, not -1 (issue 18)."""
+    import doctest
+
+    from implicit_reasoning.utils import rewards
+
+    result = doctest.testmod(rewards, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 3 and result.failed == 0
+    copies = lambda n: rewards.repetition_penalty([""], [""], [[7] * n])[0]  # noqa: E731
+    assert copies(4) == -0.75 and copies(64) == pytest.approx(-(1 + 61 / 62) / 2)
+
+
+def test_answer_accuracy_without_a_source_is_an_error_not_none():
+    from implicit_reasoning.utils import rewards
+
+    assert rewards.answer_accuracy(["q"], ["The answer is 4."], groundtruth=["4"], source=["gsm8k"]) == [1.0]
+    assert rewards.answer_accuracy(["q"], ["Once upon a time"], groundtruth=[""], source=["wikitext"]) == [None]
+    with pytest.raises(ValueError, match="answer_accuracy needs the rows' `source`"):
+        rewards.answer_accuracy(["q"], ["The answer is 4."], groundtruth=["4"])
+
+
+def test_the_value_backbone_takes_the_policys_peft_config_relative_to_the_backbone():
+    from peft import LoraConfig
+
+    from implicit_reasoning.trainer.value_model import backbone_peft_config
+
+    config = LoraConfig(r=2, target_modules=["model.layers.0.self_attn.q_proj", "v_proj"], task_type="CAUSAL_LM")
+    out = backbone_peft_config(config, "model")
+    assert out.task_type is None and out.target_modules == {"layers.0.self_attn.q_proj", "v_proj"} and out.r == 2
+    assert config.task_type == "CAUSAL_LM"  # the policy's own config is left alone
+    assert backbone_peft_config(LoraConfig(target_modules="all-linear"), "model").target_modules == "all-linear"

@@ -391,3 +391,65 @@ def test_evaluate_on_another_dataset_reports_its_own_loss_and_config_errors(tmp_
     assert trainer.evaluate(other)["eval_loss"] != first
     with pytest.raises(ValueError, match="kl_coef=0.0 with adaptive_kl=True"):
         _config(tmp_path, adaptive_kl=True, kl_coef=0.0)
+
+
+def test_a_dataset_with_only_the_required_columns_trains_and_evaluates(tmp_path, demo_tokenizer):
+    """`source` is optional: without it the rows take `dataset_name`'s checker (issue 18: KeyError at the first
+    rollout and in evaluate(), and answer_accuracy None for every row)."""
+    config = _config(tmp_path, max_steps=1, reward_funcs=["answer_accuracy"])
+    train, evaluation = (PPOCurriculumTrainer.load_split(config, split, demo_tokenizer).select_columns(
+        ["prompt", "continuation", "groundtruth"]) for split in ("train", "eval"))
+    model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
+    trainer = PPOCurriculumTrainer(model, config, train_dataset=train, eval_dataset=evaluation,
+                                   processing_class=demo_tokenizer)
+    rows = train.select(range(2)).to_dict()
+    completions = [f"So the answer is {rows['groundtruth'][0]}.", "The answer is 99."]
+    assert trainer.score_completions(rows, completions, [[5], [5]]).tolist() == [1.0, 0.0]
+    trainer.train()
+    assert any("rewards/answer_accuracy/mean" in h for h in trainer.state.log_history)
+    metrics = trainer.evaluate()
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and metrics["eval_num_questions"] == 4
+
+
+def _lora_trainer(tmp_path, demo_tokenizer, name, seed=0, peft_config=None, **overrides):
+    base = tmp_path / "base"
+    if not base.exists():
+        build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2).save_pretrained(base)
+    from transformers import AutoModelForCausalLM
+
+    config = _config(tmp_path / name, max_steps=1, learning_rate=1e-2, model_name_or_path=str(base), seed=seed,
+                     **overrides)
+    return _trainer(config, demo_tokenizer, model=AutoModelForCausalLM.from_pretrained(base), peft_config=peft_config)
+
+
+def test_policy_adapters_initialise_from_seed(tmp_path, demo_tokenizer):
+    """The caller's RNG state must not matter, `seed` must (issue 18: the policy's adapters were built outside
+    the seeded block)."""
+    def adapters(seed, noise):
+        torch.manual_seed(noise)
+        trainer = _lora_trainer(tmp_path, demo_tokenizer, f"{seed}-{noise}", seed=seed, use_lora=True, lora_r=4)
+        return {n: p for n, p in _params(trainer.model).items() if "lora_A" in n}
+
+    first, again, other = adapters(1, 100), adapters(1, 200), adapters(2, 100)
+    assert any("policy." in n for n in first) and any("value." in n for n in first)
+    assert all(torch.equal(first[n], again[n]) for n in first)
+    assert not any(torch.equal(first[n], other[n]) for n in first)
+
+
+def test_peft_config_trains_exactly_like_use_lora(tmp_path, demo_tokenizer):
+    """peft_config= crashed at the first rollout (the value network took the PeftModel's body wrongly, issue 18)."""
+    from peft import LoraConfig
+
+    flag = _lora_trainer(tmp_path, demo_tokenizer, "flag", use_lora=True, lora_r=4)
+    args = flag.args
+    flag.train()  # each trainer built and trained in turn: the same RNG stream for both
+    lora = LoraConfig(r=4, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, task_type="CAUSAL_LM",
+                      target_modules=args.lora_target_modules[0])  # "all-linear", as use_lora builds it
+    given = _lora_trainer(tmp_path, demo_tokenizer, "given", peft_config=lora)
+    before = _params(given.model)
+    given.train()
+    after_flag, after_given = _params(flag.model), _params(given.model)
+    assert after_flag.keys() == after_given.keys()
+    moved = [n for n in before if not torch.equal(before[n], after_given[n])]
+    assert any("policy." in n and "lora_" in n for n in moved) and any("value.backbone" in n for n in moved)
+    assert all(torch.equal(after_flag[n], after_given[n]) for n in after_flag)  # bit for bit, the same seed

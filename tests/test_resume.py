@@ -53,7 +53,7 @@ def markovian(method):
 
 def star(out, tok, **run):
     args = STaRConfig(output_dir=out, num_iterations=2, start_steps=2, step_growth=1.0, samples_per_train_question=2,
-                      per_device_train_batch_size=4, gen_batch_size=16, response_length=8, learning_rate=1e-2,
+                      per_device_train_batch_size=4, gen_batch_size=16, response_length=12, learning_rate=1e-2,
                       dataset_name="arithmetic", skip_first_validation=True, **COMMON,
                       **{k: v for k, v in run.items() if k != "max_steps"})  # the schedule sets the length
     rows = load_task_dataset("arithmetic", "train", tok, dataset_config="num_terms=2,max_value=5,num_examples=8",

@@ -77,8 +77,9 @@ def test_degeneration_on_crafted_strings_of_any_script():
     assert degeneration_rate([YORUBA_DEGENERATE, YORUBA_HEALTHY]) == 0.5 and degeneration_rate([]) == 0.0
 
 
-def _trl_dpo(policy_token_logps, completion_mask, ref_chosen, ref_rejected, beta):
-    """TRL's own DPOTrainer._compute_loss (sigmoid loss) on given per-token log-probs, through a stub model."""
+def _trl_dpo(policy_token_logps, completion_mask, ref_chosen, ref_rejected, beta, loss_types=("sigmoid",),
+             loss_weights=(1.0,)):
+    """TRL's own DPOTrainer._compute_loss (sigmoid loss, or a mix) on given per-token log-probs, through a stub."""
     from accelerate import Accelerator
     from trl import DPOTrainer
 
@@ -87,7 +88,8 @@ def _trl_dpo(policy_token_logps, completion_mask, ref_chosen, ref_rejected, beta
     trainer.model = SimpleNamespace(training=True)
     trainer.accelerator = Accelerator(cpu=True)
     trainer.aux_loss_enabled, trainer.ld_alpha, trainer.precompute_ref_logps = False, None, True
-    trainer.f_divergence_type, trainer.loss_types, trainer.loss_weights = "reverse_kl", ["sigmoid"], [1.0]
+    trainer.f_divergence_type, trainer.loss_types, trainer.loss_weights = "reverse_kl", list(loss_types), list(
+        loss_weights)
     trainer.beta, trainer.use_weighting, trainer._tp_size, trainer._total_train_tokens = beta, False, 1, 0
     trainer._metrics = {"train": defaultdict(list)}
     zeros = torch.zeros_like(policy_token_logps)
@@ -127,3 +129,47 @@ def test_rpo_alpha_adds_exactly_the_length_normalised_nll_of_the_chosen():
     assert with_nll["nll_loss"].item() == pytest.approx(2.5) and with_nll["dpo_loss"] == plain["dpo_loss"]
     with pytest.raises(ValueError, match="needs chosen_nll"):
         dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=0.5, rpo_alpha=0.1)
+
+
+@pytest.mark.parametrize("text, degenerate", [
+    ("的的的的的的的的的的，的的的…。", True),  # issue 18: punctuation must not hide the repetition
+    ("的的的的，的的的的。的的的的！的的的的", True),
+    ("我们我们我们我们，我们我们我们。", True),
+    ("はいはいはいはい、はいはいはいはい。はいはい", True),
+    ("ครับครับครับครับ ครับครับครับครับ", True),  # Thai: its vowel marks stay with their consonant
+    ("我们今天去公园散步，然后回家吃饭。明天再去学校上课。", False),
+    ("我有3个苹果和5个橘子，一共8个水果。", False),
+    ("今日は晴れです。明日も晴れるでしょう。", False),
+    ("สวัสดีครับ ผมชื่อสมชาย ยินดีที่ได้รู้จักครับ", False),
+    ("7 + 5 = 12。答案：12", False),
+])
+def test_degeneration_counts_characters_of_unspaced_scripts_across_punctuation(text, degenerate):
+    assert is_degenerate(text) is degenerate
+
+
+def test_unspaced_scripts_are_split_into_characters_and_spaced_ones_into_words():
+    from implicit_reasoning.utils.star import _tokens
+
+    assert _tokens("我有3个，苹果。") == ["我", "有", "3", "个", "苹", "果"]
+    assert _tokens("ครับ") == ["ค", "รั", "บ"]  # the mark (U+0E31) stays with its consonant
+    assert _tokens("Ìdáhùn: C，好的") == ["ìdáhùn", "c", "好", "的"]
+
+
+def test_rpo_token_mean_is_trls_sigmoid_plus_sft_loss():
+    """TRL 1.16's RPO is loss_type=["sigmoid", "sft"] with weights [1, alpha]: its sft term is one token mean over the
+    batch's chosen tokens. rpo_token_mean=True passes that as chosen_nll (the trainer: sums / the update's count)."""
+    torch.manual_seed(1)
+    pairs, width = 3, 7
+    completion_mask = torch.tensor([[0, 0, 1, 1, 1, 0, 0], [0, 1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 0, 0]] * 2)
+    token_logps = (-torch.rand(2 * pairs, width - 1) * 3) * completion_mask[:, 1:]
+    ref = -torch.rand(2 * pairs) * 8
+    trl_loss, _ = _trl_dpo(token_logps, completion_mask, ref[:pairs], ref[pairs:], beta=0.2,
+                           loss_types=("sigmoid", "sft"), loss_weights=(1.0, 0.6))
+    sums = token_logps.sum(dim=1)
+    chosen = completion_mask[:pairs, 1:].bool()
+    token_mean = -token_logps[:pairs][chosen].sum() / chosen.sum()
+    per_rationale = -(token_logps[:pairs] * chosen).sum(1) / chosen.sum(1)
+    ours = dpo_loss(sums[:pairs], sums[pairs:], ref[:pairs], ref[pairs:], 0.2, token_mean, rpo_alpha=0.6)
+    paper = dpo_loss(sums[:pairs], sums[pairs:], ref[:pairs], ref[pairs:], 0.2, per_rationale, rpo_alpha=0.6)
+    assert ours["loss"].item() == pytest.approx(trl_loss.item(), abs=1e-6)
+    assert abs(paper["loss"].item() - trl_loss.item()) > 1e-3  # the two conventions differ on unequal lengths

@@ -27,7 +27,7 @@ def data(demo_tokenizer):
 def star_args(tmp_path, **overrides) -> STaRConfig:
     values = dict(output_dir=str(tmp_path), num_iterations=2, start_steps=2, step_growth=1.0,
                   samples_per_train_question=2, per_device_train_batch_size=4, gen_batch_size=16,
-                  response_length=8, learning_rate=1e-2, logging_steps=1, save_strategy="no", report_to="none",
+                  response_length=12, learning_rate=1e-2, logging_steps=1, save_strategy="no", report_to="none",
                   disable_tqdm=True, use_cpu=True, dataset_name="arithmetic", per_device_eval_batch_size=8,
                   skip_first_validation=True)
     values.update(overrides)
@@ -174,7 +174,10 @@ class StopAt(TrainerCallback):
         return control
 
 
-def test_dpo_pairs_reference_logps_and_trl_style_metrics(tmp_path, demo_tokenizer, data):
+def test_dpo_pairs_reference_logps_and_trl_style_metrics(tmp_path, demo_tokenizer, data, monkeypatch):
+    flip = iter(range(10**6))  # right on every other sample: every question has pairs
+    monkeypatch.setattr(star_trainer, "generate", answer_generator(
+        demo_tokenizer, lambda prompt: solve(prompt) if next(flip) % 2 else "Guess.\nAnswer: 0"))
     trainer = make(tmp_path, demo_tokenizer, data, train_strategy="dpo", samples_per_train_question=4,
                    rpo_alpha=0.5, num_iterations=1, eval_strategy="no", temperature=2.0)
     initial = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
@@ -228,6 +231,8 @@ def test_validation_at_iteration_ends_logs_accuracy_and_degeneration(tmp_path, d
         (dict(dpo_beta=0.5), "dpo_beta=0.5 is a DPO setting"),
         (dict(train_strategy="ppo"), "train_strategy='ppo'"),
         (dict(max_steps=7), "max_steps=7: STaR derives it"),
+        (dict(train_strategy="dpo", rpo_token_mean=True), "rpo_token_mean=True normalises rpo_alpha's NLL"),
+        (dict(rpo_token_mean=True, rpo_alpha=0.5), "is a DPO setting"),
         (dict(step_growth=0.5), "step_growth=0.5"),
     ],
 )
@@ -274,7 +279,8 @@ def test_a_resume_into_another_directory_takes_the_data_from_the_checkpoint(tmp_
     resumed = STaRTrainer(AutoModelForCausalLM.from_pretrained(checkpoint), star_args(tmp_path / "elsewhere", **common),
                           train_dataset=data[0], eval_dataset=data[1], processing_class=demo_tokenizer)
     resumed.train(resume_from_checkpoint=str(checkpoint))
-    assert generated(tmp_path / "elsewhere", 1) and not (tmp_path / "elsewhere" / "iteration_0").exists()
+    assert generated(tmp_path / "elsewhere", 1)  # and the resumed iteration's data, for a later resume from here
+    assert generated(tmp_path / "elsewhere", 0) == generated(tmp_path / "part", 0)
     # no data anywhere: an error, never a silent regeneration with the mid-iteration model
     (checkpoint / star_trainer.CHECKPOINT_DATA_FILE).unlink()
     lost = STaRTrainer(AutoModelForCausalLM.from_pretrained(checkpoint), star_args(tmp_path / "lost", **common),

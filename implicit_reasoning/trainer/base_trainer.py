@@ -53,6 +53,7 @@ class BaseTrainer(CheckpointMixin, Trainer):
     uses_reference = False  # builds a frozen reference model (or uses the LoRA-disabled base)
     eval_uses_reference = False  # evaluation_records needs the reference (Markovian: the critic answers)
     step_log_files: tuple[str, ...] = (SAMPLES_FILE,)  # JSONL logs with a `step`: a resume drops later rows
+    peft_config_given = None  # the peft config as given / built from lora_*, before peft expands "all-linear"
 
     def __init__(
         self,
@@ -297,7 +298,9 @@ class BaseTrainer(CheckpointMixin, Trainer):
             )
         if args.gradient_checkpointing:
             model.enable_input_require_grads()
-        model = get_peft_model(model, peft_config)
+        self.peft_config_given = copy.deepcopy(peft_config)  # companions (PPO's value net) take the same settings
+        with model_utils.seeded(args.seed, model):  # the adapters initialise from `seed`
+            model = get_peft_model(model, peft_config)
         for config in model.peft_config.values():  # saved adapters name a base that loads
             config.base_model_name_or_path = self.base_model_path
         return model

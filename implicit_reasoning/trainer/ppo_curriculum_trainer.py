@@ -75,6 +75,7 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
     def make_rollout(self, prompts: dict[str, list]) -> dict:
         args, tokenizer = self.args, self.processing_class
         self._update_approxkl, self._discard_rollout = [], False
+        prompts = self.with_sources(prompts)  # `source` is optional: the run's dataset_name then
         x = [encode_prompt(tokenizer, p, args.max_prompt_length) for p in prompts["prompt"]]
 
         # 1. rollout: one completion per prompt, cut after the first end-of-text token (kept: stopping is an action)
@@ -113,7 +114,7 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
 
     def score_completions(self, prompts: dict[str, list], completions: list[str], y: list[list[int]]) -> torch.Tensor:
         """The weighted sum of the reward functions (each one's mean logged); a NaN / inf flags the update."""
-        columns = {k: v for k, v in prompts.items() if k != "prompt"}
+        columns = {k: v for k, v in self.with_sources(prompts).items() if k != "prompt"}
         values, applicable = rewards.call_rewards(self.reward_funcs, self.reward_names, prompts["prompt"],
                                                   completions, y, columns)
         bad = rewards.nonfinite_reward_names(values, applicable, self.reward_names)

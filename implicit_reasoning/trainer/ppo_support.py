@@ -26,13 +26,14 @@ from ..utils.model_utils import (
     encode_prompt,
     end_of_text_ids,
     eval_mode,
+    seeded,
 )
 from ..utils.scoring import pack_rows, score_rows, window_logprobs
 from .curriculum import row_losses
 from .curriculum_config import normalize_entry
 from .metrics import SAMPLES_FILE
 from .ppo_data import load_entry_rows
-from .value_model import VALUE_DIR, PolicyAndValue, ValueModel, load_weights
+from .value_model import VALUE_DIR, PolicyAndValue, ValueModel, backbone_peft_config, load_weights
 
 RESPONSE = 2
 TEST_GENERATIONS_FILE = "test_generations.jsonl"
@@ -45,22 +46,22 @@ class PPOSupport:
 
     # ------------------------------------------------------------ the trained module
     def build_trained_module(self, policy, args):
-        with torch.random.fork_rng(devices=[]):  # the head and the adapters initialise from `seed`, like the run
-            torch.manual_seed(args.seed)
+        with seeded(args.seed, policy):  # the head and the adapters initialise from `seed`, like the policy's
             return PolicyAndValue(policy, self._value_network(policy, args))
 
     def _value_network(self, policy, args) -> ValueModel:
-        if args.value_model_name_or_path or args.use_lora:
+        """A copy of the policy's backbone; under peft (use_lora or peft_config) the base model's backbone with
+        adapters of the policy's peft config (the same settings whichever way they were given)."""
+        peft = self.peft_config_given
+        if args.value_model_name_or_path or peft:
             value = ValueModel.from_pretrained(args.value_model_name_or_path or self.base_model_path, args)
         else:
             value = ValueModel.from_policy(policy)
-        if args.use_lora:
-            from peft import LoraConfig, get_peft_model
+        if peft:
+            from peft import get_peft_model
 
-            targets = args.lora_target_modules
-            value.backbone = get_peft_model(value.backbone, LoraConfig(
-                r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                target_modules=targets[0] if targets == ["all-linear"] else targets))
+            prefix = policy.get_base_model().base_model_prefix
+            value.backbone = get_peft_model(value.backbone, backbone_peft_config(peft, prefix))
         if args.disable_dropout:
             disable_dropout(value)
         return value
@@ -101,6 +102,20 @@ class PPOSupport:
         return old, torch.cat(values), torch.cat(ref_logps), mask
 
     # ------------------------------------------------------------ rewards
+    def with_sources(self, rows: dict[str, list]) -> dict[str, list]:
+        """`rows` (columns as lists) with a `source` column: their own, else the one dataset of the run (`dataset_name`,
+        or the single `datasets` entry): a dataset with only the required columns is checked by its checker."""
+        if "source" in rows:
+            return rows
+        return {**rows, "source": [self.default_source()] * len(rows["prompt"])}
+
+    def default_source(self) -> str:
+        mixture = self.args.mixture
+        if len(mixture) != 1:
+            raise ValueError(f"{type(self).__name__}: rows without a `source` column in a run on {len(mixture)} "
+                             "datasets: which answer checker applies is unknown; load them with load_split")
+        return mixture[0]["name"]
+
     def build_rewards(self, funcs=None) -> tuple[list, list[str]]:
         """The reward callables and their logged names, from `funcs` (callables) or `reward_funcs` (names)."""
         specs = list(funcs) if funcs is not None else list(self.args.reward_funcs)
@@ -166,6 +181,7 @@ class PPOSupport:
         if not indices:
             return []
         rows = dataset.select(indices)
+        sources = rows["source"] if "source" in rows.column_names else [self.default_source()] * len(rows)
         ids = self._complete(model, rows["prompt"], sample=args.eval_temperature > 0)
         texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
         k = args.eval_num_samples  # maj@k over k sampled completions of each question/answer row
@@ -173,7 +189,7 @@ class PPOSupport:
                                          skip_special_tokens=True) if k > 1 else []
         records = []
         for i, index in enumerate(indices[:num_real]):
-            source, gold = rows["source"][i], rows["groundtruth"][i]
+            source, gold = sources[i], rows["groundtruth"][i]
             answered = bool(gold) and checker_for(source) != "none"
             record = {"index": index, "prompt": rows["prompt"][i], "completion": texts[i], "source": source,
                       "correct": is_correct(source, texts[i], gold) if answered else None,

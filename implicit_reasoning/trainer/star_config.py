@@ -23,7 +23,7 @@ class STaRConfig(ReasoningPromptFields, SamplingFields, TrainerConfig):
         samples_per_train_question, rationalize, gen_batch_size, preload_generated, single_batch,
         cot_trigger, response_length, temperature, top_p, top_k
     Parameters that control training:
-        train_strategy, dpo_beta, rpo_alpha
+        train_strategy, dpo_beta, rpo_alpha, rpo_token_mean
     Parameters that control validation:
         val_every_n_steps, skip_first_validation
 
@@ -47,6 +47,10 @@ class STaRConfig(ReasoningPromptFields, SamplingFields, TrainerConfig):
     rpo_alpha: float = field(
         default=0.0, metadata={"help": "Weight of the chosen rationale's length-normalised NLL added to DPO (0 = "
                                        "plain DPO)."}
+    )
+    rpo_token_mean: bool = field(
+        default=False, metadata={"help": "rpo_alpha's NLL as one token mean over the update's chosen rationales "
+                                         "(TRL's convention) instead of each rationale's own token mean (RPO paper)."}
     )
     reset_model_every_iteration: bool = field(
         default=True, metadata={"help": "Train each iteration from the ORIGINAL weights (the paper); generation "
@@ -109,8 +113,10 @@ class STaRConfig(ReasoningPromptFields, SamplingFields, TrainerConfig):
             f"train_strategy='dpo' pairs a question's correct and incorrect samples: samples_per_train_question="
             f"{self.samples_per_train_question} must be >= 2",
         )
+        check(not self.rpo_token_mean or self.rpo_alpha > 0,
+              f"rpo_token_mean=True normalises rpo_alpha's NLL term: it needs rpo_alpha > 0 (got {self.rpo_alpha})")
         defaults = type(self).__dataclass_fields__
-        for name in ("dpo_beta", "rpo_alpha"):  # DPO settings would silently do nothing under SFT
+        for name in ("dpo_beta", "rpo_alpha", "rpo_token_mean"):  # DPO settings would silently do nothing under SFT
             check(
                 self.train_strategy == "dpo" or getattr(self, name) == defaults[name].default,
                 f"{name}={getattr(self, name)} is a DPO setting: it needs train_strategy='dpo' "

@@ -5,14 +5,17 @@ its data are built at its first micro-step. One iteration:
 
     1. generate     samples_per_train_question rationales per train question with the current
                     model (prompt: question + cot_trigger; the last line gives "Answer: X")
-    2. filter       keep the samples whose extracted answer is correct (the dataset's checker)
-    3. rationalize  questions with no correct sample: regenerate with the gold answer as a hint;
-                    keep the correct ones, stored with the hint-free prompt
-    4. train        sft: -mean_tokens log pi(z | x) over the kept rationales, from the ORIGINAL
+    2. filter       keep the samples whose extracted answer is correct (the dataset's checker) and
+                    that ended with an end-of-text token (one cut off at response_length never trains)
+    3. rationalize  questions with no kept sample: regenerate with the gold answer as a hint (a line
+                    after the cot_trigger); keep the correct ones, stored with the hint-free prompt
+    4. train        sft: -sum log pi(z | x) over the update's kept rationales / their token count
+                    (one token mean over all micro-batches and processes), from the ORIGINAL
                     weights when reset_model_every_iteration (the paper);
                     dpo: every (correct w, incorrect l) pair of a question,
                     -log sigma(beta [(log pi - log pi_ref)(w) - (log pi - log pi_ref)(l)])
                     + rpo_alpha * NLL(w) / |w|, pi_ref = the model at the start of the iteration
+                    (rpo_token_mean: NLL over the update's chosen tokens / their count instead)
     5. validate     greedy accuracy and the degeneration rate (at the end of every iteration,
                     and every val_every_n_steps)
 
@@ -24,14 +27,11 @@ own per iteration, so a resume rebuilds exactly the data an uninterrupted run wo
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import warnings
 
 import torch
-from torch.utils.data import Sampler
-from transformers import TrainerCallback
 
 from ..utils.dpo import dpo_loss
 from ..utils.eval_utils import extract_answer, is_correct
@@ -39,17 +39,36 @@ from ..utils.evaluation import shard_indices
 from ..utils.generation import generate, sampling_config
 from ..utils.model_utils import encode_continuation, encode_prompt, end_of_text_ids, eval_mode
 from ..utils.prompts import format_prompt, question_text
-from ..utils.scoring import completion_nll, pack_rows, score_rows, segment_reduce, window_logprobs
-from ..utils.star import degeneration_rate, dpo_pairs, is_degenerate, kept, locate_step, unsolved, with_hint
+from ..utils.rollout import find_stop_positions
+from ..utils.scoring import masked_sum, pack_rows, score_rows, segment_reduce, window_logprobs
+from ..utils.star import (
+    degeneration_rate,
+    dpo_pairs,
+    is_degenerate,
+    is_finished,
+    kept,
+    locate_step,
+    token_normalizer,
+    unsolved,
+    update_rows,
+    with_hint,
+)
 from .base_trainer import BaseTrainer
 from .docstrings import documented
 from .guard import SkipAwareScheduler
 from .star_config import STaRConfig
+from .star_data import (
+    CHECKPOINT_DATA_FILE,
+    GENERATED_FILE,
+    PacingSampler,
+    SaveIterationData,
+    ValidateAtIterationEnds,
+    load_generations,
+    write_generations,
+)
 from .state import atomic_write
 
-GENERATED_FILE = "generated.jsonl"
 BASE_WEIGHTS_FILE = "star_base_weights.safetensors"
-CHECKPOINT_DATA_FILE = "star_iteration_data.jsonl"
 PROMPT, COMPLETION = 1, 2
 ROW_KEYS = ("input_ids", "attention_mask", "position_ids", "segment_ids")
 
@@ -67,8 +86,10 @@ class STaRTrainer(BaseTrainer):
         super().__init__(*args, **kwargs)
         self.schedule = self.args.schedule
         self.end_ids = end_of_text_ids(self.processing_class, self.model)
-        self._data: list = []  # the current iteration's training examples (SFT records or DPO pairs)
-        self._built: int | None = None  # which iteration `_data` belongs to
+        self._records: list[dict] | None = None  # the current iteration's generations (saved in checkpoints)
+        self._data: list = []  # its training examples (SFT records or DPO pairs)
+        self._tokens: list[int] = []  # the completion (SFT) / chosen (DPO) token count of each example
+        self._built: int | None = None  # which iteration `_records` belongs to
         self._micro = (-1, 0)  # (global step, micro-step within it)
         self._base_state: dict[str, torch.Tensor] | None = None  # the weights to reset to (taken at step 0)
         if self.args.reset_model_every_iteration and self.is_deepspeed_enabled:
@@ -76,9 +97,9 @@ class STaRTrainer(BaseTrainer):
                              "the parameters and optimizer state); set it to False")
         if self.args.rationalize and self.train_dataset is not None:
             self._check_hint_prompts()
-        self.add_callback(_SaveIterationData(self))
+        self.add_callback(SaveIterationData(lambda: self._records))
         if self.eval_dataset is not None:
-            self.add_callback(_ValidateAtIterationEnds(self))
+            self.add_callback(ValidateAtIterationEnds(self.schedule))
         else:  # nothing to validate on
             self.args.eval_on_start = False
 
@@ -127,8 +148,9 @@ class STaRTrainer(BaseTrainer):
         if self.args.reset_model_every_iteration and self._base_state is None:
             self._base_state = self._base_weights()
         path = self.iteration_file(iteration)
-        if resumed:  # stopped inside this iteration: its data (reference log-probs included) from the checkpoint
-            records = load_generations(self._checkpoint_data(path))
+        if resumed:  # stopped inside this iteration: its data (reference log-probs included) from the checkpoint,
+            records = load_generations(self._checkpoint_data(path))  # also into this run's directory (a later resume)
+            self._write_generations(path, records)
         else:
             # 1-3. generate, filter, rationalize (or take the preloaded generations)
             if iteration == 0 and self.args.preload_generated:
@@ -143,7 +165,9 @@ class STaRTrainer(BaseTrainer):
             self._write_generations(path, records)
         if self.args.reset_model_every_iteration:  # each iteration trains afresh: its own LR schedule too
             self._restart_schedule(iteration, offset=self.state.global_step - sum(self.schedule[:iteration]))
+        self._records = records
         self._data = kept(records) if self.args.train_strategy == "sft" else dpo_pairs(records)
+        self._tokens = [len(self._completion_ids(r if self.args.train_strategy == "sft" else r[0])) for r in self._data]
         self._built = iteration
         if not resumed:  # a resume inside the iteration: its statistics are in the checkpoint's log history
             self._log_iteration(iteration, records)
@@ -161,10 +185,7 @@ class STaRTrainer(BaseTrainer):
 
     def _write_generations(self, path: str, records: list[dict]) -> None:
         if self.args.should_save:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "w") as f:
-                for record in records:
-                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            write_generations(path, records)
 
     def iteration_file(self, iteration: int) -> str:
         return os.path.join(self.args.output_dir, f"iteration_{iteration}", GENERATED_FILE)
@@ -199,7 +220,7 @@ class STaRTrainer(BaseTrainer):
         padded = todo + [todo[0] if todo else 0] * (most - len(todo))
         prompts = [self._hint_prompt(rows[i]) for i in padded]
         extra = self._sample(rows.select(padded), [indices[i] for i in padded], prompts, hinted=True)
-        return [r for r in extra[: len(todo) * self._k] if r["correct"]]
+        return kept(extra[: len(todo) * self._k])
 
     @property
     def _k(self) -> int:
@@ -214,18 +235,21 @@ class STaRTrainer(BaseTrainer):
         show = self.accelerator.is_main_process and not args.disable_tqdm  # a long generation, not a silent pause
         label = f"STaR {'rationalizations (hinted)' if hinted else 'rationales'}" if show else None
         with self.generation_model() as model:
-            texts = tokenizer.batch_decode(generate(model, repeated, config, args.gen_batch_size,
-                                                    backend=self.generation_engine(), progress=label),
-                                           skip_special_tokens=True)
+            generated = generate(model, repeated, config, args.gen_batch_size, backend=self.generation_engine(),
+                                 progress=label)
+        stops = find_stop_positions(generated, self.end_ids, ()).tolist()  # -1: cut off at response_length
+        ids = [row[:stop] if stop >= 0 else row for row, stop in zip(generated.tolist(), stops)]
+        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
         checker = self.eval_checker_name()
         out = []
-        for i, text in enumerate(texts):
+        for i, (text, stop) in enumerate(zip(texts, stops)):
             row = rows[i // self._k]
             out.append({
                 "question_index": int(indices[i // self._k]), "question": row["question"], "prompt": row["queries"],
                 "rationale": text, "prediction": extract_answer(checker, text),
                 "correct": is_correct(checker, text, row["groundtruth"]), "hinted": hinted,
-                "groundtruth": row["groundtruth"],
+                "groundtruth": row["groundtruth"], "finished": stop >= 0,
+                "end_token_id": int(generated[i, stop]) if stop >= 0 else None,
             })
         return out
 
@@ -265,39 +289,54 @@ class STaRTrainer(BaseTrainer):
             mine = gather_object(mine)
         return [value for _, value in sorted(mine)]
 
+    def _completion_ids(self, record: dict) -> list[int]:
+        """The rationale's tokens and the end-of-text token the model ended it with (files of older versions: eos)."""
+        end = record.get("end_token_id", self.processing_class.eos_token_id)
+        return encode_continuation(self.processing_class, record["rationale"]) + [end]
+
     def _pack(self, records: list[dict]) -> dict:
         tokenizer = self.processing_class
         prompts = [encode_prompt(tokenizer, r["prompt"], self.args.max_prompt_length) for r in records]
-        completions = [encode_continuation(tokenizer, r["rationale"], append_eos=True) for r in records]
+        completions = [self._completion_ids(r) for r in records]
         return pack_rows([prompts, completions], tokenizer.pad_token_id, align=COMPLETION - 1)
 
     def _micro_batch(self, iteration: int, offset: int, micro: int) -> dict:
-        """This process's rows of micro-step `micro` of update `offset`, from a per-iteration permutation."""
+        """This process's rows of micro-step `micro` of update `offset`, from a per-iteration permutation, and the
+        token normaliser of the whole update (every process computes it from the same data: no communication)."""
         args, world, rank = self.args, self.accelerator.num_processes, self.accelerator.process_index
-        size = args.per_device_train_batch_size
+        size, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
         if not self._data:  # nothing to train on (no correct sample / no pair): skip the update, uncounted
             self.update_guard.hold()
             return {"empty": True}
-        order = torch.randperm(len(self._data), generator=torch.Generator().manual_seed(args.seed + iteration))
-        start = (offset * args.gradient_accumulation_steps + micro) * size * world + rank * size
-        chosen = [self._data[int(order[(start + j) % len(self._data)])] for j in range(size)]
+        order = torch.randperm(len(self._data), generator=torch.Generator().manual_seed(args.seed + iteration)).tolist()
+        update = update_rows(order, offset, size * world * accumulation)
+        start = (micro * world + rank) * size
+        chosen = [self._data[i] for i in update[start : start + size]]
+        normalizer = token_normalizer([self._tokens[i] for i in update], world, accumulation)
         device = self.accelerator.device
         if args.train_strategy == "sft":
-            return {k: v.to(device) for k, v in self._pack(chosen).items()}
-        rows = self._pack([w for w, _ in chosen] + [l for _, l in chosen])  # chosen first, then rejected
-        ref = torch.tensor([w["ref_logp"] for w, _ in chosen] + [l["ref_logp"] for _, l in chosen])
-        return {**{k: v.to(device) for k, v in rows.items()}, "ref_logps": ref.to(device)}
+            rows = self._pack(chosen)
+        else:
+            rows = self._pack([w for w, _ in chosen] + [l for _, l in chosen])  # chosen first, then rejected
+            ref = [w["ref_logp"] for w, _ in chosen] + [l["ref_logp"] for _, l in chosen]
+            rows["ref_logps"] = torch.tensor(ref)
+        rows["token_normalizer"] = torch.tensor(normalizer)
+        return {k: v.to(device) for k, v in rows.items()}
 
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
         if batch.get("empty"):
             return {"loss": sum((p * 0.0).sum() for p in model.parameters() if p.requires_grad)}
-        if self.args.train_strategy == "sft":  # 4. sft: -mean over kept rationales' tokens of log pi
-            return {"loss": completion_nll(model, batch, COMPLETION)}
-        # 4. dpo: one forward over [chosen; rejected], summed log-probs of each completion, float32
         logps, window = window_logprobs(model, batch, batch["segment_ids"] == COMPLETION)
+        completion = window["segment_ids"] == COMPLETION
+        if self.args.train_strategy == "sft":  # 4. sft: -sum of log pi over the update's kept tokens / their count
+            return {"loss": -masked_sum(logps, completion) / batch["token_normalizer"]}
+        # 4. dpo: one forward over [chosen; rejected], summed float32 log-probs of each completion
         sums = segment_reduce(logps, window["segment_ids"], COMPLETION)
         half = len(sums) // 2
-        chosen_nll = -segment_reduce(logps[:half], window["segment_ids"][:half], COMPLETION, "mean")
+        if self.args.rpo_token_mean:  # TRL's convention: one token mean over the update's chosen tokens
+            chosen_nll = -masked_sum(logps[:half], completion[:half]) / batch["token_normalizer"]
+        else:  # the RPO paper's: each chosen rationale's own token mean, averaged over pairs
+            chosen_nll = -segment_reduce(logps[:half], window["segment_ids"][:half], COMPLETION, "mean")
         ref = batch["ref_logps"]
         return dpo_loss(sums[:half], sums[half:], ref[:half], ref[half:], self.args.dpo_beta, chosen_nll,
                         self.args.rpo_alpha)
@@ -318,6 +357,9 @@ class STaRTrainer(BaseTrainer):
             if found is None:
                 raise FileNotFoundError(f"resuming with reset_model_every_iteration=True needs {path} or {original} "
                                         "(the weights to reset to, written when the run started)")
+            if found != path and self.args.should_save:  # beside this run too: its checkpoints resume anywhere
+                os.makedirs(self.args.output_dir, exist_ok=True)
+                atomic_write(path, lambda tmp: shutil.copyfile(found, tmp))
             return load_file(found)
         state = {n: p.detach().to("cpu", copy=True).contiguous() for n, p in self._trainable()}
         if self.args.should_save:
@@ -369,6 +411,7 @@ class STaRTrainer(BaseTrainer):
         logs = {
             "iteration": float(iteration),
             "kept_samples": float(len(kept(records))),
+            "unfinished_samples": float(sum(not is_finished(r) for r in records)),
             "rationalized_samples": float(sum(r["hinted"] for r in records)),
             "generation_accuracy": sum(r["correct"] for r in hint_free) / max(len(hint_free), 1),
             "generation_degeneration_rate": degeneration_rate([r["rationale"] for r in hint_free]),
@@ -378,62 +421,3 @@ class STaRTrainer(BaseTrainer):
         self.log(logs)
         self.record_samples([{k: r[k] for k in ("prompt", "rationale", "prediction", "correct", "hinted")}
                              for r in records])
-
-
-class PacingSampler(Sampler[int]):
-    """0..n-1 cycled to a whole multiple of `per_update` indices (accelerate then shards it evenly)."""
-
-    def __init__(self, n: int, per_update: int):
-        self.n, self.length = n, -(-n // per_update) * per_update
-
-    def __iter__(self):
-        return (i % self.n for i in range(self.length))
-
-    def __len__(self) -> int:
-        return self.length
-
-
-class _SaveIterationData(TrainerCallback):
-    """Copies the iteration's data (generations, reference log-probs) into every checkpoint, before it is marked
-    complete (`checkpoints.py`): a resume inside the iteration trains on exactly them, wherever it resumes."""
-
-    def __init__(self, trainer: STaRTrainer):
-        self.trainer = trainer
-
-    def write_checkpoint(self, folder: str) -> None:
-        built = self.trainer._built
-        if built is not None:
-            source = self.trainer.iteration_file(built)
-            if os.path.exists(source):
-                atomic_write(os.path.join(folder, CHECKPOINT_DATA_FILE), lambda tmp: shutil.copyfile(source, tmp))
-
-
-class _ValidateAtIterationEnds(TrainerCallback):
-    """Validation at the end of every iteration (on top of val_every_n_steps)."""
-
-    def __init__(self, trainer: STaRTrainer):
-        self.ends = set()
-        total = 0
-        for steps in trainer.schedule:
-            total += steps
-            self.ends.add(total)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step in self.ends:
-            control.should_evaluate = True
-        return control
-
-
-def load_generations(path: str) -> list[dict]:
-    """An iteration_<n>/generated.jsonl file (question, prompt, rationale, prediction, correct, hinted, ...)."""
-    records = []
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                record = json.loads(line)
-                missing = {"question_index", "prompt", "rationale", "correct", "hinted"} - set(record)
-                if missing:
-                    raise ValueError(f"{path} line {number}: missing {sorted(missing)}")
-                records.append(record)
-    return records
-

@@ -27,6 +27,17 @@ def backbone_of(model) -> nn.Module:
     return getattr(model, model.base_model_prefix)
 
 
+def backbone_peft_config(config, prefix: str):
+    """A causal LM's peft config made for its backbone alone: no task type, and module paths of the causal LM
+    ("model.layers.0.mlp.up_proj") taken relative to the backbone (`prefix`); names and "all-linear" stay."""
+    config = copy.deepcopy(config)
+    config.task_type = None
+    if isinstance(config.target_modules, (set, list, tuple)):
+        lead = prefix + "."
+        config.target_modules = {t[len(lead):] if t.startswith(lead) else t for t in config.target_modules}
+    return config
+
+
 class ValueModel(nn.Module):
     """V(s_t) at every position: a backbone's last hidden state through a float32 linear head."""
 

@@ -20,8 +20,11 @@ initialises the history: a rule that needs a previous measurement leaves w uncha
 
       R_i <- ALPHA * R_i + (1 - ALPHA) * mu_i          (R starts at 0)
       eps_t = min(1/K, sqrt(ln K / (K t)))
-      w = floor_((1 - K eps_t) * softmax(eta * R) + eps_t)
+      w = floor_((1 - K eps_t) * softmax(eta * R) + K eps_t * w0)
 
+  w0 = the configured (initial) weights: the exploration share follows them. With uniform w0
+  this is the paper's ``+ eps_t``; while eps_t = 1/K (t <= K ln K, nothing learnt yet has a
+  share) the weights ARE the configured ones, so a configured weight reaches the draws.
   Every dataset is measured at every update, so the reward needs no importance weighting by
   1/pi_i (the bandit form's estimator). Higher loss -> more weight.
 
@@ -121,6 +124,7 @@ class CurriculumWeights:
             if not float(start.sum()) > 0:
                 raise ValueError(f"datasets: initial weights must have a positive sum, got {initial}")
         self.weights: torch.Tensor = apply_floor(start, self.floor)
+        self.prior = self.weights.clone()  # the configured weights (configuration, like eta and floor)
         self.t = 0  # number of updates so far
         self.reward = torch.zeros(k, dtype=DTYPE)  # exp3: smoothed loss R
         self.progress = torch.zeros(k, dtype=DTYPE)  # learning_progress: smoothed |delta mu| P
@@ -144,7 +148,7 @@ class CurriculumWeights:
         elif self.rule == "exp3":
             self.reward = ALPHA * self.reward + (1.0 - ALPHA) * mu
             eps = min(1.0 / k, math.sqrt(math.log(k) / (k * self.t)))
-            pi = (1.0 - k * eps) * torch.softmax(self.eta * self.reward, dim=0) + eps
+            pi = (1.0 - k * eps) * torch.softmax(self.eta * self.reward, dim=0) + k * eps * self.prior
             self.weights = apply_floor(pi, self.floor)
         elif previous is not None:  # learning_progress, from the second measurement on
             self.progress = ALPHA * self.progress + (1.0 - ALPHA) * (mu - previous).abs()
@@ -170,8 +174,9 @@ class CurriculumWeights:
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict()` exactly; ValueError if its dataset names or rule differ from this object's.
 
-        eta and floor are configuration, not state: this object's own values are kept (weights
-        that a new, higher floor leaves below it are re-floored; otherwise they load bit-exact).
+        eta, floor and the configured weights (exp3's prior) are configuration, not state: this object's own
+        values are kept (weights that a new, higher floor leaves below it are re-floored; otherwise they load
+        bit-exact).
         """
         if list(state["names"]) != self.names:
             raise ValueError(f"curriculum state names {state['names']} do not match the datasets {self.names}")

@@ -24,8 +24,9 @@ def dpo_loss(
     chosen_nll: torch.Tensor | None = None,
     rpo_alpha: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """Mean DPO loss over pairs, plus `rpo_alpha` x the mean length-normalised NLL of the chosen (`chosen_nll`,
-    per pair: -mean over the chosen completion's tokens of log pi). Returns the loss, its parts and TRL's metrics."""
+    """Mean DPO loss over pairs, plus `rpo_alpha` x the mean length-normalised NLL of the chosen (`chosen_nll`: per
+    pair, -mean over the chosen completion's tokens of log pi, as in the RPO paper; or one value, a token mean over
+    all chosen tokens, as TRL's loss_type=["sigmoid", "sft"]). Returns the loss, its parts and TRL's metrics."""
     chosen_logratios = chosen_logps - ref_chosen_logps.detach()
     rejected_logratios = rejected_logps - ref_rejected_logps.detach()
     dpo = -F.logsigmoid(beta * (chosen_logratios - rejected_logratios)).mean()

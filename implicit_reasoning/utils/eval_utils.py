@@ -8,9 +8,10 @@ Each data set names a checker in the registry (:mod:`implicit_reasoning.utils.da
   are negative; numbers are compared with tolerance 1e-6.
 * ``"math"`` (MATH): the last ``\\boxed{...}``, else the rest of the line after the last
   answer marker; compared with math-verify when installed, plus a normalized string compare.
-* ``"multiple_choice"`` (arc_challenge, mmlu, mmmlu): the option letter A-E after the
-  last answer marker, else after "<word>: " on the last line in any script ("Ìdáhùn: C"),
-  else a lone letter ending the text, else the last ``(B)``, else the last ``B)``.
+* ``"multiple_choice"`` (arc_challenge, mmlu, mmmlu): the option letter A-E of the last answer
+  statement, in any script ("The answer is (b).", "Ìdáhùn: C", "答案是C"), else a letter on a
+  line of its own, else the last ``(B)`` / ``B)``; never a bare letter inside prose
+  (:mod:`implicit_reasoning.utils.choice`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+from implicit_reasoning.utils.choice import extract_choice
 from implicit_reasoning.utils.data_utils import (
     CHECKER_MATH,
     CHECKER_MULTIPLE_CHOICE,
@@ -40,12 +42,6 @@ except ImportError:  # pragma: no cover - exercised only without math-verify
 NUMERIC_TOLERANCE = 1e-6
 
 _MARKER_RE = re.compile(r"answer\s+is|answer\s*:", re.IGNORECASE)
-_CHOICE_AFTER_MARKER_RE = re.compile(r"\(([A-E])\)|\b([A-E])\b")
-_PAREN_CHOICE_RE = re.compile(r"\(([A-E])\)")
-# "<word in any script>: X" on the last line ("Ìdáhùn: C", "Réponse : B"), and a lone letter ending the text
-_WORD_COLON_CHOICE_RE = re.compile(r"[^\W\d_]+\s*[:：]\s*\(?([A-E])\)?[\s.!。]*$")
-_LONE_FINAL_CHOICE_RE = re.compile(r"(?:^|[^\w(])\(?([A-E])\)?[\s.!。]*$")
-_BARE_CHOICE_RE = re.compile(r"(?:^|\s)([A-E])\)")
 
 
 def checker_for(dataset_name: str) -> str:
@@ -124,33 +120,6 @@ def math_equal(prediction: str, groundtruth: str) -> bool:
 
 
 # --------------------------------------------------------------------------- multiple choice
-
-
-def extract_choice(completion: str) -> str | None:
-    """The option letter of the LAST answer statement: after an English answer marker, or after "<word>: " on the
-    last line in any script ("Ìdáhùn: C"), whichever comes later; else a lone letter ending the text; else the
-    last ``(X)``; else the last ``X)``."""
-    candidates = []  # (position in the text, letter)
-    markers = list(_MARKER_RE.finditer(completion))
-    if markers:
-        match = _CHOICE_AFTER_MARKER_RE.search(completion, markers[-1].end())
-        if match:
-            candidates.append((markers[-1].end(), match.group(1) or match.group(2)))
-    stripped = completion.rstrip()
-    last_line_start = stripped.rfind("\n") + 1
-    found = list(_WORD_COLON_CHOICE_RE.finditer(stripped, last_line_start))
-    if found:
-        candidates.append((found[-1].start(), found[-1].group(1)))
-    if candidates:
-        return max(candidates)[1]
-    final = _LONE_FINAL_CHOICE_RE.search(completion.strip())
-    if final:
-        return final.group(1)
-    for pattern in (_PAREN_CHOICE_RE, _BARE_CHOICE_RE):
-        found = pattern.findall(completion)
-        if found:
-            return found[-1]
-    return None
 
 
 def choice_equal(prediction: str, groundtruth: str) -> bool:

@@ -107,6 +107,16 @@ def name_or_path(model) -> str | None:
 
 
 @contextmanager
+def seeded(seed: int, *modules):
+    """Inside: torch's RNGs seeded with `seed` (CPU and the CUDA devices `modules` live on); after: as they were.
+    What is initialised inside (LoRA adapters, a value head) depends on `seed` only, not on the caller's RNG."""
+    devices = sorted({p.device.index or 0 for m in modules for p in m.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextmanager
 def eval_mode(model):
     """Run `model` in eval mode (dropout off) and restore its train/eval mode afterwards."""
     was_training = model.training

@@ -8,7 +8,8 @@ and every column of the rows (``groundtruth``, ``source``, ``continuation``, ...
 ``sum_f weight_f * r_f`` over the functions applicable to a row.
 
 Built in (by name in ``reward_funcs``):
-    repetition_penalty   -(consecutive repeated tokens + repeated 3-grams) / 2, in [-1, 0]
+    repetition_penalty   -(share of consecutive repeated tokens + share of repeated 3-grams) / 2, in
+                         [-1, 0]: -0.75 for 4 copies of one token, -0.992 for 64 (-1 only in the limit)
     answer_accuracy      1 / 0 by the dataset's answer checker (eval_utils); None on raw text
     continuation_loglik  the frozen model's mean log-prob per token of the true continuation
                          after prompt + completion (needs a scorer: built by the trainer)
@@ -28,7 +29,13 @@ REPEATED_NGRAM = 3
 
 
 def repetition_rate(ids: Sequence[int], n: int = REPEATED_NGRAM) -> float:
-    """(share of tokens equal to the previous token + share of n-grams seen earlier in the row) / 2."""
+    """(share of tokens equal to the previous token + share of n-grams seen earlier in the row) / 2.
+
+    >>> repetition_rate([1, 2, 3, 4])
+    0.0
+    >>> repetition_rate([1, 2, 1, 2, 1, 2])  # no token equals the one before it; 3-grams 3 and 4 repeat 1 and 2
+    0.25
+    """
     ids = list(ids)
     consecutive = sum(a == b for a, b in zip(ids, ids[1:])) / max(len(ids) - 1, 1)
     seen, repeated, grams = set(), 0, 0
@@ -41,15 +48,24 @@ def repetition_rate(ids: Sequence[int], n: int = REPEATED_NGRAM) -> float:
 
 
 def repetition_penalty(prompts, completions, completion_ids, **kwargs) -> list[float]:
-    """-repetition_rate of each completion's tokens: 0 for no repetition, -1 for one token repeated."""
+    """-repetition_rate of each completion's tokens, in [-1, 0]: 0 without repetition; one token repeated n >= 3
+    times gives -(1 + (n - 3) / (n - 2)) / 2, which tends to -1 as n grows.
+
+    >>> [round(r, 3) for r in repetition_penalty(["p", "p"], ["", ""], [[7] * 4, [7] * 64])]
+    [-0.75, -0.992]
+    """
     return [-repetition_rate(ids) for ids in completion_ids]
 
 
 def answer_accuracy(prompts, completions, groundtruth=None, source=None, **kwargs) -> list[float | None]:
-    """1.0 when the completion's answer matches `groundtruth` by the row's dataset checker, else 0.0.
+    """1.0 when the completion's answer matches `groundtruth` by the checker of the row's `source` dataset, else 0.0.
 
-    None for rows without a gold answer (raw-text datasets in a mixture).
+    None for rows without a gold answer (raw-text datasets in a mixture). Gold answers without `source` are an
+    error: which checker applies is unknown (PPOCurriculumTrainer fills `source` from `dataset_name`).
     """
+    if source is None and groundtruth is not None and any(groundtruth):
+        raise ValueError("answer_accuracy needs the rows' `source` (the dataset name whose answer checker applies, "
+                         "e.g. 'gsm8k'): pass source=[...] with one name per completion")
     out = []
     for i, completion in enumerate(completions):
         gold = groundtruth[i] if groundtruth is not None else ""

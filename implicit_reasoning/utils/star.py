@@ -1,10 +1,12 @@
 """STaR (Zelikman et al., arXiv 2203.14465) as pure functions: the step schedule, filtering,
-rationalization hints, DPO pairs, and a degeneration measure.
+rationalization hints, DPO pairs, the update's rows and token normaliser, and a degeneration measure.
 
 A generation record is a dict with at least ``question_index``, ``prompt`` (the hint-free
 prompt), ``rationale`` (the generated completion: reasoning and the final answer line),
 ``prediction`` (the extracted answer), ``correct`` and ``hinted`` (generated with the gold
-answer as a hint: a rationalization).
+answer as a hint: a rationalization); and ``finished`` / ``end_token_id``: whether the sample
+ended with an end-of-text token, and which (None when it was cut off at response_length).
+Records without them (files of older versions) count as finished with the tokenizer's eos.
 """
 
 from __future__ import annotations
@@ -42,14 +44,20 @@ def with_hint(user_text: str, answer: str) -> str:
     return f"{user_text}\n{HINT_TEMPLATE.format(answer=answer)}"
 
 
+def is_finished(record: dict) -> bool:
+    """Whether the sample ended with an end-of-text token; one cut off at response_length is never trained on (its
+    answer line may be missing, and the model never produced an end-of-text token to train on)."""
+    return record.get("finished", True)
+
+
 def kept(records: list[dict]) -> list[dict]:
-    """The correct records (rationalized ones included), in order."""
-    return [r for r in records if r["correct"]]
+    """The correct, finished records (rationalized ones included), in order."""
+    return [r for r in records if r["correct"] and is_finished(r)]
 
 
 def unsolved(records: list[dict]) -> list[int]:
-    """Indices of the questions none of whose (hint-free) samples is correct, sorted."""
-    solved = {r["question_index"] for r in records if r["correct"] and not r["hinted"]}
+    """Indices of the questions none of whose (hint-free) samples is kept, sorted."""
+    solved = {r["question_index"] for r in kept(records) if not r["hinted"]}
     return sorted({r["question_index"] for r in records} - solved)
 
 
@@ -58,10 +66,11 @@ def dpo_pairs(records: list[dict]) -> list[tuple[dict, dict]]:
 
     A correct rationalization (stored with the hint-free prompt) is a correct sample of its
     question: it is what makes pairs for the questions the policy never solves on its own.
-    Rationalization keeps only correct samples, so every incorrect one is hint-free.
+    Rationalization keeps only correct samples, so every incorrect one is hint-free. Samples cut
+    off at response_length take part in no pair.
     """
     by_question: dict[int, list[dict]] = {}
-    for record in records:
+    for record in filter(is_finished, records):
         by_question.setdefault(record["question_index"], []).append(record)
     pairs = []
     for index in sorted(by_question):
@@ -72,21 +81,59 @@ def dpo_pairs(records: list[dict]) -> list[tuple[dict, dict]]:
     return pairs
 
 
+# --------------------------------------------------------------------------------- updates
+def update_rows(order: list[int], update: int, per_update: int) -> list[int]:
+    """The examples of update `update` in serving order: the next `per_update` entries of the permutation `order`,
+    cycled (no example twice before all have been used). Micro-step m of process r serves entries
+    [(m P + r) b, (m P + r + 1) b) of them (b rows per micro-batch, P processes)."""
+    start = update * per_update
+    return [order[(start + t) % len(order)] for t in range(per_update)]
+
+
+def token_normalizer(token_counts: list[int], processes: int, accumulation_steps: int) -> float:
+    """What each micro-batch's summed token loss is divided by, so that the update is the token mean over ALL its
+    micro-batches and processes: Trainer divides each micro-batch's loss by `accumulation_steps` and DDP averages
+    the processes' gradients, so sum / (update tokens / (processes x accumulation_steps)) adds up to
+    (update's token sum) / (update tokens), however the tokens fall on micro-batches and processes."""
+    return max(sum(token_counts), 1) / (processes * accumulation_steps)
+
+
 # ---------------------------------------------------------------------------- degeneration
-# a word: letters / digits with their combining marks (Yoruba's ẹ̀ has no precomposed form: e, dot below, grave)
-_WORD_RE = re.compile(r"(?:\w|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f])+")
+# scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, kana, CJK ideographs): one token per
+# character, whatever punctuation separates the runs ("的的的，的的的。" is 6 tokens, not 2 "words")
+_UNSPACED_RE = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3005\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+                          r"\uf900-\ufaff\uff66-\uff9f]")
 
 
 def _tokens(text: str) -> list[str]:
-    """Words of any script (combining marks stay in their word); characters for scripts written without spaces;
-    and for a text with no word at all (whitespace or punctuation only), its characters."""
+    """Words of spaced scripts and characters of unspaced ones, after NFC and lower-casing; a combining mark stays
+    with what it marks (Yoruba's ẹ̀ has no precomposed form: e, dot below, grave; Thai vowel signs). A text with
+    a single long word (an unspaced script not listed) or no word at all ("\\n" x 40, "......") gives its
+    characters: what repeats is the characters themselves."""
     text = unicodedata.normalize("NFC", text).lower()
-    words = _WORD_RE.findall(text)
-    if len(words) <= 1 and len(text.strip()) > DEGENERATE_MIN_TOKENS:  # no spaces (e.g. Chinese): characters
-        words = [c for c in text if not c.isspace()]
-    if not words:  # "\n" x 40, "......": what repeats is the characters themselves
-        words = list(text)
-    return words
+    tokens: list[str] = []
+    word, attached = "", False  # the word being read; whether the last character read belongs to a token
+    for char in text:
+        if unicodedata.category(char).startswith("M"):  # a combining mark: part of the token before it
+            if word:
+                word += char
+            elif attached:
+                tokens[-1] += char
+            continue
+        unspaced = bool(_UNSPACED_RE.match(char))
+        in_word = (char.isalnum() or char == "_") and not unspaced
+        if word and not in_word:
+            tokens.append(word)
+            word = ""
+        if in_word:
+            word += char
+        elif unspaced:
+            tokens.append(char)
+        attached = in_word or unspaced
+    tokens += [word] if word else []
+    if len(tokens) <= 1 and len(text.strip()) > DEGENERATE_MIN_TOKENS or not tokens:
+        tokens = [c for c in text if not c.isspace()] or list(text)
+    return tokens
 
 
 def repetition_coverage(text: str) -> float:
