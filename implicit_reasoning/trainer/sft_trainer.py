@@ -4,7 +4,11 @@ The baseline the RL trainers are compared with, and the demo's warm start. Each 
 is tokenized exactly as the RL trainers see it, segment by segment:
 
     ids(query) + ids(rationale) + ids(response) + [eos]
-    loss = -mean over rationale and response tokens of log p(token | prefix)
+    loss = -(sum over the update's rationale and response tokens of log p(token | prefix)) / their count
+
+The mean is over the whole update: every micro-batch of gradient accumulation on every process
+(`get_batch_samples` counts the update's tokens once), so the update does not depend on how the
+rows fall on micro-batches or processes.
 
 Rows are packed with every rationale at the same column, so the LM head runs on the
 rationale and response positions only. Evaluation is the core's (greedy accuracy, maj@k).
@@ -15,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from ..utils.model_utils import encode_continuation, encode_prompt
-from ..utils.scoring import completion_nll, pack_rows
+from ..utils.scoring import masked_sum, pack_rows, token_normalizer, window_logprobs
 from .base_trainer import BaseTrainer
 from .docstrings import documented
 from .sft_config import SFTBaselineConfig
@@ -50,6 +54,20 @@ class SFTBaselineTrainer(BaseTrainer):
     def make_collator(self, tokenizer, args):
         return RationaleCollator(tokenizer, args.max_prompt_length)
 
+    def get_batch_samples(self, epoch_iterator, num_batches: int, device):
+        """The update's micro-batches, each told the update's token normalizer (a collective: every process)."""
+        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        tokens = sum(int((b["segment_ids"] >= RATIONALE).sum()) for b in batches)
+        total = int(self.sum_over_processes(torch.tensor([float(tokens)])).item())
+        normalizer = token_normalizer([total], self.accelerator.num_processes, max(len(batches), 1))
+        for batch in batches:
+            batch["token_normalizer"] = torch.tensor(normalizer)
+        return batches, num_items
+
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
-        # loss = -mean_{tokens of z and y} log p(token | prefix), one forward, LM head on z and y only
-        return {"loss": completion_nll(model, batch, RATIONALE)}
+        # loss = -sum_{tokens of z and y} log p(token | prefix) / the update's count of such tokens (scaled for
+        # Trainer's division by the accumulation steps and DDP's mean over processes); one forward, LM head on z, y
+        scored = batch["segment_ids"] >= RATIONALE
+        logps, window = window_logprobs(model, batch, scored)
+        normalizer = batch.get("token_normalizer", scored.sum().clamp(min=1))  # outside training: this batch's
+        return {"loss": -masked_sum(logps, window["segment_ids"] >= RATIONALE) / normalizer}

@@ -40,7 +40,7 @@ from ..utils.generation import generate, sampling_config
 from ..utils.model_utils import encode_continuation, encode_prompt, end_of_text_ids, eval_mode
 from ..utils.prompts import format_prompt, question_text
 from ..utils.rollout import find_stop_positions
-from ..utils.scoring import masked_sum, pack_rows, score_rows, segment_reduce, window_logprobs
+from ..utils.scoring import masked_sum, pack_rows, score_rows, segment_reduce, token_normalizer, window_logprobs
 from ..utils.star import (
     degeneration_rate,
     dpo_pairs,
@@ -48,7 +48,6 @@ from ..utils.star import (
     is_finished,
     kept,
     locate_step,
-    token_normalizer,
     unsolved,
     update_rows,
     with_hint,

@@ -415,11 +415,9 @@ def score_segments(model, input_ids, attention_mask, segment_ids, segments, chun
     return score_rows(model, rows, segments, chunk_size, "sum")
 
 
-def completion_nll(model, rows: dict, first_segment: int) -> torch.Tensor:
-    """-mean of log p(token | prefix) over every token of segments >= `first_segment` of the batch (with grad).
-
-    One forward; the LM head runs from the column before the first such token (rows aligned on it).
-    """
-    scored = rows["segment_ids"] >= first_segment
-    logps, window = window_logprobs(model, rows, scored)
-    return -masked_mean(logps, window["segment_ids"] >= first_segment)
+def token_normalizer(token_counts: list[int], processes: int, accumulation_steps: int) -> float:
+    """What each micro-batch's summed token loss is divided by, so that the update is the token mean over ALL its
+    micro-batches and processes: Trainer divides each micro-batch's loss by `accumulation_steps` and DDP averages
+    the processes' gradients, so sum / (update tokens / (processes x accumulation_steps)) adds up to
+    (update's token sum) / (update tokens), however the tokens fall on micro-batches and processes."""
+    return max(sum(token_counts), 1) / (processes * accumulation_steps)

@@ -90,14 +90,6 @@ def update_rows(order: list[int], update: int, per_update: int) -> list[int]:
     return [order[(start + t) % len(order)] for t in range(per_update)]
 
 
-def token_normalizer(token_counts: list[int], processes: int, accumulation_steps: int) -> float:
-    """What each micro-batch's summed token loss is divided by, so that the update is the token mean over ALL its
-    micro-batches and processes: Trainer divides each micro-batch's loss by `accumulation_steps` and DDP averages
-    the processes' gradients, so sum / (update tokens / (processes x accumulation_steps)) adds up to
-    (update's token sum) / (update tokens), however the tokens fall on micro-batches and processes."""
-    return max(sum(token_counts), 1) / (processes * accumulation_steps)
-
-
 # ---------------------------------------------------------------------------- degeneration
 # scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, kana, CJK ideographs): one token per
 # character, whatever punctuation separates the runs ("的的的，的的的。" is 6 tokens, not 2 "words")
