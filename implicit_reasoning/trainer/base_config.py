@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..utils.generation import GENERATION_BACKENDS, VLLM_INSTALL
+from ..utils.launch import settle_launch
 from ..utils.prompts import DEFAULT_COT_TRIGGER
 
 DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
@@ -144,6 +145,7 @@ class TrainerConfig(TrainingArguments):
                 self.greater_is_better = True
         if self.checkpoint_path and not self.resume_from_checkpoint:
             self.resume_from_checkpoint = self.checkpoint_path
+        settle_launch(self)  # CPU-only multi-process launches, DeepSpeed on CPU (utils/launch.py)
         super().__post_init__()
         hub_token_to_environment(self)
 
