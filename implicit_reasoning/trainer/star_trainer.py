@@ -272,8 +272,7 @@ class STaRTrainer(BaseTrainer):
         args, world, rank = self.args, self.accelerator.num_processes, self.accelerator.process_index
         size = args.per_device_train_batch_size
         if not self._data:  # nothing to train on (no correct sample / no pair): skip the update, uncounted
-            self.update_guard.hold()
-            return {"empty": True}
+            return self.nothing_to_train()
         order = torch.randperm(len(self._data), generator=torch.Generator().manual_seed(args.seed + iteration))
         start = (offset * args.gradient_accumulation_steps + micro) * size * world + rank * size
         chosen = [self._data[int(order[(start + j) % len(self._data)])] for j in range(size)]
@@ -285,8 +284,6 @@ class STaRTrainer(BaseTrainer):
         return {**{k: v.to(device) for k, v in rows.items()}, "ref_logps": ref.to(device)}
 
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
-        if batch.get("empty"):
-            return {"loss": sum((p * 0.0).sum() for p in model.parameters() if p.requires_grad)}
         if self.args.train_strategy == "sft":  # 4. sft: -mean over kept rationales' tokens of log pi
             return {"loss": completion_nll(model, batch, COMPLETION)}
         # 4. dpo: one forward over [chosen; rejected], summed log-probs of each completion, float32
