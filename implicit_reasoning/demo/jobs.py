@@ -21,6 +21,7 @@ import transformers
 from ..pipeline import run_training
 from ..trainer import SFTBaselineConfig, SFTBaselineTrainer, trainer_class
 from ..trainer.ppo_data import is_text_entry
+from ..utils.launch import deepspeed_requested
 from ..utils.data_utils import load_task_dataset
 from .assets import build_demo_model, build_demo_tokenizer
 
@@ -51,11 +52,12 @@ def warm_start_dataset(dataset, guess_fraction: float = DEMO_GUESS_FRACTION, see
 
 
 def warm_start_config(directory: str, config) -> SFTBaselineConfig:
-    """The warm start's SFT settings (DEMO_WARM_START, cosine schedule, no saves)."""
+    """The warm start's SFT settings (DEMO_WARM_START, cosine schedule, no saves), on the job's engine (DeepSpeed or not)."""
     return SFTBaselineConfig(
         output_dir=directory, lr_scheduler_type="cosine", weight_decay=0.0, logging_steps=100, save_strategy="no",
         report_to="none", seed=config.seed, disable_tqdm=True, max_prompt_length=config.max_prompt_length,
-        use_cpu=not torch.cuda.is_available(), **DEMO_WARM_START,
+        deepspeed=config.deepspeed, use_cpu=not torch.cuda.is_available() and not deepspeed_requested(config),
+        **DEMO_WARM_START,
     )
 
 
@@ -63,18 +65,27 @@ def build_warm_start(config, directory: str, trainer_cls):
     """Demo tokenizer + model after the warm-start SFT in `trainer_cls`'s prompt format.
 
     Saved to (and reused from) `directory`; the model returned is loaded from there, so its
-    `name_or_path` is a directory that holds the base weights (LoRA adapters record it).
+    `name_or_path` is a directory that holds the base weights (LoRA adapters record it). With several
+    processes they train it together, the main process alone writes it, and every process loads it
+    once it is written (every process decides to build or reuse before any writes).
     """
-    if not os.path.exists(os.path.join(directory, "config.json")):
+    from accelerate import PartialState
+
+    state = PartialState()
+    exists = os.path.exists(os.path.join(directory, "config.json"))
+    state.wait_for_everyone()  # every process has looked before any writes
+    if not exists:
         tokenizer = build_demo_tokenizer()
         model = build_demo_model(tokenizer, seed=config.seed)
         rows = warm_start_rows(config, tokenizer, trainer_cls)
-        SFTBaselineTrainer(model, warm_start_config(directory, config), train_dataset=rows,
-                           processing_class=tokenizer).train()
-        model.save_pretrained(directory)
-        tokenizer.save_pretrained(directory)
-    else:
+        trainer = SFTBaselineTrainer(model, warm_start_config(directory, config), train_dataset=rows,
+                                     processing_class=tokenizer)
+        trainer.train()
+        trainer.save_model(directory)  # the main process writes (DeepSpeed ZeRO-3: the gathered weights)
+        del trainer, model
+    elif state.is_main_process:
         print(f"[demo] reusing warm start in {directory}")
+    state.wait_for_everyone()  # written before anyone loads
     return (
         transformers.AutoModelForCausalLM.from_pretrained(directory),
         transformers.AutoTokenizer.from_pretrained(directory),

@@ -380,12 +380,11 @@ class BaseTrainer(CheckpointMixin, Trainer):
         return metrics
 
     def _prepare_deepspeed_for_eval(self) -> None:
-        """evaluate() before train() under DeepSpeed: build the inference engine as Trainer's own eval loop does."""
-        if self.is_deepspeed_enabled and self.deepspeed is None and not self.is_in_train:
-            from transformers.integrations.deepspeed import deepspeed_init
-
-            deepspeed_init(self, num_training_steps=0, inference=True)
-            self.model_wrapped = self.deepspeed = self.accelerator.prepare(self.model)
+        """evaluate() before train() under DeepSpeed: no engine yet, and none is built here (an inference engine would
+        leave train() a stale one and a rewritten DeepSpeed config). `generation_model()` gathers ZeRO-3's partitioned
+        weights for the evaluation; a model DeepSpeed has not partitioned only needs to be on the device."""
+        if self.is_deepspeed_enabled and self.deepspeed is None and not sharding.is_partitioned(self.model):
+            self.model.to(self.args.device)
 
     def evaluation_records(self, model, dataset) -> list[dict]:
         """Per-question records (`index`, `correct`, ...) for this process's shard of `dataset`."""

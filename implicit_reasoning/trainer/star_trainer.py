@@ -40,6 +40,7 @@ from ..utils.generation import generate, sampling_config
 from ..utils.model_utils import encode_continuation, encode_prompt, end_of_text_ids, eval_mode
 from ..utils.prompts import format_prompt, question_text
 from ..utils.scoring import completion_nll, pack_rows, score_rows, segment_reduce, window_logprobs
+from ..utils.sharding import gathered
 from ..utils.star import degeneration_rate, dpo_pairs, is_degenerate, kept, locate_step, unsolved, with_hint
 from .base_trainer import BaseTrainer
 from .guard import SkipAwareScheduler
@@ -69,9 +70,6 @@ class STaRTrainer(BaseTrainer):
         self._built: int | None = None  # which iteration `_data` belongs to
         self._micro = (-1, 0)  # (global step, micro-step within it)
         self._base_state: dict[str, torch.Tensor] | None = None  # the weights to reset to (taken at step 0)
-        if self.args.reset_model_every_iteration and self.is_deepspeed_enabled:
-            raise ValueError("reset_model_every_iteration=True is not supported under DeepSpeed (the engine owns "
-                             "the parameters and optimizer state); set it to False")
         if self.args.rationalize and self.train_dataset is not None:
             self._check_hint_prompts()
         self.add_callback(_SaveIterationData(self))
@@ -312,7 +310,10 @@ class STaRTrainer(BaseTrainer):
                 raise FileNotFoundError(f"resuming with reset_model_every_iteration=True needs {path} or {original} "
                                         "(the weights to reset to, written when the run started)")
             return load_file(found)
-        state = {n: p.detach().to("cpu", copy=True).contiguous() for n, p in self._trainable()}
+        state = {}
+        for name, param in self._trainable():  # ZeRO-3: one full parameter at a time
+            with gathered([param]):
+                state[name] = param.detach().to("cpu", copy=True).contiguous()
         if self.args.should_save:
             os.makedirs(self.args.output_dir, exist_ok=True)
             save_file(state, path)
@@ -320,11 +321,21 @@ class STaRTrainer(BaseTrainer):
 
     @torch.no_grad()
     def _reset_to_base(self) -> None:
-        """The trainable weights back to their values at init, bit for bit, and a fresh optimizer state."""
+        """The trainable weights back to their values at init, bit for bit, and a fresh optimizer state.
+
+        Under DeepSpeed the weights are written one gathered parameter at a time, the engine's fp32 master
+        copies are refreshed from them (`refresh_fp32_params`) and the wrapped optimizer's state is emptied.
+        """
         for name, param in self._trainable():
-            param.copy_(self._base_state[name])
+            with gathered([param], modifier_rank=0):
+                param.copy_(self._base_state[name])
         self.generation_weights_changed()
-        optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
+        zero = getattr(self.deepspeed, "optimizer", None) if self.is_deepspeed_enabled else None
+        if zero is not None and hasattr(zero, "refresh_fp32_params"):
+            zero.refresh_fp32_params()
+        optimizer = self.optimizer
+        while hasattr(optimizer, "optimizer"):  # accelerate's wrapper, DeepSpeed's ZeRO optimizer, the torch one
+            optimizer = optimizer.optimizer
         if optimizer is not None:
             optimizer.state.clear()
 

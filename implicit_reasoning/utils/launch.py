@@ -14,18 +14,24 @@ the process group:
   DeepSpeed's inference all-reduce (AutoTP) uses it, never ZeRO training, and a run killed while
   compiling it leaves torch's build lock behind, on which every later run waits forever.
 
-Importing this module also imports `torch.distributed.nn.functional` before any process group
-exists: that module binds `group.WORLD` as the default argument of ten functions when it is first
-imported, and DDP imports it after the group was created, so `destroy_process_group()` left the
-gloo group (and its worker threads) alive until interpreter finalization, where a worker thread
-that must take the GIL is killed ("terminate called without an active exception", SIGABRT).
+Importing this module also imports `torch.distributed.nn.functional` (and DeepSpeed's
+`deepspeed.comm.torch`, when installed) before any process group exists: each binds the default
+group (`group.WORLD`) as a default argument value when first imported, and DDP / accelerate imported
+them after the group was created. `destroy_process_group()` then left the gloo group, and its
+worker threads, alive until interpreter finalization, where it was torn down with the interpreter
+half gone: the rare "terminate called without an active exception" (SIGABRT) of a 2-process run
+that had finished. Imported first, they hold None, and the group dies in `destroy_process_group()`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import torch.distributed.nn.functional  # noqa: F401  (imported before any process group: see above)
+
+if importlib.util.find_spec("deepspeed") is not None:
+    import deepspeed.comm.torch  # noqa: F401  (likewise: TorchBackend.barrier's default group)
 
 SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 SHM_COMM_OP = "deepspeed_shm_comm"

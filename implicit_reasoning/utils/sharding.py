@@ -83,7 +83,10 @@ def clone_model(model: torch.nn.Module, purpose: str = "a frozen copy") -> torch
         )
     from transformers.initialization import no_init_weights
 
-    with no_init_weights():  # every weight is overwritten below
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    # building it must not draw from the RNG: what is initialised next (PPO's value head, LoRA adapters) then starts
+    # from the same random state as under any other engine
+    with torch.random.fork_rng(devices=devices), no_init_weights():  # every weight is overwritten below
         clone = type(model)._from_config(copy.deepcopy(model.config), dtype=model.dtype)
     copy_weights(model, clone)
     if getattr(model, "generation_config", None) is not None:
