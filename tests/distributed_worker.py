@@ -35,6 +35,19 @@ def trained_parameters(trainer) -> dict[str, torch.Tensor]:
     return out
 
 
+def refreshed_reference_equals_policy(trainer) -> bool | None:
+    """`refresh_reference()`, then whether the reference holds the policy's weights (None: no separate reference)."""
+    if trainer.ref_model is None:
+        return None
+    trainer.refresh_reference()
+    policy = dict(trainer.unwrapped_policy().named_parameters())
+    same = True
+    for name, param in trainer.accelerator.unwrap_model(trainer.ref_model).named_parameters():
+        with gathered([param, policy[name]]):
+            same = same and torch.equal(param.detach().float(), policy[name].detach().float())
+    return same
+
+
 def in_memory_model(path: str):
     """The model at `path` rebuilt in memory (no name_or_path): a fresh load of the reference is impossible."""
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -63,11 +76,12 @@ def run(scenario: dict, out: str, rank: int) -> None:
     trainer.train()
     trainer.save_model(full)
     after = trainer.evaluate()
+    refreshed = refreshed_reference_equals_policy(trainer)
     during = sorted({h["step"] for h in trainer.state.log_history if any(k.startswith("eval_") for k in h)})
     save_file(trained_parameters(trainer), os.path.join(folder, f"full_rank{rank}.safetensors"))
     with open(os.path.join(folder, f"full_rank{rank}.json"), "w") as f:
         json.dump({"before": sorted(before), "after": sorted(after), "eval_steps": during,
-                   "global_step": trainer.state.global_step,
+                   "global_step": trainer.state.global_step, "refreshed_reference": refreshed,
                    "iterations": [{k: h.get(k) for k in ("iteration", "kept_samples", "pairs")}
                                   for h in trainer.state.log_history if "iteration" in h]}, f)
     del trainer

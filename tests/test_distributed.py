@@ -49,6 +49,9 @@ def scenarios(model: str, preload: dict) -> dict[str, dict]:
     path = ["--model_name_or_path", model]
     return {
         "latro": dict(argv=["--trainer", "latro", *path, "--rloo_k", "2", "--max_steps", "2", "--response_length", "6"]),
+        # LoRA: no copy, the reference is the policy with its adapter disabled
+        "latro_lora": dict(argv=["--trainer", "latro", *path, "--rloo_k", "2", "--max_steps", "2", "--response_length",
+                                 "6", "--use_lora", "true", "--lora_r", "4"]),
         # a partitioned model built in memory: its reference (the critic) cannot be reloaded from anywhere
         "markovian": dict(argv=["--trainer", "markovian", "--tokenizer_name_or_path", model, "--rloo_k", "2",
                                 "--max_steps", "2", "--cot_length", "4", "--max_prompt_length", "48"], in_memory=model),
@@ -66,7 +69,7 @@ def scenarios(model: str, preload: dict) -> dict[str, dict]:
     }
 
 
-ZERO3 = ["latro", "markovian", "markovian_ppo", "star_sft", "star_dpo", "ppo_curriculum"]
+ZERO3 = ["latro", "latro_lora", "markovian", "markovian_ppo", "star_sft", "star_dpo", "ppo_curriculum"]
 ZERO2 = ["latro", "star_dpo"]
 LAUNCHES = {"zero3": ("8gpu.yaml", ZERO3), "zero2": ("zero2_8gpu.yaml", ZERO2)}
 
@@ -140,9 +143,11 @@ def _finished(launches, stage):
 
 
 def _policy(params: dict, name: str) -> dict:
-    """The policy's part of a trained module (PPO trains policy + value network)."""
-    prefix = "policy." if name == "ppo_curriculum" else ""
-    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+    """The policy's part of a trained module (PPO trains policy + value network; LoRA: the adapters, named as
+    transformers names them when it loads the saved adapter)."""
+    prefix = {"ppo_curriculum": "policy.", "latro_lora": "base_model.model."}.get(name, "")
+    part = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+    return {k: v for k, v in part.items() if "lora_" in k} if name == "latro_lora" else part
 
 
 @needs_deepspeed
@@ -170,8 +175,12 @@ def test_sharded_training_is_consistent_resumable_and_saves_a_loadable_model(lau
         after_one = dict(AutoModelForCausalLM.from_pretrained(folder / "full" / "checkpoint-1").named_parameters())
         assert any(not torch.equal(initial[k], after_one[k]) for k in policy)
         assert all(torch.equal(initial[k].detach(), v) for k, v in policy.items())
+    elif name == "latro_lora":  # lora_B starts at zero
+        assert any(v.abs().max() > 0 for k, v in policy.items() if "lora_B" in k)
     else:
         assert any(not torch.equal(initial[k].detach(), v) for k, v in policy.items())
+    uses_reference = name in ("latro", "markovian", "markovian_ppo", "ppo_curriculum")
+    assert phases["refreshed_reference"] is (True if uses_reference else None)  # refresh_reference() copies it all
     assert phases["global_step"] == 2 and {1, 2} <= set(phases["eval_steps"]), phases  # (STaR also at step 0)
     assert any(k.startswith("eval_") for k in phases["before"]) and any(k.startswith("eval_") for k in phases["after"])
 
