@@ -3,12 +3,14 @@
 PLAN is a JSON list of scenarios {"name", "argv", "resume_step", "in_memory" (optional: a model dir)}. For each, every
 process builds the trainer from the command-line flags (the `scripts/training.py` path), then:
 
-  full run    evaluate, train (evaluating and checkpointing during it), save_model, evaluate;
+  full run    evaluate, train (evaluating and checkpointing during it), save_model, evaluate,
+              refresh_reference();
   resumed     a new trainer in another output_dir, `resume_from_checkpoint=<full>/checkpoint-N`;
 
 and writes, per process, what the test compares: `OUT/<name>/{full,resumed}_rank<r>.safetensors`
-(the trained module's parameters, gathered under ZeRO-3) and `full_rank<r>.json` (eval phases).
-After every scenario the process group is destroyed (`end_distributed`).
+(the trained module's parameters, gathered under ZeRO-3) and `full_rank<r>.json` (eval phases, STaR's
+iteration statistics, whether the refreshed reference equals the policy). After the last scenario the
+process group is destroyed (`end_distributed`), as `scripts/training.py` does.
 """
 
 from __future__ import annotations
