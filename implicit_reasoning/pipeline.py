@@ -250,16 +250,22 @@ def build_trainer(name: str, config, model=None, tokenizer=None):
 
 
 def end_distributed() -> None:
-    """Wait for every process, then destroy the process group.
+    """Wait for every process, free what still holds the process group, then destroy it.
 
-    Call it once the job's collectives are over. A process that exits with a live gloo group
-    can abort in interpreter finalization (SIGABRT, "terminate called without an active exception")
-    and fail the whole launch after training succeeded.
+    Call it once the job's collectives are over. The gloo group must die here, while the interpreter
+    is whole: one still alive at interpreter exit is torn down during finalization, where a gloo worker
+    thread that needs the GIL is killed and the process aborts after training succeeded (SIGABRT,
+    "terminate called without an active exception"). What held it: a finished trainer's DDP wrapper
+    (kept by reference cycles until a garbage collection, hence the `gc.collect()`), and default
+    arguments that bound the group at import (`utils/launch.py` imports those modules first).
     """
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+        gc.collect()  # a trainer in a reference cycle still holds the group through its DDP wrapper
         dist.destroy_process_group()
 
 

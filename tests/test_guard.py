@@ -134,13 +134,17 @@ def test_skip_aware_scheduler_delegates_everything_else():
     guard = UpdateGuard(limit=5)
     scheduler = SkipAwareScheduler(inner, guard)
     optimizer.step()  # (torch warns when a scheduler steps before its optimizer ever did)
-    guard.skip = True
-    scheduler.step()
+    guard.flag("non-finite loss")
+    guard.decide(step=1)
+    scheduler.step()  # a non-finite update: the schedule stays
     assert inner.last_epoch == 0 and scheduler.get_last_lr() == [1.0]
-    guard.skip = False
+    guard.decide(step=1)
     scheduler.step()
     assert scheduler.last_epoch == 1 and scheduler.get_last_lr() == [0.5]
-    assert scheduler.state_dict()["last_epoch"] == 1
+    guard.hold()
+    assert guard.decide(step=2) and guard.skipped_updates == 1
+    scheduler.step()  # a held update (nothing to train on): skipped, uncounted, and the schedule goes on
+    assert scheduler.state_dict()["last_epoch"] == 2
 
 
 # ----------------------------------------------------------------------------- every trainer

@@ -100,9 +100,6 @@ METHOD_FLAGS = {
 }
 
 
-TEARDOWN_ABORT = "terminate called without an active exception"
-
-
 @pytest.mark.parametrize("variant", ["latro", "markovian", "markovian-vq", "star", "star-dpo", "ppo_curriculum"])
 def test_torchrun_two_processes_data_parallel(tmp_path, tiny_model_dir, variant):
     name = variant.split("-")[0]
@@ -113,14 +110,11 @@ def test_torchrun_two_processes_data_parallel(tmp_path, tiny_model_dir, variant)
         "--dataset_config", "num_terms=2,max_value=5,num_examples=32", "--output_dir", str(out),
         "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2",
         "--learning_rate", "1e-3", "--logging_steps", "1",
-        "--per_device_eval_batch_size", "16", "--save_strategy", "no", "--report_to", "none", "--use_cpu",
-        "--ddp_backend", "gloo", "--disable_tqdm", "true", *METHOD_FLAGS[variant],
+        # no --use_cpu / --ddp_backend: on a machine without GPUs the processes find each other over gloo by themselves
+        "--per_device_eval_batch_size", "16", "--save_strategy", "no", "--report_to", "none",
+        "--disable_tqdm", "true", *METHOD_FLAGS[variant],
     )
     result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=400)
-    if result.returncode != 0 and TEARDOWN_ABORT in result.stderr and (out / "model.safetensors").exists():
-        # a known, rare (once in about 30 runs here) abort of a gloo process at interpreter exit, after the run finished and
-        # saved: run once more so that it is told apart from a real failure (which fails twice)
-        result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "model.safetensors").exists()
     assert json.loads((out / "run_config.json").read_text())["trainer"] == name

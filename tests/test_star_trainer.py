@@ -329,3 +329,38 @@ def test_generation_and_in_training_evaluation_show_progress_bars(tmp_path, demo
     trainer.train()
     shown = capfd.readouterr().err
     assert "STaR rationales" not in shown and "generating" not in shown
+
+
+def test_an_iteration_with_nothing_to_train_on_skips_its_updates_and_the_schedule_goes_on(tmp_path, demo_tokenizer,
+                                                                                          data, monkeypatch):
+    """No correct sample in iteration 0 (kept_samples 0): its 2 updates leave the weights and the optimizer state
+    untouched, yet the shared LR schedule (reset_model_every_iteration=False) advances through them."""
+    calls = {"n": 0}
+    solver = answer_generator(demo_tokenizer, solve)
+    wrong = answer_generator(demo_tokenizer, lambda prompt: "Answer: 99")
+
+    def by_iteration(*args, **kwargs):
+        calls["n"] += 1
+        return (wrong if calls["n"] == 1 else solver)(*args, **kwargs)
+
+    monkeypatch.setattr(star_trainer, "generate", by_iteration)
+    trainer = make(tmp_path, demo_tokenizer, data, eval_strategy="no", rationalize=False, lr_scheduler_type="linear",
+                   learning_rate=0.04, reset_model_every_iteration=False)
+    start = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    seen = {}
+
+    class AfterIterationZero(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+            if state.global_step == 2:
+                seen["params"] = {n: p.detach().clone() for n, p in model.named_parameters()}
+                seen["optimizer_state"] = len(optimizer.state)
+
+    trainer.add_callback(AfterIterationZero())
+    trainer.train()
+    kept = [h["kept_samples"] for h in trainer.state.log_history if "kept_samples" in h]
+    assert kept == [0.0, 16.0]
+    assert all(torch.equal(start[n], p) for n, p in seen["params"].items()) and seen["optimizer_state"] == 0
+    assert trainer.update_guard.skipped_updates == 0  # nothing to train on is not a non-finite update
+    rates = [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h]
+    assert rates == pytest.approx([0.04, 0.03, 0.02, 0.01])
+    assert not all(torch.equal(start[n], p) for n, p in trainer.model.named_parameters())

@@ -25,6 +25,7 @@ from ..trainer.checkpoints import crash_point, incomplete_reason, mark_complete
 from ..trainer.output_dir import locked, refuse_earlier_run
 from ..trainer.ppo_data import is_text_entry
 from ..trainer.state import save_run_config
+from ..utils.launch import deepspeed_requested
 from ..utils.data_utils import load_task_dataset
 from .assets import build_demo_model, build_demo_tokenizer
 
@@ -55,11 +56,12 @@ def warm_start_dataset(dataset, guess_fraction: float = DEMO_GUESS_FRACTION, see
 
 
 def warm_start_config(directory: str, config) -> SFTBaselineConfig:
-    """The warm start's SFT settings (DEMO_WARM_START, cosine schedule, no saves)."""
+    """The warm start's SFT settings (DEMO_WARM_START, cosine schedule, no saves), on the job's engine (DeepSpeed or not)."""
     return SFTBaselineConfig(
         output_dir=directory, lr_scheduler_type="cosine", weight_decay=0.0, logging_steps=100, save_strategy="no",
         report_to="none", seed=config.seed, disable_tqdm=True, max_prompt_length=config.max_prompt_length,
-        use_cpu=not torch.cuda.is_available(), **DEMO_WARM_START,
+        deepspeed=config.deepspeed, use_cpu=not torch.cuda.is_available() and not deepspeed_requested(config),
+        **DEMO_WARM_START,
     )
 
 
@@ -70,18 +72,24 @@ def warm_start_problem(directory: str) -> str | None:
     return incomplete_reason(directory)
 
 
-def save_warm_start(model, tokenizer, directory: str, run_config=None, trainer_name: str | None = None) -> None:
+def save_warm_start(model, tokenizer, directory: str, run_config=None, trainer_name: str | None = None,
+                    trainer=None) -> None:
     """Save into a temporary folder beside `directory`, mark it complete (every file listed with its size, fsynced),
     then rename it to `directory`: a kill at any point leaves either no warm start or a complete one.
 
     `run_config` (the config of the trainer the warm start is for, named `trainer_name`) is written as its
-    run_config.json, so that `implicit-reasoning-eval` evaluates it as that trainer does, on the demo's data."""
+    run_config.json, so that `implicit-reasoning-eval` evaluates it as that trainer does, on the demo's data.
+    With `trainer` (the one that trained `model`) every process calls this: the trainer gathers the weights
+    (DeepSpeed ZeRO-3 partitions them) and the main process alone writes."""
+    if trainer is not None and not trainer.accelerator.is_main_process:
+        trainer.save_model(os.devnull)  # the gather is a collective; only the main process writes
+        return
     parent, name = os.path.split(os.path.abspath(directory))
     for stale in os.listdir(parent) if os.path.isdir(parent) else []:
         if stale.startswith(f"{name}.tmp-"):  # a build killed before its rename (the output_dir lock is held)
             shutil.rmtree(os.path.join(parent, stale), ignore_errors=True)
     tmp = os.path.join(parent, f"{name}.tmp-{os.getpid()}")
-    model.save_pretrained(tmp)
+    trainer.save_model(tmp) if trainer is not None else model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     crash_point("warm_start_saved", 0)
     if run_config is not None:
@@ -100,22 +108,33 @@ def build_warm_start(config, directory: str, trainer_cls):
 
     Saved to (and reused from) `directory` (`save_warm_start`: crash-safe); an incomplete one, cut short by
     a kill while it was saved, is rebuilt. The model returned is loaded from there, so its `name_or_path`
-    is a directory that holds the base weights (LoRA adapters record it).
+    is a directory that holds the base weights (LoRA adapters record it). With several processes they
+    train it together, the main process alone writes it, and every process loads it once it is written
+    (every process decides to build or reuse before any writes).
     """
+    from accelerate import PartialState
+
+    state = PartialState()
     problem = warm_start_problem(directory)
+    state.wait_for_everyone()  # every process has looked before any writes
     if problem is None:
-        print(f"[demo] reusing warm start in {directory}")
+        if state.is_main_process:
+            print(f"[demo] reusing warm start in {directory}")
     else:
-        if problem != "missing":
+        if problem != "missing" and state.is_main_process:
             print(f"[demo] the warm start in {directory} is incomplete ({problem}): rebuilding it")
         tokenizer = build_demo_tokenizer()
         model = build_demo_model(tokenizer, seed=config.seed)
         rows = warm_start_rows(config, tokenizer, trainer_cls)
         tmp_run = os.path.join(os.path.dirname(os.path.abspath(directory)), "warm_start_run")
-        SFTBaselineTrainer(model, warm_start_config(tmp_run, config), train_dataset=rows,
-                           processing_class=tokenizer).train()
-        shutil.rmtree(tmp_run, ignore_errors=True)
-        save_warm_start(model, tokenizer, directory, config, trainer_cls.trainer_name)
+        trainer = SFTBaselineTrainer(model, warm_start_config(tmp_run, config), train_dataset=rows,
+                                     processing_class=tokenizer)
+        trainer.train()
+        save_warm_start(model, tokenizer, directory, config, trainer_cls.trainer_name, trainer=trainer)
+        if state.is_main_process:
+            shutil.rmtree(tmp_run, ignore_errors=True)
+        del trainer, model
+    state.wait_for_everyone()  # written before anyone loads
     return (
         transformers.AutoModelForCausalLM.from_pretrained(directory),
         transformers.AutoTokenizer.from_pretrained(directory),

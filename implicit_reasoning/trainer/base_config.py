@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..utils.generation import GENERATION_BACKENDS, VLLM_INSTALL
+from ..utils.launch import settle_launch
 from ..utils.prompts import DEFAULT_COT_TRIGGER
 from ..utils.quiet import import_integrations_quietly
 from .docstrings import documented
@@ -181,6 +182,7 @@ class TrainerConfig(TrainingArguments):
         if self.dataloader_pin_memory and not _has_accelerator():  # torch ignores it there, with a warning
             self.dataloader_pin_memory = False
         import_integrations_quietly(self.report_to)  # no "WANDB offline" line in a run that does not report to it
+        settle_launch(self)  # CPU-only multi-process launches, DeepSpeed on CPU (utils/launch.py)
         super().__post_init__()
         hub_token_to_environment(self)
 

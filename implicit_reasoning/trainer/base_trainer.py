@@ -11,7 +11,6 @@ output_dir (`output_dir.py`). Checkpointing, resume, DeepSpeed, mixed precision,
 
 from __future__ import annotations
 
-import copy
 import os
 import warnings
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from contextlib import contextmanager
 import torch
 from transformers import PreTrainedModel, Trainer
 
-from ..utils import model_utils
+from ..utils import model_utils, sharding
 from ..utils.data_utils import load_task_dataset
 from ..utils.evaluation import evaluate_dataset, summarize_records
 from ..utils.generation import use_backend
@@ -31,6 +30,9 @@ from .guard import GuardCallback, SkipAwareScheduler, UpdateGuard, guard_optimiz
 from .metrics import SAMPLES_FILE, LogWindow, MetricBuffer, SamplesTable
 from .output_dir import locked, truncate_step_logs
 from .state import CheckpointedState, SaveStateCallback, save_run_config
+
+
+NOTHING_TO_TRAIN = "nothing_to_train"  # the key of `BaseTrainer.nothing_to_train()`'s micro-batch
 
 
 def collate_rows(rows: list[dict]) -> dict[str, list]:
@@ -165,11 +167,7 @@ class BaseTrainer(CheckpointMixin, Trainer):
                 "refresh_reference() with LoRA: the reference is the adapter-disabled base model and "
                 "cannot follow the adapter; train without LoRA or pass a separate ref_model"
             )
-        policy = self.unwrapped_policy()
-        reference = self.accelerator.unwrap_model(self.ref_model)
-        with _gathered(list(policy.parameters()) + list(reference.parameters()), self.is_deepspeed_enabled):
-            for target, source in zip(reference.parameters(), policy.parameters()):
-                target.copy_(source)
+        sharding.copy_weights(self.unwrapped_policy(), self.accelerator.unwrap_model(self.ref_model))
 
     @contextmanager
     def generation_model(self):
@@ -278,8 +276,8 @@ class BaseTrainer(CheckpointMixin, Trainer):
         ref_path = getattr(args, "ref_model_name_or_path", None)
         if isinstance(ref_model, str) or (ref_model is None and ref_path):
             ref_model = model_utils.load_causal_lm(ref_model or ref_path, args)
-        elif ref_model is None:
-            ref_model = copy.deepcopy(model)
+        elif ref_model is None:  # the policy's weights (ZeRO-3: rebuilt from its config, never a deepcopy of shards)
+            ref_model = sharding.clone_model(model, "the reference model (pass ref_model or ref_model_name_or_path)")
         if args.disable_dropout:
             model_utils.disable_dropout(ref_model)
         return ref_model.eval().requires_grad_(False)
@@ -316,17 +314,38 @@ class BaseTrainer(CheckpointMixin, Trainer):
 
     # ================================================================== loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        parts = self.compute_objective(model, inputs)
-        loss = parts["loss"]
-        if not bool(torch.isfinite(loss.detach()).all()):
-            # an exact zero that still touches every trainable parameter (DDP / ZeRO expect gradients);
-            # the guard then skips the whole update on every process
-            self.flag_nonfinite("non-finite loss")
-            loss = sum((p * 0.0).sum() for p in model.parameters() if p.requires_grad)
+        if inputs.get(NOTHING_TO_TRAIN):  # a held update (see `nothing_to_train`)
+            loss = self.zero_loss(model)
         else:
-            for name, value in parts.items():
-                self.log_metric(name, value)
+            parts = self.compute_objective(model, inputs)
+            loss = parts["loss"]
+            if not bool(torch.isfinite(loss.detach()).all()):
+                # zero through the same graph (every parameter the loss reaches gets a gradient, as DDP / ZeRO expect;
+                # ZeRO-3 has no full parameter outside a forward); the guard skips the whole update on every process
+                self.flag_nonfinite("non-finite loss")
+                loss = torch.where(torch.isfinite(loss), loss, torch.zeros_like(loss))
+            else:
+                for name, value in parts.items():
+                    self.log_metric(name, value)
+        if self.is_deepspeed_enabled and self.accelerator.sync_gradients and model.training:
+            self.update_guard.decide_early(self.state.global_step + 1)  # the engine steps inside this backward
         return (loss, None) if return_outputs else loss
+
+    def nothing_to_train(self) -> dict:
+        """The micro-batch of an update with nothing to train on (e.g. STaR's iteration without a kept sample).
+
+        It must be the same on every process. The update is held (`UpdateGuard.hold`): skipped under
+        every engine, not counted as non-finite, the LR schedule advancing through it.
+        """
+        self.update_guard.hold()
+        return {NOTHING_TO_TRAIN: True}
+
+    def zero_loss(self, model) -> torch.Tensor:
+        """An exact zero through a real forward of the trained module (one pad token), so that the backward reaches
+        the parameters the way a training step does under every engine (DDP's reducer, ZeRO-3's gathering).
+        Trainers whose trained module is not a causal LM override it."""
+        token = torch.full((1, 1), self.processing_class.pad_token_id, device=self.accelerator.device)
+        return model(input_ids=token, attention_mask=torch.ones_like(token)).logits.float().sum() * 0.0
 
     def sum_over_processes(self, values: torch.Tensor) -> torch.Tensor:
         """`values` summed over all processes (a collective: every process calls it), returned on CPU."""
@@ -345,7 +364,7 @@ class BaseTrainer(CheckpointMixin, Trainer):
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         scheduler = super().create_scheduler(num_training_steps, optimizer)
         plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)  # steps on eval metrics
-        if not (self.is_deepspeed_enabled or plateau or isinstance(scheduler, SkipAwareScheduler)):
+        if not (plateau or isinstance(scheduler, SkipAwareScheduler)):
             self.lr_scheduler = SkipAwareScheduler(scheduler, self.update_guard)
         return self.lr_scheduler
 
@@ -376,12 +395,11 @@ class BaseTrainer(CheckpointMixin, Trainer):
         return metrics
 
     def _prepare_deepspeed_for_eval(self) -> None:
-        """evaluate() before train() under DeepSpeed: build the inference engine as Trainer's own eval loop does."""
-        if self.is_deepspeed_enabled and self.deepspeed is None and not self.is_in_train:
-            from transformers.integrations.deepspeed import deepspeed_init
-
-            deepspeed_init(self, num_training_steps=0, inference=True)
-            self.model_wrapped = self.deepspeed = self.accelerator.prepare(self.model)
+        """evaluate() before train() under DeepSpeed: no engine yet, and none is built here (an inference engine would
+        leave train() a stale one and a rewritten DeepSpeed config). `generation_model()` gathers ZeRO-3's partitioned
+        weights for the evaluation; a model DeepSpeed has not partitioned only needs to be on the device."""
+        if self.is_deepspeed_enabled and self.deepspeed is None and not sharding.is_partitioned(self.model):
+            self.model.to(self.args.device)
 
     def evaluation_records(self, model, dataset) -> list[dict]:
         """Per-question records (`index`, `correct`, ...) for this process's shard of `dataset`."""
@@ -439,14 +457,3 @@ class BaseTrainer(CheckpointMixin, Trainer):
     def _save_run_config(self, directory: str) -> None:
         save_run_config(self.args, self.trainer_name, directory, base_model_name_or_path=self.base_model_path)
 
-
-@contextmanager
-def _gathered(parameters, deepspeed: bool):
-    """ZeRO-3 partitions parameters: gather them (writes go back to every rank) for a full copy."""
-    if not deepspeed:
-        yield
-        return
-    import deepspeed as ds
-
-    with ds.zero.GatheredParameters(parameters, modifier_rank=0):
-        yield

@@ -4,19 +4,25 @@ With gradient accumulation an update is several micro-batches. A non-finite loss
 in ANY of them (on any process) must leave the update out entirely: parameters, optimizer
 state (Adam moments and step count) and learning-rate schedule untouched. The pieces:
 
-* the trainer calls :meth:`UpdateGuard.flag` for a bad micro-batch and back-propagates an
-  exact zero instead of its loss (every process keeps making the same collective calls);
+* the trainer calls :meth:`UpdateGuard.flag` for a bad micro-batch and back-propagates zero
+  in place of its loss, through the same graph (every process keeps making the same collective
+  calls; what reaches the gradients is discarded with the update);
 * just before the optimizer step (`on_pre_optimizer_step`) :meth:`UpdateGuard.decide`
   agrees on every process (one all-reduce), counts the skipped update and raises after
   `max_nonfinite_updates` skipped updates in a row;
 * :func:`guard_optimizer_step` makes the optimizer's `step` a no-op for a skipped update,
   and :class:`SkipAwareScheduler` does the same for the LR scheduler.
 
-DeepSpeed owns the step: its engine steps inside `backward()` of the last micro-batch,
-before the guard can decide. Under DeepSpeed a bad micro-batch therefore contributes a
-zero gradient and the update is counted (and the error raised) as above, but the engine
-still applies the update's other micro-batches (its fp16 loss scaler skips overflowing
-steps on its own; bf16 / fp32 engines do not).
+An update with nothing to train on (STaR's iteration without a kept sample) is *held*
+(:meth:`UpdateGuard.hold`): skipped the same way on every process, not counted, and the LR
+schedule advances through it (the run's timeline goes on; only a non-finite update freezes it).
+
+DeepSpeed owns the step: its engine steps inside `backward()` of the update's last micro-batch,
+before `on_pre_optimizer_step`. Under DeepSpeed the trainer therefore decides in `compute_loss`
+of that micro-batch (:meth:`UpdateGuard.decide` before the backward, `decided_early`), and the
+engine's call of the wrapped optimizer's `step` is the no-op: parameters and optimizer state are
+left as they were (gradients the engine keeps are not checked: a finite loss with a non-finite
+gradient is left to DeepSpeed's fp16 loss scaler).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ class UpdateGuard:
         self.pending = False  # the update being accumulated has a bad micro-batch (this process)
         self.held = False  # skip the update without counting it (nothing to train on: the same on every process)
         self.skip = False  # the update about to be stepped is skipped (all processes agree)
+        self.freeze_schedule = False  # ... and the LR schedule stays where it is (a non-finite update)
+        self.decided_early = False  # decided before DeepSpeed's step (in compute_loss): the callback keeps it
         self.reasons: list[str] = []
         self.skipped_updates = 0
         self.in_a_row = 0
@@ -58,7 +66,7 @@ class UpdateGuard:
         """Whether to skip the update about to be stepped; the same answer on every process."""
         bad = self.any_process(self.pending)
         held, self.held = self.held, False
-        self.skip = bad or held
+        self.skip, self.freeze_schedule = bad or held, bad
         reasons, self.pending, self.reasons = self.reasons, False, []
         if not bad:
             if not held:  # a good update ends a run of non-finite ones; a held one changes nothing
@@ -73,6 +81,11 @@ class UpdateGuard:
                 f"(max_nonfinite_updates={self.limit}); last: {why}. Lower learning_rate or check the data"
             )
         return True
+
+    def decide_early(self, step: int) -> bool:
+        """`decide` before DeepSpeed's engine steps (inside the last micro-batch's backward); the callback then keeps it."""
+        self.decided_early = True
+        return self.decide(step)
 
     def state_dict(self) -> dict:
         return {"skipped_updates": self.skipped_updates, "in_a_row": self.in_a_row}
@@ -93,6 +106,9 @@ class GuardCallback(TrainerCallback):
         self.guard = guard
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if self.guard.decided_early:
+            self.guard.decided_early = False
+            return
         if model is not None and not self.guard.pending and not gradients_finite(model):
             self.guard.flag("non-finite gradient")
         self.guard.decide(state.global_step + 1)
@@ -118,14 +134,15 @@ def guard_optimizer_step(optimizer, guard: UpdateGuard):
 
 
 class SkipAwareScheduler:
-    """An LR scheduler whose `step` does nothing for a skipped update; everything else is the wrapped one's."""
+    """An LR scheduler whose `step` does nothing for a non-finite update (a held one advances it); everything else
+    is the wrapped one's."""
 
     def __init__(self, scheduler, guard: UpdateGuard):
         self.scheduler = scheduler
         self.guard = guard
 
     def step(self, *args, **kwargs):
-        if not self.guard.skip:
+        if not self.guard.freeze_schedule:
             self.scheduler.step(*args, **kwargs)
 
     def state_dict(self) -> dict:

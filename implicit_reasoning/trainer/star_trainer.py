@@ -41,6 +41,7 @@ from ..utils.model_utils import encode_continuation, encode_prompt, end_of_text_
 from ..utils.prompts import format_prompt, question_text
 from ..utils.rollout import find_stop_positions
 from ..utils.scoring import masked_sum, pack_rows, score_rows, segment_reduce, token_normalizer, window_logprobs
+from ..utils.sharding import gathered
 from ..utils.star import (
     degeneration_rate,
     dpo_pairs,
@@ -91,9 +92,6 @@ class STaRTrainer(BaseTrainer):
         self._built: int | None = None  # which iteration `_records` belongs to
         self._micro = (-1, 0)  # (global step, micro-step within it)
         self._base_state: dict[str, torch.Tensor] | None = None  # the weights to reset to (taken at step 0)
-        if self.args.reset_model_every_iteration and self.is_deepspeed_enabled:
-            raise ValueError("reset_model_every_iteration=True is not supported under DeepSpeed (the engine owns "
-                             "the parameters and optimizer state); set it to False")
         if self.args.rationalize and self.train_dataset is not None:
             self._check_hint_prompts()
         self.add_callback(SaveIterationData(lambda: self._records))
@@ -305,8 +303,7 @@ class STaRTrainer(BaseTrainer):
         args, world, rank = self.args, self.accelerator.num_processes, self.accelerator.process_index
         size, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
         if not self._data:  # nothing to train on (no correct sample / no pair): skip the update, uncounted
-            self.update_guard.hold()
-            return {"empty": True}
+            return self.nothing_to_train()
         order = torch.randperm(len(self._data), generator=torch.Generator().manual_seed(args.seed + iteration)).tolist()
         update = update_rows(order, offset, size * world * accumulation)
         start = (micro * world + rank) * size
@@ -323,8 +320,6 @@ class STaRTrainer(BaseTrainer):
         return {k: v.to(device) for k, v in rows.items()}
 
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
-        if batch.get("empty"):
-            return {"loss": sum((p * 0.0).sum() for p in model.parameters() if p.requires_grad)}
         logps, window = window_logprobs(model, batch, batch["segment_ids"] == COMPLETION)
         completion = window["segment_ids"] == COMPLETION
         if self.args.train_strategy == "sft":  # 4. sft: -sum of log pi over the update's kept tokens / their count
@@ -360,7 +355,10 @@ class STaRTrainer(BaseTrainer):
                 os.makedirs(self.args.output_dir, exist_ok=True)
                 atomic_write(path, lambda tmp: shutil.copyfile(found, tmp))
             return load_file(found)
-        state = {n: p.detach().to("cpu", copy=True).contiguous() for n, p in self._trainable()}
+        state = {}
+        for name, param in self._trainable():  # ZeRO-3: one full parameter at a time
+            with gathered([param]):
+                state[name] = param.detach().to("cpu", copy=True).contiguous()
         if self.args.should_save:
             os.makedirs(self.args.output_dir, exist_ok=True)
             save_file(state, path)
@@ -368,11 +366,21 @@ class STaRTrainer(BaseTrainer):
 
     @torch.no_grad()
     def _reset_to_base(self) -> None:
-        """The trainable weights back to their values at init, bit for bit, and a fresh optimizer state."""
+        """The trainable weights back to their values at init, bit for bit, and a fresh optimizer state.
+
+        Under DeepSpeed the weights are written one gathered parameter at a time, the engine's fp32 master
+        copies are refreshed from them (`refresh_fp32_params`) and the wrapped optimizer's state is emptied.
+        """
         for name, param in self._trainable():
-            param.copy_(self._base_state[name])
+            with gathered([param], modifier_rank=0):
+                param.copy_(self._base_state[name])
         self.generation_weights_changed()
-        optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
+        zero = getattr(self.deepspeed, "optimizer", None) if self.is_deepspeed_enabled else None
+        if zero is not None and hasattr(zero, "refresh_fp32_params"):
+            zero.refresh_fp32_params()
+        optimizer = self.optimizer
+        while hasattr(optimizer, "optimizer"):  # accelerate's wrapper, DeepSpeed's ZeRO optimizer, the torch one
+            optimizer = optimizer.optimizer
         if optimizer is not None:
             optimizer.state.clear()
 

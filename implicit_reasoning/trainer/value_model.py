@@ -9,7 +9,6 @@ LoRA adapter) at the top level, as any causal LM, and the value network under `v
 
 from __future__ import annotations
 
-import copy
 import os
 
 import torch
@@ -17,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..utils.scoring import window_logprobs
+from ..utils.sharding import clone_model
 
 VALUE_DIR = "value_model"
 HEAD_FILE = "value_head.safetensors"
@@ -50,8 +50,9 @@ class ValueModel(nn.Module):
 
     @classmethod
     def from_policy(cls, policy) -> ValueModel:
-        """A copy of the policy's backbone (its initial weights) with a new head."""
-        return cls(copy.deepcopy(backbone_of(policy)), policy.config.hidden_size)
+        """A copy of the policy's backbone (its initial weights) with a new head (ZeRO-3: see `utils/sharding.py`)."""
+        backbone = clone_model(backbone_of(policy), "PPO's value network (pass value_model_name_or_path)")
+        return cls(backbone, policy.config.hidden_size)
 
     @classmethod
     def from_pretrained(cls, path: str, args) -> ValueModel:
