@@ -4,7 +4,6 @@ LoRA on policy and value, evaluation outputs, TensorBoard, and two processes."""
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

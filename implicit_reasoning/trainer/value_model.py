@@ -9,6 +9,7 @@ LoRA adapter) at the top level, as any causal LM, and the value network under `v
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
