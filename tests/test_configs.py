@@ -446,15 +446,26 @@ def test_env_example():
 
 
 def test_ci_script():
+    """.ci/run runs the README's own set-up lines (a fresh venv, pinned CPU torch first, the package, the test
+    extras) and its test command, read from the fenced blocks after <!-- ci:setup --> / <!-- ci:test -->."""
     path = REPO / ".ci" / "run"
     assert os.access(path, os.X_OK), ".ci/run must be executable"
     assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
     text = path.read_text(encoding="utf-8")
-    assert "set -euo pipefail" in text
-    cmds = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    assert "set -euo pipefail" in text and "readme_block.py setup" in text and "readme_block.py test" in text
+
+    def block(name):
+        done = subprocess.run([sys.executable, str(REPO / ".ci" / "readme_block.py"), name], capture_output=True,
+                              text=True, check=True)
+        return [ln.split("#")[0].strip() for ln in done.stdout.splitlines() if ln.split("#")[0].strip()]
+
+    cmds = block("setup")
+    assert cmds[0].startswith("python3 -m venv .venv") and ". .venv/bin/activate" in cmds[0]
     i_torch = next(i for i, c in enumerate(cmds) if "torch==" in c)
     i_pkg = next(i for i, c in enumerate(cmds) if "install -e" in c)
     i_ds = next(i for i, c in enumerate(cmds) if "deepspeed" in c)
-    i_test = next(i for i, c in enumerate(cmds) if "pytest" in c and "install" not in c)
-    assert i_torch < i_pkg < i_ds < i_test
+    assert i_torch < i_pkg < i_ds
     assert "--no-build-isolation" in cmds[i_ds]
+    assert block("test") == ["python -m pytest -q tests"]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "```bash\npython -m pytest -q tests\n```" in readme  # the command a reader sees is the one CI runs

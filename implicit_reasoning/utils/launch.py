@@ -14,7 +14,7 @@ the process group:
   DeepSpeed's inference all-reduce (AutoTP) uses it, never ZeRO training, and a run killed while
   compiling it leaves torch's build lock behind, on which every later run waits forever.
 
-Importing this module also imports `torch.distributed.nn.functional` (and DeepSpeed's
+`settle_launch` also imports `torch.distributed.nn.functional` (and DeepSpeed's
 `deepspeed.comm.torch`, when installed) before any process group exists: each binds the default
 group (`group.WORLD`) as a default argument value when first imported, and DDP / accelerate imported
 them after the group was created. `destroy_process_group()` then left the gloo group, and its
@@ -27,11 +27,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-
-import torch.distributed.nn.functional  # noqa: F401  (imported before any process group: see above)
-
-if importlib.util.find_spec("deepspeed") is not None:
-    import deepspeed.comm.torch  # noqa: F401  (likewise: TorchBackend.barrier's default group)
 
 SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 SHM_COMM_OP = "deepspeed_shm_comm"
@@ -90,10 +85,26 @@ def skip_deepspeed_cpu_jit() -> None:
         deepspeed.ops.__compatible_ops__[SHM_COMM_OP] = False
 
 
+def bind_default_groups_early(deepspeed: bool) -> None:
+    """Import the modules that bind the default process group at import while none exists (module docstring).
+
+    DeepSpeed's import logs a notice about its CPU accelerator; in a run without DeepSpeed it is dropped."""
+    import torch.distributed as dist
+    import torch.distributed.nn.functional  # noqa: F401
+
+    if importlib.util.find_spec("deepspeed") is None or (dist.is_available() and dist.is_initialized()):
+        return
+    from .quiet import deepspeed_notice_dropped
+
+    with deepspeed_notice_dropped(not deepspeed):
+        import deepspeed.comm.torch  # noqa: F401  (TorchBackend.barrier's default group)
+
+
 def settle_launch(config) -> None:
     """Adjust `config` (a TrainingArguments) to the launch this process is part of; see the module docstring."""
     check_single_process_launch()
     deepspeed = deepspeed_requested(config)
+    bind_default_groups_early(deepspeed)
     if deepspeed:
         skip_deepspeed_cpu_jit()
     if launched_processes() == 1 or has_accelerator_backend():

@@ -47,6 +47,19 @@ def quiet_notices(config) -> None:
             logger.addFilter(_DropMessage(DEEPSPEED_CPU_NOTICE))
 
 
+@contextlib.contextmanager
+def deepspeed_notice_dropped(drop: bool = True):
+    """The block without DeepSpeed's CPU-accelerator notice (when `drop`): importing DeepSpeed logs it."""
+    logger = logging.getLogger("DeepSpeed")
+    notice = _DropMessage(DEEPSPEED_CPU_NOTICE)
+    if drop:
+        logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
+
+
 def import_integrations_quietly(report_to) -> None:
     """TrainingArguments imports transformers' integrations while it is built; with WANDB_MODE=offline that prints
     a wandb line. Import them first, without that line, when `report_to` has no wandb."""
