@@ -14,6 +14,7 @@ torch.set_num_threads(1)  # tiny models: overhead-bound, and robust on a shared 
 def pytest_configure(config):
     # CI runs these too; `-m "not slow"` leaves them out of a quick local run
     config.addinivalue_line("markers", "slow: takes over a minute (e.g. subprocess crash-and-resume runs)")
+    config.addinivalue_line("markers", "demo(name): the test reads `demo_results[name]` (a shipped demo's run)")
 
 
 def addition_rows(n: int = 24) -> list[dict]:
@@ -127,3 +128,78 @@ def rank_results(directory, nproc: int = 2) -> list[dict]:
     missing = [f.name for f in files if not f.exists()]
     assert not missing, f"no result from {missing} in {directory}"
     return [json.loads(f.read_text()) for f in files]
+
+
+# ------------------------------------------------------------------ the shipped demos, run in the background
+DEMOS = ("latro", "markovian", "star", "star_dpo", "ppo_curriculum", "ppo_text")
+_DEMO_RUNS: dict = {}  # demo -> Future of its demo_results.json (or the failed run's stderr)
+_DEMO_PROCESSES: list = []
+
+
+def _run_demo(root, demo):
+    """`python scripts/training.py configs/demo_<demo>.yaml` as a user runs it, on a fresh output dir."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = Path(root) / demo
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "WANDB_MODE": "disabled"}
+    command = [sys.executable, str(repo / "scripts/training.py"), str(repo / f"configs/demo_{demo}.yaml"),
+               "--output_dir", str(out), "--disable_tqdm", "true"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _DEMO_PROCESSES.append(process)
+    _, stderr = process.communicate(timeout=2400)
+    if process.returncode != 0:
+        return f"demo {demo} failed (exit {process.returncode}):\n{stderr[-3000:]}"
+    return json.loads((out / "demo_results.json").read_text())
+
+
+def pytest_collection_finish(session):
+    """When a test that needs `demo_results` is selected, start the six shipped demos now, one at a time, in a
+    background thread. Each is a one-thread process, so it runs on the core the (one-thread) test process leaves
+    idle, and the demos' ~10 CPU-minutes overlap the rest of the suite instead of adding to its wall time."""
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    needed = set()
+    for item in session.items:
+        if "demo_results" in getattr(item, "fixturenames", ()):  # its `demo` parameter, else its demo marker
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            needed.add(params["demo"] if "demo" in params else item.get_closest_marker("demo").args[0])
+    if _DEMO_RUNS or not needed or session.config.option.collectonly:
+        return
+    root = tempfile.mkdtemp(prefix="implicit-reasoning-demos-")
+    session.config._demo_root = root
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="demos")
+    for demo in (d for d in DEMOS if d in needed):
+        _DEMO_RUNS[demo] = pool.submit(_run_demo, root, demo)
+    pool.shutdown(wait=False)
+
+
+def pytest_sessionfinish(session):
+    """An interrupted session leaves no demo running; the demos' output dirs go."""
+    import shutil
+
+    for future in _DEMO_RUNS.values():
+        future.cancel()
+    for process in _DEMO_PROCESSES:
+        if process.poll() is None:
+            process.kill()
+    root = getattr(session.config, "_demo_root", None)
+    if root:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class _DemoResults:
+    def __getitem__(self, demo):
+        return _DEMO_RUNS[demo].result()  # waits for that demo only
+
+
+@pytest.fixture(scope="session")
+def demo_results():
+    """demo -> its demo_results.json, or the failed run's stderr (the runs started at collection: see above)."""
+    return _DemoResults()

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -159,32 +158,10 @@ def test_evaluation_script_writes_summary_and_predictions(tmp_path, tiny_model_d
     assert summary["accuracy"] == sum(r["correct"] for r in rows) / 12
 
 
-DEMOS = ("latro", "markovian", "star", "star_dpo", "ppo_curriculum", "ppo_text")
-
-
-@pytest.fixture(scope="module")
-def demo_results(tmp_path_factory):
-    """Every shipped demo run as a user runs it, `python scripts/training.py configs/demo_<demo>.yaml`, on a fresh
-    output dir, two at a time: each demo uses one torch thread, so the 2-core machine runs two in the time of one.
-    demo -> its demo_results.json, or the failed run's stderr."""
-    root = tmp_path_factory.mktemp("demos")
-
-    def run(demo):
-        out = root / demo
-        command = [sys.executable, str(ROOT / "scripts/training.py"), str(ROOT / f"configs/demo_{demo}.yaml"),
-                   "--output_dir", str(out), "--disable_tqdm", "true"]
-        result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=1500)
-        if result.returncode != 0:
-            return f"demo {demo} failed (exit {result.returncode}):\n{result.stderr[-3000:]}"
-        return json.loads((out / "demo_results.json").read_text())
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(DEMOS, pool.map(run, DEMOS)))
-
-
 @pytest.mark.parametrize("demo", ["latro", "markovian", "star", "star_dpo", "ppo_curriculum"])
 def test_builtin_demo_raises_accuracy(demo_results, demo):
-    """The README's main job and the other demos, as shipped (configs/demo_<demo>.yaml), on a fresh output dir."""
+    """The README's main job and the other demos, as shipped (configs/demo_<demo>.yaml), on a fresh output dir
+    (run in the background from the start of the session: conftest.demo_results)."""
     result = demo_results[demo]
     assert isinstance(result, dict), result
     assert result["eval_questions"] >= 200
@@ -202,6 +179,7 @@ def test_builtin_demo_raises_accuracy(demo_results, demo):
         assert len(curve) >= 2 and curve[1] >= curve[0] - 0.02, result
 
 
+@pytest.mark.demo("ppo_text")
 def test_builtin_text_demo_lowers_repetition_and_learns_values(demo_results):
     """PPO with the repetition penalty on the built-in raw-text mixture (configs/demo_ppo_text.yaml, as shipped)."""
     result = demo_results["ppo_text"]
