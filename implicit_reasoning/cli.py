@@ -108,9 +108,10 @@ def evaluate(argv: list[str] | None = None) -> None:
 
     from .evaluate import EvaluationArguments, run_evaluation
 
-    def main(args):
-        (parsed,) = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(args=args)
-        return run_evaluation(parsed)
+    def main(args):  # flags that are not EvaluationArguments set the trainer's config fields (--cot_length 32)
+        parsed, rest = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(
+            args=args, return_remaining_strings=True)
+        return run_evaluation(parsed, flags=rest)
 
     summary = _run(main, argv)
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})

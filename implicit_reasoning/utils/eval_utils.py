@@ -3,14 +3,22 @@
 Each data set names a checker in the registry (:mod:`implicit_reasoning.utils.data_utils`):
 
 * ``"numeric"`` (gsm8k, arithmetic, custom files): the first number after the last
-  answer marker ("The answer is", "answer is", "Answer:"; case-insensitive), else the
-  last number in the text. ``$`` and thousands commas are dropped, ``(-5)`` and ``-5``
-  are negative; numbers are compared with tolerance 1e-6.
+  answer marker, else the last number in the text. ``$`` and thousands commas are dropped,
+  ``(-5)`` and ``-5`` are negative; numbers are compared with tolerance 1e-6.
 * ``"math"`` (MATH): the last ``\\boxed{...}``, else the rest of the line after the last
   answer marker; compared with math-verify when installed, plus a normalized string compare.
 * ``"multiple_choice"`` (arc_challenge, mmlu, mmmlu): the option letter A-E after the
   last answer marker, else after "<word>: " on the last line in any script ("Ìdáhùn: C"),
   else a lone letter ending the text, else the last ``(B)``, else the last ``B)``.
+
+The answer marker (case-insensitive) is "Answer:" anywhere, or "answer is" after "the", "my",
+"final" or "correct" or at the start of a sentence or line ("The answer is 7", "Final answer
+is 7", "Answer is 7"); "The original answer is 1" is no answer statement.
+
+A completion that was cut off by the token budget (``cut_off=True``) is read only from an
+answer statement (numeric, multiple choice: after the marker; math: ``\\boxed`` or the
+marker): the fallbacks (the last number, a trailing option letter) would read whatever the
+model was writing when the budget ran out.
 """
 
 from __future__ import annotations
@@ -39,7 +47,9 @@ except ImportError:  # pragma: no cover - exercised only without math-verify
 
 NUMERIC_TOLERANCE = 1e-6
 
-_MARKER_RE = re.compile(r"answer\s+is|answer\s*:", re.IGNORECASE)
+# "answer is" after the / my / final / correct, or at the start of a sentence or line; "answer:" anywhere
+_MARKER_RE = re.compile(r"(?:\b(?:the|my|final|correct)\s+|(?:^|(?<=[.!?:]))\s*)answer\s+is\b|\banswer\s*:",
+                        re.IGNORECASE | re.MULTILINE)
 _CHOICE_AFTER_MARKER_RE = re.compile(r"\(([A-E])\)|\b([A-E])\b")
 _PAREN_CHOICE_RE = re.compile(r"\(([A-E])\)")
 # "<word in any script>: X" on the last line ("Ìdáhùn: C", "Réponse : B"), and a lone letter ending the text
@@ -70,12 +80,18 @@ def _after_last_marker(text: str) -> str | None:
 # --------------------------------------------------------------------------- numeric
 
 
-def extract_numeric(completion: str) -> str | None:
-    """First number after the last answer marker, else the last number in the text."""
+def stated_numeric(completion: str) -> str | None:
+    """First number after the last answer marker, or None."""
     tail = _after_last_marker(completion)
     found = _numbers(tail) if tail is not None else []
-    if found:
-        return found[0]
+    return found[0] if found else None
+
+
+def extract_numeric(completion: str) -> str | None:
+    """First number after the last answer marker, else the last number in the text."""
+    stated = stated_numeric(completion)
+    if stated is not None:
+        return stated
     found = _numbers(completion)
     return found[-1] if found else None
 
@@ -130,12 +146,8 @@ def extract_choice(completion: str) -> str | None:
     """The option letter of the LAST answer statement: after an English answer marker, or after "<word>: " on the
     last line in any script ("Ìdáhùn: C"), whichever comes later; else a lone letter ending the text; else the
     last ``(X)``; else the last ``X)``."""
-    candidates = []  # (position in the text, letter)
-    markers = list(_MARKER_RE.finditer(completion))
-    if markers:
-        match = _CHOICE_AFTER_MARKER_RE.search(completion, markers[-1].end())
-        if match:
-            candidates.append((markers[-1].end(), match.group(1) or match.group(2)))
+    stated = _choice_after_marker(completion)
+    candidates = [stated] if stated else []  # (position in the text, letter)
     stripped = completion.rstrip()
     last_line_start = stripped.rfind("\n") + 1
     found = list(_WORD_COLON_CHOICE_RE.finditer(stripped, last_line_start))
@@ -153,6 +165,19 @@ def extract_choice(completion: str) -> str | None:
     return None
 
 
+def _choice_after_marker(completion: str) -> tuple[int, str] | None:
+    """(position, letter) of the option letter after the last answer marker, or None."""
+    markers = list(_MARKER_RE.finditer(completion))
+    match = _CHOICE_AFTER_MARKER_RE.search(completion, markers[-1].end()) if markers else None
+    return (markers[-1].end(), match.group(1) or match.group(2)) if match else None
+
+
+def stated_choice(completion: str) -> str | None:
+    """The option letter after the last answer marker, or None."""
+    stated = _choice_after_marker(completion)
+    return stated[1] if stated else None
+
+
 def choice_equal(prediction: str, groundtruth: str) -> bool:
     return prediction.strip().upper() == str(groundtruth).strip().upper()
 
@@ -160,6 +185,8 @@ def choice_equal(prediction: str, groundtruth: str) -> bool:
 # --------------------------------------------------------------------------- public API
 
 _EXTRACTORS = {CHECKER_NUMERIC: extract_numeric, CHECKER_MATH: extract_math, CHECKER_MULTIPLE_CHOICE: extract_choice}
+# a cut-off completion: answer statements only (MATH's \boxed and marker already are)
+_STATED = {CHECKER_NUMERIC: stated_numeric, CHECKER_MATH: extract_math, CHECKER_MULTIPLE_CHOICE: stated_choice}
 _MATCHERS = {CHECKER_NUMERIC: numeric_equal, CHECKER_MATH: math_equal, CHECKER_MULTIPLE_CHOICE: choice_equal}
 
 
@@ -170,15 +197,18 @@ def _checker(dataset_name: str) -> str:
     return checker
 
 
-def extract_answer(dataset_name: str, completion: str) -> str | None:
-    """The answer a completion gives, in the dataset's checker format, or ``None``."""
-    return _EXTRACTORS[_checker(dataset_name)](completion)
+def extract_answer(dataset_name: str, completion: str, cut_off: bool = False) -> str | None:
+    """The answer a completion gives, in the dataset's checker format, or ``None``.
+
+    ``cut_off``: the completion ran out of tokens; only an answer statement counts (module docstring).
+    """
+    return (_STATED if cut_off else _EXTRACTORS)[_checker(dataset_name)](completion)
 
 
-def is_correct(dataset_name: str, completion: str, groundtruth: str) -> bool:
-    """Whether ``completion``'s extracted answer matches ``groundtruth``."""
+def is_correct(dataset_name: str, completion: str, groundtruth: str, cut_off: bool = False) -> bool:
+    """Whether ``completion``'s extracted answer matches ``groundtruth`` (``cut_off`` as in `extract_answer`)."""
     checker = _checker(dataset_name)
-    prediction = _EXTRACTORS[checker](completion)
+    prediction = extract_answer(dataset_name, completion, cut_off)
     return prediction is not None and _MATCHERS[checker](prediction, groundtruth)
 
 
