@@ -91,7 +91,6 @@ def _plain_model(gguf_path: Path):
     # the GGUF quantization record is what makes save_pretrained refuse; the weights are already dequantized
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    config._name_or_path = ""
     plain = type(loaded)(config)
     missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
     tied = set(getattr(plain, "_tied_weights_keys", None) or ())
@@ -161,13 +160,22 @@ def cached_checkpoint(source: str | os.PathLike, cache_dir: str | os.PathLike | 
             return target
         if target.exists():  # not ours to trust: left by something other than a finished conversion
             shutil.rmtree(target)
+        for stale in root.glob(f"{target.name}.tmp-*"):  # a killed conversion's (we hold the lock: nobody's now)
+            shutil.rmtree(stale, ignore_errors=True)
         scratch = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=root))
+        os.chmod(scratch, 0o777 & ~_umask())  # mkdtemp makes it private; the cache is shared like any other
         try:
             convert_gguf(gguf_path, scratch)
             os.rename(scratch, target)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def main(argv: list[str] | None = None) -> Path:
