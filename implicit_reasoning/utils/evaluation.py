@@ -117,6 +117,7 @@ def majority_fields(checker_name: str, samples: list[str], gold: str, cut_off: l
     vote = majority_vote(predictions)
     return {
         "samples": samples,
+        "sample_cut_off": cut_off,
         "sample_predictions": predictions,
         "majority": vote,
         "majority_correct": vote is not None and is_correct(checker_name, f"The answer is {vote}", gold),
