@@ -109,8 +109,9 @@ def evaluate(argv: list[str] | None = None) -> None:
     from .evaluate import EvaluationArguments, run_evaluation
 
     def main(args):  # flags that are not EvaluationArguments set the trainer's config fields (--cot_length 32)
-        parsed, rest = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(
-            args=args, return_remaining_strings=True)
+        parser = HfArgumentParser(EvaluationArguments, epilog="Any field of the trainer's config is a flag too "
+                                                              "(--cot_length 32 --instruction ...).")
+        parsed, rest = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
         return run_evaluation(parsed, flags=rest)
 
     summary = _run(main, argv)
