@@ -120,6 +120,7 @@ def train(method: str, model_dir: str, out: Path, args, tokenizer) -> tuple[obje
     trainer = build_trainer(name, config, tokenizer=tokenizer)
     trainer.train()
     timing = clock.stop()
+    trainer.save_model(str(out / method / "final"))  # the adapter (LoRA) or model, to evaluate it again later
     logs = [row for row in trainer.state.log_history if "loss" in row or "kept_samples" in row]
     return trainer, {**timing, "updates": trainer.state.global_step, "config": config.to_dict()}, logs
 
