@@ -116,12 +116,14 @@ def evaluate(argv: list[str] | None = None) -> None:
 
     from .evaluate import EvaluationArguments, run_evaluation
 
-    def main(args):
+    def main(args):  # flags that are not EvaluationArguments set the trainer's config fields (--cot_length 32)
         from .utils.quiet import quiet_notices
 
-        (parsed,) = HfArgumentParser(EvaluationArguments).parse_args_into_dataclasses(args=args)
+        parser = HfArgumentParser(EvaluationArguments, epilog="Any field of the trainer's config is a flag too "
+                                                              "(--cot_length 32 --instruction ...).")
+        parsed, rest = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
         quiet_notices(parsed)  # an evaluation reports to nothing and uses no DeepSpeed
-        return run_evaluation(parsed)
+        return run_evaluation(parsed, flags=rest)
 
     summary = _run(main, argv)
     print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})

@@ -6,7 +6,10 @@ A checkpoint is evaluated the way its trainer evaluates during training. The tra
 generates and checks (LaTRO / SFT: rationale and answer from the prompt; Markovian: a CoT,
 then the critic's answer from the redacted context). Every setting of the run (prompt
 format, budgets, sampling temperature / top-p / top-k for maj@k) is taken from it unless a
-flag here says otherwise.
+flag here says otherwise; any other field of the trainer's config is a flag too (`--cot_length
+32 --instruction "..."`: `trainer_flags`), so a base model without `run_config.json` evaluates
+the way a run of that trainer would. Evaluation is greedy unless `--eval_num_samples k` asks for
+maj@k. A base model (no `run_config.json`) evaluated as Markovian is its own critic.
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ class EvaluationArguments:
     split: str = field(default="test", metadata={"help": "train | eval | test"})
     output_dir: str | None = field(default=None, metadata={"help": "Default: <model_name_or_path>/eval_<split>."})
     eval_temperature: float | None = field(default=None, metadata={"help": "0 = greedy first completion (default: the run's)."})
-    eval_num_samples: int = field(default=8, metadata={"help": "k of maj@k (1 = off)."})
+    eval_num_samples: int = field(default=1, metadata={"help": "k of maj@k: 1 = greedy only (default); maj@k is "
+                                                                "opt-in (--eval_num_samples 8)."})
     temperature: float | None = field(default=None, metadata={"help": "maj@k temperature when eval_temperature=0 (default: the run's)."})
     top_p: float | None = field(default=None, metadata={"help": "Default: the run's."})
     top_k: int | None = field(default=None, metadata={"help": "Default: the run's."})
@@ -68,8 +72,25 @@ class EvaluationArguments:
     seed: int | None = field(default=None, metadata={"help": "Default: the run's (it draws generated data sets)."})
 
 
-def _eval_config(config_cls, run: dict, args: EvaluationArguments, output_dir: str):
-    """The trainer's config: the run's own settings, then every flag given here."""
+def trainer_flags(config_cls, argv: list[str], trainer: str | None = None) -> dict:
+    """`--field value` flags of the trainer's config (`config_cls`) as {field: typed value}: only those given."""
+    given = [a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")]
+    accepted = {f.name for f in fields(config_cls) if f.init}
+    for name in given:
+        if name not in accepted:
+            raise ValueError(f"--{name}: the {trainer or config_cls.__name__} trainer has no such setting")
+    if not given:
+        return {}
+    from transformers import HfArgumentParser
+
+    namespace, rest = HfArgumentParser(config_cls).parse_known_args(argv)
+    if rest:
+        raise ValueError(f"could not read the flags {rest} for the {trainer or config_cls.__name__} trainer")
+    return {name: getattr(namespace, name) for name in given}
+
+
+def _eval_config(config_cls, run: dict, args: EvaluationArguments, output_dir: str, overrides: dict | None = None):
+    """The trainer's config: the run's own settings, then every flag given here, then `overrides` (trainer fields)."""
     ours = {f.name for f in fields(config_cls) if f.init} - {f.name for f in fields(TrainingArguments)}
     values = {k: run[k] for k in (ours - NOT_INHERITED) | set(INHERITED_HF) if k in run}
     if args.dataset_name is not None and args.dataset_name != run.get("dataset_name"):
@@ -84,14 +105,18 @@ def _eval_config(config_cls, run: dict, args: EvaluationArguments, output_dir: s
         if item.name not in accepted:
             raise ValueError(f"--{item.name}: the {run.get('trainer', config_cls.__name__)} trainer has no such setting")
         values[item.name] = given
+    values.update(overrides or {})
     values.update(output_dir=output_dir, report_to=[], use_cpu=not torch.cuda.is_available(),
                   model_name_or_path=args.model_name_or_path)
     return config_cls(**values)
 
 
 def _critic_path(args: EvaluationArguments, run: dict) -> str:
-    """Markovian critic: --ref_model_name_or_path, else the run's reference / base model."""
+    """Markovian critic: --ref_model_name_or_path, else the run's reference / base model; a model without a run
+    config is a base model: its own critic."""
     path = args.ref_model_name_or_path or run.get("ref_model_name_or_path") or run.get("base_model_name_or_path")
+    if not run and not path:
+        return args.model_name_or_path
     if path:
         return path
     raise ValueError("--ref_model_name_or_path is required: the run's config names no base model to use as critic")
@@ -120,7 +145,9 @@ def load_for_eval(path: str, dtype: str, base_model: str | None = None):
     return model.to(device).eval()
 
 
-def run_evaluation(args: EvaluationArguments) -> dict:
+def run_evaluation(args: EvaluationArguments, overrides: dict | None = None, flags: list[str] = ()) -> dict:
+    """Evaluate `args.model_name_or_path`; `overrides` ({field: value}) or `flags` (`--field value` strings) set
+    any other field of the trainer's config."""
     run = load_run_config(args.model_name_or_path)
     name = args.trainer or run.get("trainer")
     if name is None:
@@ -129,13 +156,14 @@ def run_evaluation(args: EvaluationArguments) -> dict:
             "that trained it (latro, markovian, sft)"
         )
     config_cls = trainer_entry(name)[1]
+    overrides = {**trainer_flags(config_cls, list(flags), name), **(overrides or {})}
     if args.dataset_name is None and not run.get("dataset_name"):
         raise ValueError("--dataset_name is required: the checkpoint's run config names no dataset")
     torch.manual_seed(args.seed if args.seed is not None else run.get("seed", 0))
     tokenizer = load_tokenizer(args.tokenizer_name_or_path or args.model_name_or_path)
     model = load_for_eval(args.model_name_or_path, args.torch_dtype, args.base_model_name_or_path)
     with tempfile.TemporaryDirectory() as scratch:
-        config = _eval_config(config_cls, run, args, scratch)
+        config = _eval_config(config_cls, run, args, scratch, overrides)
         trainer_cls = trainer_class(name, config)
         dataset = trainer_cls.load_split(config, args.split, tokenizer)
         # LaTRO-style evaluation never calls the reference: hand it the model itself (no second copy)

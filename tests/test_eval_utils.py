@@ -167,3 +167,25 @@ def test_majority_vote_over_extracted_numbers():
 def test_multiple_choice_letters_in_any_script(completion, letter):
     assert eu.extract_choice(completion) == letter
     assert eu.is_correct("mmmlu", completion, letter)
+
+
+@pytest.mark.parametrize("completion, expected", [
+    ("The original answer is 1, after the correction it is 12.", "12"),  # "answer is" inside a phrase: no marker
+    ("Her previous answer is 3, but 4 + 5 = 9.", "9"),
+    ("The final answer is 5.", "5"),
+    ("The correct answer is 6, not 8.", "6"),
+    ("My answer is 4 apples.", "4"),
+    ("3 + 4 = 7.\nAnswer is 7, then 9 more.", "7"),  # at the start of a line
+    ("So the answer is 8 and 9 is wrong.", "8"),
+])
+def test_the_numeric_marker_is_an_answer_statement_not_any_answer_is(completion, expected):
+    assert eu.extract_answer("gsm8k", completion) == expected
+
+
+def test_a_cut_off_completion_is_read_only_from_an_answer_statement():
+    assert eu.extract_answer("gsm8k", "3 + 4 = 7 and then", cut_off=True) is None
+    assert eu.extract_answer("gsm8k", "The answer is 7. Also 3 + 5 = 8", cut_off=True) == "7"
+    assert eu.is_correct("gsm8k", "3 + 4 = 7", "7") and not eu.is_correct("gsm8k", "3 + 4 = 7", "7", cut_off=True)
+    assert eu.extract_answer("mmlu", "Options (A) and (B) look", cut_off=True) is None
+    assert eu.extract_answer("mmlu", "The answer is (B). Because (A)", cut_off=True) == "B"
+    assert eu.extract_answer("math", "so $\\boxed{4}$ and then", cut_off=True) == "4"

@@ -185,9 +185,9 @@ def test_evaluate_reports_accuracy_and_maj_at_k(tmp_path, tiny_llama, demo_token
     metrics = trainer.evaluate()
     records = seen["records"]
     assert [r["index"] for r in records] == list(range(8)) and metrics["eval_num_questions"] == 8
-    for r in records:  # every verdict is the dataset checker's, on the record's own texts
-        assert r["correct"] == is_correct("arithmetic", r["completion"], r["groundtruth"])
-        votes = [extract_answer("arithmetic", s) for s in r["samples"]]
+    for r in records:  # every verdict is the dataset checker's, on the record's own texts (cut off: stated only)
+        assert r["correct"] == is_correct("arithmetic", r["completion"], r["groundtruth"], r["cut_off"])
+        votes = [extract_answer("arithmetic", s, cut) for s, cut in zip(r["samples"], r["sample_cut_off"])]
         assert len(votes) == 3 and r["majority"] == majority_vote(votes)
     assert metrics["eval_accuracy"] == sum(r["correct"] for r in records) / 8
     assert metrics["eval_maj@3"] == sum(r["majority_correct"] for r in records) / 8

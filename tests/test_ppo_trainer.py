@@ -322,7 +322,8 @@ def test_a_saved_ppo_model_evaluates_with_the_evaluation_script(tmp_path, demo_t
     trainer.train()
     trainer.save_model(str(tmp_path / "model"))
     summary = run_evaluation(EvaluationArguments(model_name_or_path=str(tmp_path / "model"), split="test",
-                                                 max_eval_samples=6, output_dir=str(tmp_path / "eval")))
+                                                 max_eval_samples=6, output_dir=str(tmp_path / "eval"),
+                                                 eval_num_samples=8))
     rows = [json.loads(line) for line in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
     assert summary["trainer"] == "ppo_curriculum" and summary["num_questions"] == 6 == len(rows)
     assert summary["accuracy"] == sum(r["correct"] for r in rows) / 6 and "repetition_rate" in summary

@@ -25,6 +25,9 @@ from .field_checks import check_bounds, check_field_types
 
 DTYPE_CHOICES = ("auto", "bfloat16", "float16", "float32")
 DEFAULT_EVAL_MAX_NEW_TOKENS = 256
+EVAL_ANSWER_TOKENS = 32
+"""The budget rule of every trainer's evaluation: the reasoning gets its training budget (`response_length`,
+Markovian's `cot_length`) and the answer after it this many tokens, unless `eval_max_new_tokens` says otherwise."""
 
 
 def check(condition: bool, message: str) -> None:
@@ -79,8 +82,8 @@ class TrainerConfig(TrainingArguments):
     Parameters that control LoRA:
         use_lora, lora_r, lora_alpha, lora_dropout, lora_target_modules
     Parameters that control evaluation and logging:
-        eval_temperature, eval_num_samples, eval_max_new_tokens, num_logged_samples,
-        max_nonfinite_updates, overwrite_output_dir
+        eval_temperature, eval_num_samples, eval_max_new_tokens, eval_cut_off_fallback,
+        num_logged_samples, max_nonfinite_updates, overwrite_output_dir
     Parameters that control how the policy generates (rollouts, STaR's samples, evaluation):
         generation_backend, vllm_gpu_memory_utilization, vllm_max_model_length
     """
@@ -135,6 +138,11 @@ class TrainerConfig(TrainingArguments):
     eval_num_samples: int = field(default=1, metadata={"help": "k of maj@k self-consistency (1 = off)."})
     eval_max_new_tokens: int | None = field(
         default=None, metadata={"help": "New-token budget at eval (default: the trainer's, e.g. response_length + 32)."}
+    )
+    eval_cut_off_fallback: bool = field(
+        default=False,
+        metadata={"help": "Read an eval completion cut off by the budget like a finished one (no answer statement: the "
+                          "checker's fallback, e.g. its last number); False: only an answer statement counts."},
     )
     num_logged_samples: int = field(default=4, metadata={"help": "Rows of the samples table per logging step."})
     max_nonfinite_updates: int = field(
@@ -289,7 +297,8 @@ class ReasoningPromptFields:
 
     @property
     def eval_budget(self) -> int:
-        return self.eval_max_new_tokens or self.response_length + 32
+        """The rationale's training budget + EVAL_ANSWER_TOKENS for the answer (the one budget rule)."""
+        return self.eval_max_new_tokens or self.response_length + EVAL_ANSWER_TOKENS
 
     def validate(self) -> None:
         super().validate()

@@ -11,11 +11,12 @@ from .docstrings import documented
 from .rollout_config import GroupRolloutConfig
 
 MARKOVIAN_SCORERS = ("critic", "actor")
+COT_END_OF_TURN = ("suppress", "stop", "ignore")
 MARKOVIAN_METHODS = ("pg", "ppo", "ei")
 MARKOVIAN_INSTRUCTION = "Produce minimal text which will help you answer the question."
 # settings of the sampled-CoT objective that the VQ variant does not use
 VQ_IGNORED = ("method", "markovian", "scorer", "actor_reward_weight", "kl_penalty", "entropy_bonus", "cot_length",
-              "temperature", "top_p", "top_k", "ppo_epsilon", "ppo_epochs", "ei_std", "ei_warmup")
+              "temperature", "top_p", "top_k", "ppo_epsilon", "ppo_epochs", "ei_std", "ei_warmup", "cot_end_of_turn")
 
 
 @documented
@@ -24,8 +25,8 @@ class MarkovianConfig(GroupRolloutConfig):
     """The answer is scored from the CoT alone (the question redacted).
 
     Parameters that control the CoT and its reward:
-        cot_length, markovian, scorer, instruction, reasoning_prefix, answer_marker, question_length,
-        target_length
+        cot_length, cot_end_of_turn, markovian, scorer, instruction, reasoning_prefix, answer_marker,
+        question_length, target_length
     Parameters that control the objective:
         method, kl_penalty, entropy_bonus, ppo_epsilon, ppo_epochs, ei_std, ei_warmup,
         baseline_decay, actor_reward_weight
@@ -35,12 +36,20 @@ class MarkovianConfig(GroupRolloutConfig):
 
     rloo_k = K samples per question: K >= 2 uses the within-group z-score advantage, K = 1
     an exponential moving baseline (`baseline_decay`). CoTs have exactly `cot_length`
-    tokens; the KL weight is `kl_penalty` (KL to the critic over the full vocabulary).
+    tokens (`cot_end_of_turn="suppress"`: the model's end-of-text / end-of-turn ids cannot be sampled inside
+    it, as in the paper's code; "stop": it ends at the first of them, after at least one token; "ignore":
+    they are ordinary tokens); the KL weight is `kl_penalty` (KL to the critic over the full vocabulary).
     """
 
     min_rloo_k = 1  # K = 1 uses the EMA baseline instead of a group statistic
 
     cot_length: int = field(default=50, metadata={"help": "Tokens in every CoT (fixed length: min = max new tokens)."})
+    cot_end_of_turn: str = field(
+        default="suppress",
+        metadata={"help": "The model's end-of-text / end-of-turn ids inside a CoT: suppress (never sampled: exactly "
+                          "cot_length tokens of the model's own turn) | stop (the CoT ends at the first one, after at "
+                          "least one token) | ignore (ordinary tokens: a chat model may write past its turn)."},
+    )
     markovian: bool = field(
         default=True, metadata={"help": "Score the answer with the question redacted; False = non-Markovian ablation."}
     )
@@ -114,6 +123,8 @@ class MarkovianConfig(GroupRolloutConfig):
         super().validate()
         check(self.scorer in MARKOVIAN_SCORERS, f"scorer={self.scorer!r}: must be one of {MARKOVIAN_SCORERS}")
         check(self.method in MARKOVIAN_METHODS, f"method={self.method!r}: must be one of {MARKOVIAN_METHODS}")
+        check(self.cot_end_of_turn in COT_END_OF_TURN,
+              f"cot_end_of_turn={self.cot_end_of_turn!r}: must be one of {COT_END_OF_TURN}")
         for name in ("reasoning_prefix", "answer_marker"):
             value = getattr(self, name)
             check(isinstance(value, str), f"{name}={value!r}: must be a string (an empty YAML value is null)")

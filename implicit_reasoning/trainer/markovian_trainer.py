@@ -3,7 +3,8 @@
 The CoT must carry everything needed for the answer: the answer is scored from the CoT
 with the question redacted. One update (N questions x K samples, rows prompt-major):
 
-    1. rollout    CoT_1..CoT_K ~ pi(. | x), exactly cot_length tokens each;
+    1. rollout    CoT_1..CoT_K ~ pi(. | x), exactly cot_length tokens each (cot_end_of_turn: the model's
+                  end-of-turn ids are never sampled; "stop": a CoT ends at the first one);
                   CoT' = the critic's greedy CoT, once per question (the baseline)
     2. reward     R = mean_y log P_scorer(y | x~, CoT) - mean_y log P_critic(y | x~, CoT')
                   x~ = x with the question replaced by "<Redacted>" (kept when markovian=False)
@@ -29,7 +30,7 @@ import torch
 
 from ..utils.data_utils import CHECKER_NONE, load_markovian_examples
 from ..utils.eval_utils import checker_for, extract_answer, is_correct
-from ..utils.evaluation import majority_fields, shard_indices
+from ..utils.evaluation import cut_off_rows, majority_fields, shard_indices
 from ..utils.generation import generate, sampling_config
 from ..utils.head_terms import window_head_terms
 from ..utils.markovian import (
@@ -49,11 +50,10 @@ from ..utils.markovian import (
 from ..utils.model_utils import end_of_text_ids, eval_mode
 from ..utils.rollout import repeat_rows
 from ..utils.scoring import ROW_KEYS, forward_window, masked_mean, score_rows, token_logprobs, window_logprobs
+from .base_config import EVAL_ANSWER_TOKENS
 from .docstrings import documented
 from .markovian_config import MarkovianConfig
 from .rollout_trainer import RolloutTrainer
-
-DEFAULT_EVAL_ANSWER_TOKENS = 16
 
 
 # ---------------------------------------------------------------- step 4: the policy losses
@@ -69,8 +69,11 @@ def _ppo_loss(logps, cot_mask, batch, args) -> dict:
     """Clipped surrogate against the rollout policy. On pass 0 the weights are still the rollout's,
     so the current log-probs (detached) ARE the old ones: they are written into the rollout
     (`old_logps`, shared by every pass over it) instead of costing an extra forward."""
-    columns = cot_mask.any(dim=0)  # every row's CoT sits in the same columns
+    columns = cot_mask.any(dim=0)  # every row's CoT sits in the same columns, from the same first column
     cot_logps, cot_only = logps[:, columns], cot_mask[:, columns]
+    width = batch["old_logps"].shape[1]  # cot_length: CoTs ended early ("stop") leave the rest masked
+    cot_logps = torch.nn.functional.pad(cot_logps, (0, width - cot_logps.shape[1]))
+    cot_only = torch.nn.functional.pad(cot_only, (0, width - cot_only.shape[1]))
     if batch["rollout_pass"] == 0:
         batch["old_logps"].copy_(cot_logps.detach())
     out = ppo_clipped_loss(cot_logps, batch["old_logps"], batch["advantages"], cot_only, args.ppo_epsilon)
@@ -104,6 +107,7 @@ class MarkovianTrainer(RolloutTrainer):
         self.register_state("ei_history", self.reward_history)
         self._baseline_cache: dict[tuple[str, str], tuple[list[int], float]] = {}
         self._cache_baselines = not _zero3(self)
+        self.end_ids = end_of_text_ids(self.processing_class, self.model)  # a chat model's end-of-turn ids too
 
     def _check_variant(self) -> None:
         if self.args.use_vq:
@@ -141,7 +145,8 @@ class MarkovianTrainer(RolloutTrainer):
         x = [self.prompts.actor_ids(q) for q in questions]
 
         # 1. rollout: CoT_1..K ~ pi(. | x), exactly cot_length tokens; CoT' = greedy critic CoT per question
-        cots = self.sample(x, k, args.cot_length).tolist()
+        stop_ids, min_new_tokens = self._cot_stops()
+        cots = self._end_cots(self.sample(x, k, args.cot_length, stop_ids, min_new_tokens=min_new_tokens).tolist())
         base_cots, base_scores = self._critic_baseline(questions, answers, x)
 
         # 2. reward: R = mean_y log P_scorer(y | x~, CoT) - mean_y log P_critic(y | x~, CoT')
@@ -183,12 +188,30 @@ class MarkovianTrainer(RolloutTrainer):
         return [c[0] for c in cached], torch.tensor([c[1] for c in cached])
 
     def _generate_cots(self, model, prompts: list[list[int]], greedy: bool, sampling: dict | None = None):
-        """Exactly cot_length new tokens per prompt: no stop token, so nothing cuts or warps the CoT.
-        Sampled at `sampling` (default: the rollout's temperature / top-p / top-k)."""
+        """cot_length new tokens per prompt, under `cot_end_of_turn` as the rollout's. Sampled at `sampling`
+        (default: the rollout's temperature / top-p / top-k)."""
         args = self.args
         sampling = sampling or dict(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k)
-        config = sampling_config(args.cot_length, self.processing_class.pad_token_id, None, greedy=greedy, **sampling)
-        return generate(model, prompts, config, args.rollout_batch_size).tolist()
+        stop_ids, min_new_tokens = self._cot_stops()
+        config = sampling_config(args.cot_length, self.processing_class.pad_token_id, stop_ids, greedy=greedy,
+                                 min_new_tokens=min_new_tokens, **sampling)
+        return self._end_cots(generate(model, prompts, config, args.rollout_batch_size).tolist())
+
+    def _cot_stops(self) -> tuple[list[int], int | None]:
+        """(end ids, min_new_tokens) of CoT generation. suppress: the end ids are masked for all cot_length tokens
+        (transformers' min_new_tokens, as the paper's code generated: exactly cot_length tokens of the model's own
+        turn); stop: they end the CoT after at least one token; ignore: ordinary tokens (nothing stops or masks)."""
+        mode = self.args.cot_end_of_turn
+        if mode == "ignore":
+            return [], None
+        return self.end_ids, self.args.cot_length if mode == "suppress" else 1
+
+    def _end_cots(self, rows: list[list[int]]) -> list[list[int]]:
+        """stop: each generated row up to (not including) its first end id; otherwise the rows as they are."""
+        if self.args.cot_end_of_turn != "stop":
+            return rows
+        ends = set(self.end_ids)
+        return [row[: next((i for i, t in enumerate(row) if t in ends), len(row))] for row in rows]
 
     def _answer_logprob(self, model, rows: dict) -> torch.Tensor:
         """Mean log-prob of the answer tokens per row (float32, no grad, eval mode)."""
@@ -295,16 +318,18 @@ class MarkovianTrainer(RolloutTrainer):
         sampled = self.eval_cots(model, repeat_rows(questions, k), sample=True) if k > 1 else []
         prefixes = [self.scoring_prefix(q) for q in questions]
         with self._scorer(model) as scorer:
-            completions = self._eval_answers(scorer, prefixes, cots, answers)
+            completions, cut = self._eval_answers(scorer, prefixes, cots, answers)
             logps = self._answer_logprob(scorer, self.prompts.scoring_rows(prefixes, cots, answers))
-            votes = self._eval_answers(scorer, repeat_rows(prefixes, k), sampled, repeat_rows(answers, k)) if k > 1 \
-                else []
+            votes, votes_cut = self._eval_answers(scorer, repeat_rows(prefixes, k), sampled, repeat_rows(answers, k)) \
+                if k > 1 else ([], [])
         decode = self.processing_class.batch_decode
-        records = [self._eval_record(*row) for row in zip(indices, questions, answers, decode(cots), completions,
+        records = [self._eval_record(*row) for row in zip(indices, questions, answers, decode(cots), completions, cut,
                                                            logps.tolist())]
+        strict = not args.eval_cut_off_fallback
         for i, record in enumerate(records if k > 1 else []):
             samples = [f"{args.answer_marker.strip()}{text}" for text in votes[i * k : (i + 1) * k]]
-            record.update(majority_fields(self.eval_checker_name(), samples, record["groundtruth"]))
+            cut_samples = [c and strict for c in votes_cut[i * k : (i + 1) * k]]
+            record.update(majority_fields(self.eval_checker_name(), samples, record["groundtruth"], cut_samples))
         return records[:num_real]  # drop the padding rows
 
     def eval_cots(self, model, questions: list[str], sample: bool = False) -> list[list[int]]:
@@ -312,28 +337,32 @@ class MarkovianTrainer(RolloutTrainer):
         prompts = [self.prompts.actor_ids(q) for q in questions]
         return self._generate_cots(model, prompts, greedy=not sample, sampling=self.args.eval_sampling())
 
-    def _eval_answers(self, scorer, prefixes, cots, answers) -> list[str]:
+    def _eval_answers(self, scorer, prefixes, cots, answers) -> tuple[list[str], list[bool]]:
+        """The scorer's greedy answers after x~ + CoT + answer_marker, and whether each ran out of tokens. Budget: the
+        one rule's EVAL_ANSWER_TOKENS (or the longest gold answer, e.g. wiki tasks), unless eval_max_new_tokens."""
         prompts = [prefix + cot + self.prompts.marker_ids for prefix, cot in zip(prefixes, cots)]
         budget = self.args.eval_max_new_tokens or max(
-            DEFAULT_EVAL_ANSWER_TOKENS, max(len(self.prompts.answer_ids(a)) for a in answers)
+            EVAL_ANSWER_TOKENS, max(len(self.prompts.answer_ids(a)) for a in answers)
         )
         tokenizer = self.processing_class
-        config = sampling_config(budget, tokenizer.pad_token_id, end_of_text_ids(tokenizer, scorer), greedy=True)
+        end_ids = end_of_text_ids(tokenizer, scorer)
+        config = sampling_config(budget, tokenizer.pad_token_id, end_ids, greedy=True)
         ids = generate(scorer, prompts, config, self.args.per_device_eval_batch_size)
-        return tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return tokenizer.batch_decode(ids, skip_special_tokens=True), cut_off_rows(ids, end_ids)
 
-    def _eval_record(self, index, question, answer, cot_text, completion, answer_logprob) -> dict:
+    def _eval_record(self, index, question, answer, cot_text, completion, cut_off, answer_logprob) -> dict:
         name = self.eval_checker_name()
         marker = self.args.answer_marker.strip()
         completion = f"{marker}{completion}"
         if checker_for(name) == CHECKER_NONE:  # wiki tasks: exact continuation / reconstruction
             prediction = completion[len(marker) :].strip()
             correct = prediction.startswith(answer.strip()) and bool(answer.strip())
-        else:
-            prediction, correct = extract_answer(name, completion), is_correct(name, completion, answer)
+        else:  # the completion starts with the answer marker: a cut-off one is still read after it
+            strict = cut_off and not self.args.eval_cut_off_fallback
+            prediction, correct = extract_answer(name, completion, strict), is_correct(name, completion, answer, strict)
         return {
             "index": index, "query": question, "groundtruth": answer, "rationale": cot_text,
-            "completion": completion, "prediction": prediction, "correct": correct,
+            "completion": completion, "cut_off": cut_off, "prediction": prediction, "correct": correct,
             "answer_logprob": answer_logprob,
         }
 

@@ -93,10 +93,6 @@ class PPOCurriculumConfig(ReasoningPromptFields, CurriculumFields, RolloutConfig
     def prompts_per_rollout(self) -> int:
         return self.samples_per_update * self.num_mini_batches
 
-    @property
-    def eval_budget(self) -> int:
-        return self.eval_max_new_tokens or self.response_length
-
     def validate(self) -> None:
         super().validate()
         for name in ("prompt_length", "ppo_epochs", "num_mini_batches", "kl_horizon"):

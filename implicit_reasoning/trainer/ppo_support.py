@@ -18,7 +18,7 @@ import torch
 
 from ..utils import rewards
 from ..utils.eval_utils import checker_for, is_correct
-from ..utils.evaluation import eval_generation_config, majority_fields, shard_indices
+from ..utils.evaluation import cut_off_rows, eval_generation_config, majority_fields, shard_indices
 from ..utils.generation import generate
 from ..utils.model_utils import (
     disable_dropout,
@@ -182,27 +182,32 @@ class PPOSupport:
             return []
         rows = dataset.select(indices)
         sources = rows["source"] if "source" in rows.column_names else [self.default_source()] * len(rows)
+        end_ids, strict = end_of_text_ids(tokenizer, model), not args.eval_cut_off_fallback
         ids = self._complete(model, rows["prompt"], sample=args.eval_temperature > 0)
-        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        texts, cut = tokenizer.batch_decode(ids, skip_special_tokens=True), cut_off_rows(ids, end_ids)
         k = args.eval_num_samples  # maj@k over k sampled completions of each question/answer row
-        samples = tokenizer.batch_decode(self._complete(model, [p for p in rows["prompt"] for _ in range(k)], True),
-                                         skip_special_tokens=True) if k > 1 else []
+        sample_ids = self._complete(model, [p for p in rows["prompt"] for _ in range(k)], True) if k > 1 else []
+        samples = tokenizer.batch_decode(sample_ids, skip_special_tokens=True) if k > 1 else []
+        samples_cut = [c and strict for c in cut_off_rows(sample_ids, end_ids)]
         records = []
         for i, index in enumerate(indices[:num_real]):
             source, gold = sources[i], rows["groundtruth"][i]
             answered = bool(gold) and checker_for(source) != "none"
-            record = {"index": index, "prompt": rows["prompt"][i], "completion": texts[i], "source": source,
-                      "correct": is_correct(source, texts[i], gold) if answered else None,
+            record = {"index": index, "query": rows["prompt"][i], "completion": texts[i], "source": source,
+                      "cut_off": cut[i],
+                      "correct": is_correct(source, texts[i], gold, cut[i] and strict) if answered else None,
                       "repetition_rate": rewards.repetition_rate([t for t in ids[i] if t != tokenizer.pad_token_id])}
             if answered and samples:
-                record.update(majority_fields(source, samples[i * k : (i + 1) * k], gold))
+                record.update(majority_fields(source, samples[i * k : (i + 1) * k], gold,
+                                              samples_cut[i * k : (i + 1) * k]))
             records.append(record)
         return records
 
     def summarize_records(self, records: list[dict]) -> dict[str, float]:
         n = max(len(records), 1)
         summary = {"num_questions": float(len(records)),
-                   "repetition_rate": sum(r["repetition_rate"] for r in records) / n}
+                   "repetition_rate": sum(r["repetition_rate"] for r in records) / n,
+                   "cut_off_rate": sum(r["cut_off"] for r in records) / n}
         answered = [r for r in records if r["correct"] is not None]
         if answered:
             summary["accuracy"] = sum(r["correct"] for r in answered) / len(answered)

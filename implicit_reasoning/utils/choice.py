@@ -93,3 +93,10 @@ def extract_choice(completion: str) -> str | None:
         if found:
             return found[-1]
     return None
+
+
+def stated_choice(completion: str) -> str | None:
+    """The option letter of the last answer statement (step 1 of the module docstring), or None: how a completion cut
+    off by the token budget is read, since what it was writing when stopped is no answer."""
+    found = list(_STATEMENT_RE.finditer(unicodedata.normalize("NFKC", completion)))
+    return _letter(found[-1]) if found else None

@@ -144,10 +144,6 @@ def europarl_example(row: dict) -> dict:
     return {"question": pair["en"].strip(), "rationale": "", "answer": ""}
 
 
-def custom_example(row: dict) -> dict:
-    return {"question": row["queries"], "rationale": "", "answer": str(row["groundtruth"]).strip()}
-
-
 # --------------------------------------------------------------------------- generated arithmetic
 
 

@@ -13,11 +13,12 @@ Local files
       file per hub split (``{hub_split}.jsonl|.json|.csv|.parquet``, or hub-style shards
       ``{hub_split}-*.parquet``) or a single file used for every split. The files must
       have exactly the hub schema. ``dataset_config`` is ignored for local files.
-    * A ``name`` that is a path to an existing file or directory is a *custom* data set
-      with the three LaTRO columns ``queries``, ``responses``, ``groundtruth``. A
-      directory holds ``train.*``, ``eval.*`` (or ``validation.*`` / ``valid.*`` /
-      ``dev.*``) and ``test.*``; a single file serves every split. Custom sets are
-      scored with the ``"numeric"`` checker.
+    * A ``name`` that is a path to an existing file or directory is a *custom* data set:
+      ``question`` + ``groundtruth`` (the prompt is built from the question), or LaTRO's
+      finished ``queries`` + ``responses`` + ``groundtruth`` (used as they are); see
+      :mod:`implicit_reasoning.utils.custom_files`. A directory holds ``train.*``, ``eval.*``
+      (or ``validation.*`` / ``valid.*`` / ``dev.*``) and ``test.*``; a single file serves
+      every split. Custom sets are scored with the ``"numeric"`` checker.
 
 Generated sets (``arithmetic``, ``arithmetic_negative``) need no download. Their
 ``dataset_config`` is a parameter string such as ``"num_terms=3,max_value=20,
@@ -45,7 +46,6 @@ from .data_sources import (
     arithmetic_example,
     build_wiki_examples,
     cnn_dailymail_example,
-    custom_example,
     daily_dialog_example,
     europarl_example,
     generate_arithmetic,
@@ -60,8 +60,10 @@ from .data_sources import (
     wikitext_articles,
     wikitext_example,
 )
+from . import custom_files
 from .input_checks import check_gold_column, check_text_columns, check_utf8, example_problem, missing_path_message
 from .prompts import DEFAULT_COT_TRIGGER, format_prompt, question_text
+from .word_problems import generate_word_problems, word_problem_example
 
 __all__ = [
     "CARVED_FROM_TEST", "CARVED_FROM_TRAIN", "CHOICE_LETTERS", "GENERATED_SPLIT_SEED_OFFSETS", "WIKI_TASKS",
@@ -84,7 +86,7 @@ CHECKER_MULTIPLE_CHOICE = "multiple_choice"
 CHECKER_NONE = "none"
 """Checker key of raw-text sets (wikitext): they have no answer to check."""
 
-CUSTOM_COLUMNS = ("queries", "responses", "groundtruth")
+CUSTOM_COLUMNS = custom_files.FINISHED_PROMPT_COLUMNS  # or `question` + `groundtruth` (see custom_files)
 CUSTOM_SPLIT_FILES = {
     "train": ("train",),
     "eval": ("eval", "validation", "valid", "dev"),
@@ -263,7 +265,7 @@ def _check_columns(ds: datasets.Dataset, required: tuple[str, ...], dataset: str
 def _custom_spec(path: str) -> DatasetSpec:
     return DatasetSpec(
         name=path, hub_path=None, hub_config=None, splits={s: s for s in CUSTOM_SPLIT_FILES},
-        required_columns=CUSTOM_COLUMNS, to_example=custom_example, checker=CHECKER_NUMERIC,
+        required_columns=(custom_files.GOLD,), to_example=custom_files.example, checker=CHECKER_NUMERIC,
     )
 
 
@@ -286,7 +288,8 @@ def load_raw_dataset(name, split, dataset_config=None, dataset_path=None, sanity
         ds = _generate(spec, split, dataset_config, seed, sanity_check)
     else:
         ds = _load_hub(spec, hub_split, dataset_config)
-    _check_columns(ds, spec.required_columns, name, split)
+    _check_columns(ds, custom_files.required_columns(ds) if is_custom_path(name) else spec.required_columns, name,
+                   split)
     if sanity_check:
         ds = ds.select(range(min(SANITY_CHECK_SIZE, len(ds))))
     return ds
@@ -300,9 +303,10 @@ def load_examples(name, split, dataset_config=None, dataset_path=None, sanity_ch
     """
     spec = resolve_spec(name)
     raw = load_raw_dataset(name, split, dataset_config, dataset_path, sanity_check, seed)
-    if is_custom_path(name):  # the columns custom_example reads, named in the errors
-        check_text_columns(raw, ("queries",), name, split)
-        check_gold_column(raw, "groundtruth", spec.checker, name, split)
+    if is_custom_path(name):  # the columns custom_files.example reads, named in the errors
+        custom_files.check_has_questions(raw, name, split)
+        check_text_columns(raw, (custom_files.QUESTION,), name, split)
+        check_gold_column(raw, custom_files.GOLD, spec.checker, name, split)
 
     def convert(batch, indices):
         out = {"question": [], "rationale": [], "answer": []}
@@ -355,16 +359,15 @@ def load_task_dataset(name, split, tokenizer, dataset_config=None, dataset_path=
     """Training/eval data with ``queries``/``responses``/``groundtruth``.
 
     Registered sets go through :func:`load_examples` and :func:`build_latro_dataset` (with
-    ``cot_trigger`` and the chat-template rule); a custom local file is returned as-is
-    (its ``queries`` are already prompts; ``groundtruth`` cast to ``str``).
+    ``cot_trigger`` and the chat-template rule); so does a custom file's ``question`` column. A
+    custom file with only finished ``queries`` is used as it is (``groundtruth`` cast to ``str``),
+    with one warning per file saying so (:mod:`implicit_reasoning.utils.custom_files`).
     """
     if is_custom_path(name):
         ds = load_raw_dataset(name, split, dataset_config, dataset_path, sanity_check, seed)
-        if ds.features["groundtruth"] != datasets.Value("string"):
-            ds = ds.cast_column("groundtruth", datasets.Value("string"))
-        check_text_columns(ds, CUSTOM_COLUMNS, name, split)
-        check_gold_column(ds, "groundtruth", CHECKER_NUMERIC, name, split)
-        return ds
+        check_text_columns(ds, [c for c in custom_files.required_columns(ds) if c != custom_files.GOLD], name, split)
+        check_gold_column(ds, custom_files.GOLD, CHECKER_NUMERIC, name, split)
+        return custom_files.task_rows(ds, name, tokenizer, cot_trigger, use_chat_template)
     spec = get_dataset_spec(name)
     if spec.checker == CHECKER_NONE:
         raise ValueError(f"dataset {name!r} is raw text without answers; use load_examples() instead")
@@ -438,6 +441,9 @@ for _spec in (
                 ("text",), wikitext_example, CHECKER_NONE, generator=generate_synthetic_text),
     DatasetSpec("arithmetic_negative", None, None, {s: s for s in GENERATED_SPLIT_SIZES},
                 ("terms",), arithmetic_example, CHECKER_NUMERIC, generator=generate_arithmetic_negative),
+    DatasetSpec("word_problems", None, None, {s: s for s in GENERATED_SPLIT_SIZES},
+                ("question", "rationale", "answer"), word_problem_example, CHECKER_NUMERIC,
+                generator=generate_word_problems),
 ):
     register_dataset(_spec)
 del _spec

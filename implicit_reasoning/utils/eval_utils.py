@@ -3,15 +3,23 @@
 Each data set names a checker in the registry (:mod:`implicit_reasoning.utils.data_utils`):
 
 * ``"numeric"`` (gsm8k, arithmetic, custom files): the first number after the last
-  answer marker ("The answer is", "answer is", "Answer:"; case-insensitive), else the
-  last number in the text. ``$`` and thousands commas are dropped, ``(-5)`` and ``-5``
-  are negative; numbers are compared with tolerance 1e-6.
+  answer marker, else the last number in the text. ``$`` and thousands commas are dropped,
+  ``(-5)`` and ``-5`` are negative; numbers are compared with tolerance 1e-6.
 * ``"math"`` (MATH): the last ``\\boxed{...}``, else the rest of the line after the last
   answer marker; compared with math-verify when installed, plus a normalized string compare.
 * ``"multiple_choice"`` (arc_challenge, mmlu, mmmlu): the option letter A-E of the last answer
   statement, in any script ("The answer is (b).", "Ìdáhùn: C", "答案是C"), else a letter on a
   line of its own, else the last ``(B)`` / ``B)``; never a bare letter inside prose
   (:mod:`implicit_reasoning.utils.choice`).
+
+The answer marker (case-insensitive) is "Answer:" anywhere, or "answer is" after "the", "my",
+"final" or "correct" or at the start of a sentence or line ("The answer is 7", "Final answer
+is 7", "Answer is 7"); "The original answer is 1" is no answer statement.
+
+A completion that was cut off by the token budget (``cut_off=True``) is read only from an
+answer statement (numeric: after the marker; multiple choice: an answer statement, step 1 of
+:mod:`implicit_reasoning.utils.choice`; math: ``\\boxed`` or the marker): the fallbacks (the last number, a trailing option letter) would read whatever the
+model was writing when the budget ran out.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-from implicit_reasoning.utils.choice import extract_choice
+from implicit_reasoning.utils.choice import extract_choice, stated_choice
 from implicit_reasoning.utils.data_utils import (
     CHECKER_MATH,
     CHECKER_MULTIPLE_CHOICE,
@@ -41,7 +49,9 @@ except ImportError:  # pragma: no cover - exercised only without math-verify
 
 NUMERIC_TOLERANCE = 1e-6
 
-_MARKER_RE = re.compile(r"answer\s+is|answer\s*:", re.IGNORECASE)
+# "answer is" after the / my / final / correct, or at the start of a sentence or line; "answer:" anywhere
+_MARKER_RE = re.compile(r"(?:\b(?:the|my|final|correct)\s+|(?:^|(?<=[.!?:]))\s*)answer\s+is\b|\banswer\s*:",
+                        re.IGNORECASE | re.MULTILINE)
 
 
 def checker_for(dataset_name: str) -> str:
@@ -66,12 +76,18 @@ def _after_last_marker(text: str) -> str | None:
 # --------------------------------------------------------------------------- numeric
 
 
-def extract_numeric(completion: str) -> str | None:
-    """First number after the last answer marker, else the last number in the text."""
+def stated_numeric(completion: str) -> str | None:
+    """First number after the last answer marker, or None."""
     tail = _after_last_marker(completion)
     found = _numbers(tail) if tail is not None else []
-    if found:
-        return found[0]
+    return found[0] if found else None
+
+
+def extract_numeric(completion: str) -> str | None:
+    """First number after the last answer marker, else the last number in the text."""
+    stated = stated_numeric(completion)
+    if stated is not None:
+        return stated
     found = _numbers(completion)
     return found[-1] if found else None
 
@@ -129,6 +145,8 @@ def choice_equal(prediction: str, groundtruth: str) -> bool:
 # --------------------------------------------------------------------------- public API
 
 _EXTRACTORS = {CHECKER_NUMERIC: extract_numeric, CHECKER_MATH: extract_math, CHECKER_MULTIPLE_CHOICE: extract_choice}
+# a cut-off completion: answer statements only (MATH's \boxed and marker already are)
+_STATED = {CHECKER_NUMERIC: stated_numeric, CHECKER_MATH: extract_math, CHECKER_MULTIPLE_CHOICE: stated_choice}
 _MATCHERS = {CHECKER_NUMERIC: numeric_equal, CHECKER_MATH: math_equal, CHECKER_MULTIPLE_CHOICE: choice_equal}
 
 
@@ -139,15 +157,18 @@ def _checker(dataset_name: str) -> str:
     return checker
 
 
-def extract_answer(dataset_name: str, completion: str) -> str | None:
-    """The answer a completion gives, in the dataset's checker format, or ``None``."""
-    return _EXTRACTORS[_checker(dataset_name)](completion)
+def extract_answer(dataset_name: str, completion: str, cut_off: bool = False) -> str | None:
+    """The answer a completion gives, in the dataset's checker format, or ``None``.
+
+    ``cut_off``: the completion ran out of tokens; only an answer statement counts (module docstring).
+    """
+    return (_STATED if cut_off else _EXTRACTORS)[_checker(dataset_name)](completion)
 
 
-def is_correct(dataset_name: str, completion: str, groundtruth: str) -> bool:
-    """Whether ``completion``'s extracted answer matches ``groundtruth``."""
+def is_correct(dataset_name: str, completion: str, groundtruth: str, cut_off: bool = False) -> bool:
+    """Whether ``completion``'s extracted answer matches ``groundtruth`` (``cut_off`` as in `extract_answer`)."""
     checker = _checker(dataset_name)
-    prediction = _EXTRACTORS[checker](completion)
+    prediction = extract_answer(dataset_name, completion, cut_off)
     return prediction is not None and _MATCHERS[checker](prediction, groundtruth)
 
 

@@ -2,6 +2,10 @@
 
 Greedy accuracy (or sampled, with `eval_temperature` > 0) and maj@k self-consistency
 with `eval_num_samples` samples per question, scored by the dataset's answer checker.
+
+A completion that reached the budget without an end-of-text token is *cut off*: it is
+counted (`cut_off` per record, `cut_off_rate` in the summary) and read only from an answer
+statement, not by the checker's fallback (the last number), unless `eval_cut_off_fallback`.
 """
 
 from __future__ import annotations
@@ -59,44 +63,61 @@ def evaluate_dataset(
     label = "generating" if progress else None
     end_ids = end_of_text_ids(tokenizer, model)
     config = eval_generation_config(args, tokenizer, sample_first, end_ids)
-    first = _decode(tokenizer, generate(model, prompts, config, batch, progress=label))
+    ids = generate(model, prompts, config, batch, progress=label)
+    first, cut = _decode(tokenizer, ids), cut_off_rows(ids, end_ids)
     k = args.eval_num_samples
     extra: list[list[str]] = [[] for _ in prompts]
+    extra_cut: list[list[bool]] = [[] for _ in prompts]
     if k > 1:
         repeated = [p for p in prompts for _ in range(k)]
         config = eval_generation_config(args, tokenizer, True, end_ids)
-        texts = _decode(tokenizer, generate(model, repeated, config, batch, progress=label and f"maj@{k} samples"))
+        ids = generate(model, repeated, config, batch, progress=label and f"maj@{k} samples")
+        texts, cuts = _decode(tokenizer, ids), cut_off_rows(ids, end_ids)
         extra = [texts[i * k : (i + 1) * k] for i in range(len(prompts))]
+        extra_cut = [cuts[i * k : (i + 1) * k] for i in range(len(prompts))]
     # a mixture's rows carry their dataset (`source`): each is scored by its own checker
     checkers = rows["source"] if "source" in rows.column_names else [checker_name] * len(rows)
-    records = [_record(*row) for row in zip(checkers, indices, rows["queries"], rows["groundtruth"], first, extra)]
+    fallback = getattr(args, "eval_cut_off_fallback", False)
+    records = [_record(*row, fallback) for row in zip(checkers, indices, rows["queries"], rows["groundtruth"], first,
+                                                      cut, extra, extra_cut)]
     return records[:num_real]
+
+
+def cut_off_rows(ids, end_ids) -> list[bool]:
+    """Per generated row (token ids, right-padded): True when it holds none of `end_ids` (the budget ran out)."""
+    ends = set(int(i) for i in end_ids)
+    return [not any(int(t) in ends for t in row) for row in ids]
 
 
 def _decode(tokenizer, ids) -> list[str]:
     return tokenizer.batch_decode(ids, skip_special_tokens=True)
 
 
-def _record(checker_name, index, query, gold, completion, samples) -> dict:
+def _record(checker_name, index, query, gold, completion, cut_off, samples, samples_cut, fallback) -> dict:
+    strict = cut_off and not fallback  # a cut-off completion: only an answer statement counts
     record = {
         "index": index,
         "query": query,
         "groundtruth": gold,
         "completion": completion,
-        "prediction": extract_answer(checker_name, completion),
-        "correct": is_correct(checker_name, completion, gold),
+        "cut_off": cut_off,
+        "prediction": extract_answer(checker_name, completion, strict),
+        "correct": is_correct(checker_name, completion, gold, strict),
     }
     if samples:
-        record.update(majority_fields(checker_name, samples, gold))
+        record.update(majority_fields(checker_name, samples, gold, [c and not fallback for c in samples_cut]))
     return record
 
 
-def majority_fields(checker_name: str, samples: list[str], gold: str) -> dict:
-    """maj@k of one question: each sample's extracted answer, the majority answer, whether it is correct."""
-    predictions = [extract_answer(checker_name, s) for s in samples]
+def majority_fields(checker_name: str, samples: list[str], gold: str, cut_off: list[bool] | None = None) -> dict:
+    """maj@k of one question: each sample's extracted answer (a `cut_off` one from its answer statement only), the
+    majority answer, whether it is correct."""
+    cut_off = cut_off or [False] * len(samples)
+    predictions = [extract_answer(checker_name, s, cut) for s, cut in zip(samples, cut_off)]
     vote = majority_vote(predictions)
     return {
         "samples": samples,
+        "sample_cut_off": cut_off,
         "sample_predictions": predictions,
         "majority": vote,
         "majority_correct": vote is not None and is_correct(checker_name, f"The answer is {vote}", gold),
@@ -104,9 +125,12 @@ def majority_fields(checker_name: str, samples: list[str], gold: str) -> dict:
 
 
 def summarize_records(records: list[dict]) -> dict[str, float]:
-    """accuracy (first completion) and maj@k (when samples were drawn) over all records."""
+    """accuracy (first completion), the share of first completions cut off by the budget, and maj@k (when samples
+    were drawn) over all records."""
     n = max(len(records), 1)
     summary = {"accuracy": sum(r["correct"] for r in records) / n, "num_questions": float(len(records))}
+    if records and "cut_off" in records[0]:
+        summary["cut_off_rate"] = sum(r["cut_off"] for r in records) / n
     if records and "answer_logprob" in records[0]:  # Markovian: the scorer's mean log-prob of the answer
         summary["answer_logprob"] = sum(r["answer_logprob"] for r in records) / n
     if records and "degenerate" in records[0]:  # STaR: share of completions dominated by one repeated n-gram
