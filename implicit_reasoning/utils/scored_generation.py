@@ -27,6 +27,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteriaList
 
 from .generation import StopOnSequences, left_pad, neutral_generation_config
+from .kv_cache import cache_argument, output_cache
 from .scoring import selective_log_softmax
 
 
@@ -108,7 +109,7 @@ def continue_cache(model, cache, prompt_mask: torch.Tensor, prompt_ids: torch.Te
     start = prompt_mask.sum(dim=1) + kept - 1  # position id of the last kept token
     positions = start.unsqueeze(1) + torch.arange(fed_ids.shape[1], device=device).unsqueeze(0)
     logits = model(input_ids=fed_ids, attention_mask=torch.cat([cached_mask, fed_mask], dim=1),
-                   position_ids=positions, past_key_values=cache, use_cache=True).logits
+                   position_ids=positions, use_cache=True, **{cache_argument(model): cache}).logits
     logps = selective_log_softmax(logits[:, :-1], fed_ids[:, 1:])
     return (logps * fed_mask[:, 1:]).sum(dim=1)
 
@@ -180,7 +181,7 @@ def generate_scored(
                 try:
                     token_logps[rows][:, : new.shape[1]] = recorder.finish(new).cpu()
                     if answers is not None:  # answers are scored at temperature 1
-                        answer_logps[rows] = continue_cache(model, out.past_key_values, mask, ids, new,
+                        answer_logps[rows] = continue_cache(model, output_cache(out), mask, ids, new,
                                                             kept_length(new), answers[rows], pad).cpu()
                 except CacheReuseError as error:
                     failure = str(error)  # keep generating; the caller scores these tokens with a full pass

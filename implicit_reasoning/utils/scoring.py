@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import torch
 
 from .lm_head import masked_head_logprobs
+from .model_utils import innermost_model
 
 PAD_SEGMENT = 0  # segment id of padding; segment j of the input gets id j + 1
 ROW_KEYS = ("input_ids", "attention_mask", "position_ids", "segment_ids")
@@ -149,17 +150,6 @@ def segment_reduce(token_logps: torch.Tensor, segment_ids: torch.Tensor, segment
 
 
 # ------------------------------------------------------------------------------- forward
-def innermost_model(model):
-    """The transformers model under DDP / DeepSpeed (`.module`) and peft (`get_base_model()`) wrappers."""
-    while True:
-        if hasattr(model, "get_base_model"):
-            model = model.get_base_model()
-        elif isinstance(getattr(model, "module", None), torch.nn.Module):
-            model = model.module
-        else:
-            return model
-
-
 def accepts_logits_to_keep(model) -> bool:
     """Whether the model under any wrapper takes ``logits_to_keep`` (transformers causal LMs do; the
     wrappers pass keyword arguments through)."""
