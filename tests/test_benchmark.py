@@ -121,21 +121,30 @@ def test_smoke_run_against_trl_writes_every_key(tmp_path):
         assert "peak_memory_mb" in results[side]
         passes = {(r["model"], r["phase"], r["grad"]): r for r in results[side]["forward_passes"]}
         assert passes[("policy", "generate_calls", False)]["generated_tokens_per_sample"] == 8  # forced length
-        assert passes[("policy", "generate", False)]["calls_per_update"] == 8
+        # ours: one prefill of the distinct prompts before generate, whose prefill then runs one column
+        assert passes[("policy", "generate", False)]["calls_per_update"] == (9 if side == "ours" else 8)
         assert passes[("policy", "score", True)]["passes_per_sample"] == 1
-        assert passes[("reference", "score", False)]["passes_per_sample"] == 1
     # TRL: a no-grad policy pass for the old log-probs, and one in the reward function (log p(y | x, z))
     trl = {(r["model"], r["phase"], r["grad"]): r for r in results["trl"]["forward_passes"]}
     assert trl[("policy", "score", False)]["passes_per_sample"] == 2
+    assert trl[("reference", "score", False)]["passes_per_sample"] == 1
+    # 2 prompts x K=2 of 14 tokens each, 8 new: TRL runs every sample's prompt, ours each prompt once (but its last
+    # column, run per sample); the reference over [x; z] likewise (prefill of x[:-1], then [x_-1; z] per sample)
+    assert trl[("policy", "generate", False)]["real_tokens_per_sample"] == 14 + 7
+    ours = {(r["model"], r["phase"], r["grad"]): r for r in results["ours"]["forward_passes"]}
+    assert ours[("policy", "generate", False)]["real_tokens_per_sample"] == 2 * 13 / 4 + 1 + 7
+    assert ours[("reference", "score", False)]["real_tokens_per_sample"] == 2 * 13 / 4 + 1 + 8
     for key in ("step_s", "generation_s", "scoring_s", "update_s"):
         assert results["ratio_ours_over_trl"][key] > 0
     assert results["command"].startswith("python scripts/benchmark.py --model tiny")
 
 
-@pytest.mark.parametrize("trainer, reference_calls", [("latro", 1), ("markovian", 2), ("ppo_curriculum", 2)])
+@pytest.mark.parametrize("trainer, reference_calls", [("latro", 2), ("markovian", 3), ("ppo_curriculum", 2)])
 def test_run_without_trl_reports_our_side_only(demo_tokenizer, trainer, reference_calls):
-    """Markovian after its first update: the critic scores the CoTs and gives the KL's logits (the baseline is
-    cached); PPO: reference log-probs and the continuation_loglik reward."""
+    """LaTRO: the reference over [x; z] as one prefill of the distinct prompts and one pass over the samples;
+    Markovian after its first update: the critic scores the CoTs (the same two passes over [x~; CoT; A; y]) and gives
+    the KL's logits (the baseline is cached); PPO: reference log-probs and the continuation_loglik reward (one
+    sample per prompt, all distinct: nothing shared)."""
     args = BenchmarkArgs(trainer=trainer, prompts=2, k=2, response_length=4, warmup=1, updates=1, threads=0)
     results = run_benchmark(args, demo_tokenizer)
     assert "trl" not in results and "ratio_ours_over_trl" not in results
@@ -178,12 +187,15 @@ def test_markovian_forward_passes_per_update(tmp_path):
     counts = _by_key(counter)
     assert counter.generate_calls == {"policy": 1, "reference": 1}
     assert counter.generated_tokens == {"policy": 4 * 4, "reference": 2 * 4}  # exactly cot_length tokens
-    assert counts[("policy", "generate", False)]["calls"] == 4
+    # the actor: one prefill of the 2 questions, then generate's 4 steps over the 4 samples
+    assert counts[("policy", "generate", False)]["calls"] == 5 and counts[("policy", "generate", False)]["rows"] == 18
     assert counts[("policy", "score", True)]["calls"] == 1 and counts[("policy", "score", True)]["rows"] == 4
     assert ("policy", "score", False) not in counts
-    assert counts[("reference", "generate", False)]["calls"] == 4
-    assert counts[("reference", "score", False)]["calls"] == 3
-    assert counts[("reference", "score", False)]["rows"] == 2 + 4 + 4
+    assert counts[("reference", "generate", False)]["calls"] == 4  # the greedy baseline CoT: one per question
+    # x~ is the same for every question (the question is redacted), so each scoring pass runs it once: the baseline
+    # score (x~ once, then the 2 rows' [CoT'; A; y]), the 4 CoTs' (x~ once, then 4 rows) and the KL's logits (4 rows)
+    assert counts[("reference", "score", False)]["calls"] == 5
+    assert counts[("reference", "score", False)]["rows"] == 1 + 2 + 1 + 4 + 4
     assert not any(grad for (name, _, grad) in counts if name == "reference")
 
 

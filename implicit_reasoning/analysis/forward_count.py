@@ -5,7 +5,8 @@ backbone (the innermost transformers model, e.g. `LlamaModel`: every causal-LM f
 once, whatever wraps or patches the LM head) and wraps the model's `generate` on the instance.
 Each backbone call is recorded under (model name, phase, grad), where phase is
 
-* ``"generate"``: a call made inside `generate` (its prefill and every decode step), and
+* ``"generate"``: a call made inside `generate` (its prefill and every decode step), or the
+  shared prompt prefill our generation runs just before it (`utils/kv_cache.py`), and
 * ``"score"``: any other call (a scoring pass, a KV-cache continuation, the pass with grad),
 
 with its rows, the positions it runs (``tokens``: input_ids numel, padding included) and the real
@@ -20,6 +21,8 @@ from collections import defaultdict
 from contextlib import contextmanager
 
 import torch
+
+from ..utils.kv_cache import in_generation_prefill
 
 PHASES = ("generate", "score")
 
@@ -78,7 +81,7 @@ class ForwardCounter:
                 return
             rows, width, mask = _positions(args, kwargs)
             real = int(mask[:, -width:].sum()) if mask is not None and width else rows * width
-            phase = "generate" if self._in_generate else "score"
+            phase = "generate" if self._in_generate or in_generation_prefill() else "score"
             record = self.records[(name, phase, torch.is_grad_enabled())]
             record["calls"] += 1
             record["rows"] += rows

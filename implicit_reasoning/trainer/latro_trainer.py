@@ -91,7 +91,7 @@ class LatroTrainer(RolloutTrainer):
         policy = self._policy_scores(rows, scored, z)
         with self.reference_model() as ref:
             reference = score_rows(ref, pack_rows([xs, z], pad, align=RATIONALE - 1), (RATIONALE,),
-                                   args.rollout_batch_size)
+                                   args.rollout_batch_size, shared_prefill=self.share_prefill)
         out = latro_rewards(
             policy[ANSWER],
             policy[RATIONALE],
@@ -112,7 +112,8 @@ class LatroTrainer(RolloutTrainer):
         """{RATIONALE: log pi(z|x), ANSWER: log pi(y|x,z)} per sample, float32."""
         if scored is None or scored.failure is not None:
             with eval_mode(self.model):
-                return score_rows(self.model, rows, (RATIONALE, ANSWER), self.args.rollout_batch_size)
+                return score_rows(self.model, rows, (RATIONALE, ANSWER), self.args.rollout_batch_size,
+                                  shared_prefill=self.share_prefill)
         lengths = torch.tensor([len(r) for r in z])
         kept = torch.arange(scored.token_logps.shape[1]) < lengths.unsqueeze(1)
         return {RATIONALE: masked_sum(scored.token_logps, kept, dim=1), ANSWER: scored.answer_logps}

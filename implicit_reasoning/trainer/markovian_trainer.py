@@ -191,7 +191,8 @@ class MarkovianTrainer(RolloutTrainer):
     def _answer_logprob(self, model, rows: dict) -> torch.Tensor:
         """Mean log-prob of the answer tokens per row (float32, no grad, eval mode)."""
         with eval_mode(model):
-            return score_rows(model, rows, (ANSWER,), self.args.rollout_batch_size, reduce="mean")[ANSWER]
+            return score_rows(model, rows, (ANSWER,), self.args.rollout_batch_size, reduce="mean",
+                              shared_prefill=self.share_prefill)[ANSWER]
 
     def _advantages(self, rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(advantages, EI weights) from R; the EMA baseline / EI history / EI counts see every process."""

@@ -151,6 +151,12 @@ class RolloutTrainer(BaseTrainer):
         """(prefix, target) texts whose per-token loss is a row's difficulty (trainers with a curriculum)."""
         raise NotImplementedError(f"{type(self).__name__} does not support a data curriculum")
 
+    @property
+    def share_prefill(self) -> bool:
+        """Whether generation and no-grad scoring run each distinct prompt of a chunk once (`shared_prefill`); never
+        under ZeRO-3, where every process must run the same forwards whatever its prompts."""
+        return self.args.shared_prefill and not is_zero3(self)
+
     def sample(self, prompt_ids: list[list[int]], k: int, max_new_tokens: int, stop_ids=(), stop_seqs=(),
                min_new_tokens: int | None = None) -> torch.Tensor:
         """K samples per prompt (prompt-major) from the policy at the configured temperature / top-p / top-k."""
@@ -162,7 +168,7 @@ class RolloutTrainer(BaseTrainer):
         repeated = [ids for ids in prompt_ids for _ in range(k)]
         with self.generation_model() as unwrapped:
             return generate(unwrapped, repeated, config, args.rollout_batch_size, stop_seqs,
-                            backend=self.generation_engine())
+                            backend=self.generation_engine(), shared_prefill=self.share_prefill)
 
     def sample_scored(self, prompt_ids: list[list[int]], k: int, max_new_tokens: int, stop_ids=(), stop_seqs=(),
                       answers=None, kept_length=None, logprob_temperature: float = 1.0):
@@ -182,7 +188,7 @@ class RolloutTrainer(BaseTrainer):
         repeated = [ids for ids in prompt_ids for _ in range(k)]
         with self.generation_model() as unwrapped:
             scored = generate_scored(unwrapped, repeated, config, args.rollout_batch_size, stop_seqs, answers,
-                                     kept_length, logprob_temperature)
+                                     kept_length, logprob_temperature, shared_prefill=self.share_prefill)
         if scored.failure is not None:
             warnings.warn(f"scoring from generation is not exact here ({scored.failure}); scoring with a full pass")
         return scored
