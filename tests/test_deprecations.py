@@ -126,3 +126,28 @@ def test_generation_scoring_from_generation_and_scoring_call_nothing_deprecated(
         score_rows(llama, pack_rows([PROMPTS, out.tokens.tolist(), ANSWERS], PAD, align=1), (2, 3), 4)
     assert out.failure is None
     assert found == []
+
+
+def test_one_update_of_each_rollout_trainer_calls_nothing_deprecated(tmp_path, demo_tokenizer, addition_dataset):
+    """Generation with one prefill per prompt, scoring from generation, the reference / critic / value passes and the
+    grad pass of LaTRO, Markovian and PPO."""
+    from test_latro_trainer import latro_args
+    from test_markovian_trainer import make_trainer
+    from test_ppo_trainer import _config, _trainer
+
+    from implicit_reasoning.demo import build_demo_model
+    from implicit_reasoning.trainer import LatroTrainer
+    from implicit_reasoning.utils.data_utils import load_markovian_examples
+
+    latro = LatroTrainer(build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2),
+                         latro_args(tmp_path / "latro", max_steps=1, rloo_k=2, per_device_train_batch_size=4,
+                                    gradient_accumulation_steps=1, rollout_batch_size=4),
+                         train_dataset=addition_dataset, processing_class=demo_tokenizer)
+    markovian_data = (load_markovian_examples("arithmetic", "train", demo_tokenizer,
+                                              dataset_config="num_terms=3,max_value=20,num_examples=8"), None)
+    markovian = make_trainer(demo_tokenizer, markovian_data, tmp_path / "markovian", max_steps=1)
+    ppo = _trainer(_config(tmp_path / "ppo", max_steps=1), demo_tokenizer)
+    for trainer in (latro, markovian, ppo):
+        with our_deprecated_calls() as found:
+            trainer.train()
+        assert found == [], type(trainer).__name__
