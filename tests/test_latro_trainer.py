@@ -81,8 +81,8 @@ def test_user_script_trains_saves_and_resumes(tmp_path, tiny_gpt2, word_tokenize
 @pytest.mark.parametrize("score_from_generation", [True, False])
 def test_forward_work_per_rollout(tmp_path, tiny_llama, demo_tokenizer, addition_dataset, score_from_generation):
     """Generation (one prefill of the distinct prompts, then generate) + (answer-only cache continuation | one
-    no-grad pass over [x;z;y]) + one reference pass over [x;z] + one grad pass per micro-batch; each no-grad pass
-    over [x; ...] runs each distinct prompt once (a prefill) and the samples on its cache. Nothing else touches the
+    no-grad pass over [x;z;y]) + one reference pass over [x;z] + one grad pass per micro-batch; each pass over
+    [x; ...] runs each distinct prompt once (a prefill) and the samples on its cache. Nothing else touches the
     models."""
     from implicit_reasoning.utils.kv_cache import cache_argument
 
@@ -120,8 +120,10 @@ def test_forward_work_per_rollout(tmp_path, tiny_llama, demo_tokenizer, addition
     # one update = 2 prompts x K=4 = 8 samples in one chunk, 2 micro-batches; prompts of 14 tokens
     prefill = (2, torch.Size([2, 13]), 0)  # rows, (distinct prompts, all columns but the last), nothing cached
     assert inside[0][3] == torch.Size([8, 1]) and inside[0][4] == 13  # generate: each sample's last prompt column
-    kinds = [(kind, grad) for kind, grad, *_ in outside]
-    assert kinds.count(("policy", True)) == 2 and all(c[4] == 0 for c in outside if c[1])
+    # the grad pass, per micro-batch (its 4 rows hold one prompt): the prompt once with grad, then its samples on it
+    grad = [c[3:] for c in outside if c[1]]
+    assert all(c[0] == "policy" for c in outside if c[1])
+    assert grad[0::2] == [(torch.Size([1, 13]), 0)] * 2 and all(g[0][0] == 4 and g[1] == 13 for g in grad[1::2])
     reference = [c[3:] for c in outside if c[0] == "reference"]
     assert reference[0] == prefill[1:] and len(reference) == 2
     assert reference[1][0][0] == 8 and reference[1][1] == 13  # [x_last; z] of every sample on the prompts' cache

@@ -293,3 +293,53 @@ def test_shared_prefill_false_and_zero3_run_every_prompt(tmp_path, demo_tokenize
     counter = ForwardCounter().attach(model, "policy")
     trainer.sample([[5, 6, 7, 8]], 4, 3)
     assert counter.count("policy", "generate", key="real_tokens") == 4 * 4 + 2 * 4  # each sample its whole prompt
+
+
+def test_latro_grad_pass_with_one_prefill_per_prompt_gives_the_same_loss_and_gradients(
+        tmp_path, demo_tokenizer, addition_dataset):
+    from test_latro_trainer import latro_args
+
+    from implicit_reasoning.demo import build_demo_model
+    from implicit_reasoning.trainer import LatroTrainer
+
+    model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
+    args = latro_args(tmp_path, rloo_k=3, per_device_train_batch_size=6, gradient_accumulation_steps=1,
+                      response_length=8)
+    trainer = LatroTrainer(model, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
+    assert trainer.share_prefill_with_grad
+    torch.manual_seed(0)
+    batch = trainer.make_rollout(addition_dataset.select([0, 9]).to_dict())
+    counter = ForwardCounter().attach(model, "policy")
+    results = []
+    for shared in (False, True):
+        trainer.args.shared_prefill = shared
+        model.zero_grad(set_to_none=True)
+        loss = trainer.compute_objective(model, batch)["loss"]
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+        tokens = counter.count("policy", "score", grad=True, key="real_tokens")
+        results[-1] += (tokens,)
+    (loss, grads, tokens), (shared_loss, shared_grads, total) = results
+    torch.testing.assert_close(shared_loss, loss, atol=ATOL, rtol=0)
+    for name, grad in grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    prompts = [len(demo_tokenizer(q).input_ids) for q in addition_dataset.select([0, 9])["queries"]]
+    assert tokens - (total - tokens) == (3 - 1) * sum(n - 1 for n in prompts)  # each prompt once, not 3 times
+
+
+def test_the_grad_pass_runs_every_prompt_where_sharing_would_not_be_exact(tmp_path, demo_tokenizer, addition_dataset):
+    from test_latro_trainer import latro_args
+
+    from implicit_reasoning.demo import build_demo_model
+    from implicit_reasoning.trainer import LatroTrainer
+
+    def trainer(**overrides):
+        model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
+        return LatroTrainer(model, latro_args(tmp_path, **overrides), train_dataset=addition_dataset,
+                            processing_class=demo_tokenizer)
+
+    assert trainer().share_prefill_with_grad
+    assert not trainer(gradient_checkpointing=True).share_prefill_with_grad  # the replay drops a KV cache
+    assert not trainer(disable_dropout=False).share_prefill_with_grad  # one mask would serve K samples
+    assert not trainer(shared_prefill=False).share_prefill_with_grad
+    assert trainer(gradient_checkpointing=True).share_prefill  # generation and no-grad scoring still share

@@ -157,6 +157,16 @@ class RolloutTrainer(BaseTrainer):
         under ZeRO-3, where every process must run the same forwards whatever its prompts."""
         return self.args.shared_prefill and not is_zero3(self)
 
+    @property
+    def share_prefill_with_grad(self) -> bool:
+        """Whether the grad pass may run each distinct prompt of a micro-batch once too (its keys and values then
+        take the gradients of all its samples): `share_prefill`, in one process without DeepSpeed (the prompts'
+        forward and the samples' forward both precede one backward), without gradient checkpointing (its replay
+        drops a KV cache) and with dropout off (one dropout mask would serve K samples)."""
+        args = self.args
+        return (self.share_prefill and self.accelerator.num_processes == 1 and not self.is_deepspeed_enabled
+                and not args.gradient_checkpointing and args.disable_dropout)
+
     def sample(self, prompt_ids: list[list[int]], k: int, max_new_tokens: int, stop_ids=(), stop_seqs=(),
                min_new_tokens: int | None = None) -> torch.Tensor:
         """K samples per prompt (prompt-major) from the policy at the configured temperature / top-p / top-k."""

@@ -69,7 +69,6 @@ _generation_prefill: ContextVar[bool] = ContextVar("implicit_reasoning_generatio
 _UNEXPANDABLE: dict[type, str] = {}  # model classes whose cache cannot be expanded: warned once, then not tried
 
 
-@torch.no_grad()
 def shared_prefix_cache(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, width: int,
                         position_ids: torch.Tensor | None = None):
     """The KV cache of columns [0, ``width``) of every row, from ONE forward over each distinct row.
@@ -79,6 +78,8 @@ def shared_prefix_cache(model, input_ids: torch.Tensor, attention_mask: torch.Te
     (``Cache.batch_select_indices``, what `generate` uses to expand a prompt to its samples). Returns None
     when there is nothing to share (every prefix distinct, or ``width`` 0) or when the model's cache cannot
     be expanded (:func:`expansion_problem`; warned once per model class, the caller then runs every row).
+    With grad enabled the copies are differentiable (an index into the prefix's keys and values), so a loss
+    over the rows sends each prefix the sum of its rows' gradients, as the rows' own prefixes would get.
     """
     inner = innermost_model(model)
     if width < 1 or type(inner) in _UNEXPANDABLE:
