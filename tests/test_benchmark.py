@@ -165,10 +165,11 @@ def test_counter_counts_calls_tokens_grad_and_generate(demo_tokenizer):
 
 # ------------------------------------------------------------------------------------------------ smoke run
 def test_smoke_run_against_trl_writes_every_key(tmp_path):
+    """Word problems (155 and 229 demo-tokenizer tokens): ours runs each prompt once per pass, TRL once per sample."""
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--model", "tiny", "--prompts", "2", "--k", "2",
            "--response_length", "8", "--warmup", "1", "--updates", "1", "--compare_trl", "--output_json", str(out),
-           "--output_markdown", str(tmp_path / "bench.md")]
+           "--output_markdown", str(tmp_path / "bench.md"), "--prompts_style", "word_problems"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -189,25 +190,29 @@ def test_smoke_run_against_trl_writes_every_key(tmp_path):
     trl = {(r["model"], r["phase"], r["grad"]): r for r in results["trl"]["forward_passes"]}
     assert trl[("policy", "score", False)]["passes_per_sample"] == 2
     assert trl[("reference", "score", False)]["passes_per_sample"] == 1
-    # 2 prompts x K=2 of 14 tokens each, 8 new: TRL runs every sample's prompt, ours each prompt once (but its last
-    # column, run per sample); the reference over [x; z] likewise (prefill of x[:-1], then [x_-1; z] per sample)
-    assert trl[("policy", "generate", False)]["real_tokens_per_sample"] == 14 + 7
+    # 2 prompts x K=2, 8 new tokens: TRL runs every sample's prompt, ours each prompt once (but its last column,
+    # run per sample); the reference over [x; z] and the grad pass over [x; z; y] likewise
+    rows = workload_rows("word_problems", 2, build_demo_tokenizer())
+    x = [len(build_demo_tokenizer()(r["queries"]).input_ids) for r in rows]
+    y = [len(build_demo_tokenizer()(r["responses"], add_special_tokens=False).input_ids) + 1 for r in rows]  # + eos
+    assert sorted(x) == [155, 229] and results["workload"]["prompt_tokens"]["median"] == 192
+    once = sum(n - 1 for n in x) / 4  # each prompt's prefix once, per sample
+    assert trl[("policy", "generate", False)]["real_tokens_per_sample"] == sum(x) / 2 + 7
+    assert trl[("policy", "score", True)]["real_tokens_per_sample"] == sum(x) / 2 + 8  # [x; z]
     ours = {(r["model"], r["phase"], r["grad"]): r for r in results["ours"]["forward_passes"]}
-    assert ours[("policy", "generate", False)]["real_tokens_per_sample"] == 2 * 13 / 4 + 1 + 7
-    assert ours[("reference", "score", False)]["real_tokens_per_sample"] == 2 * 13 / 4 + 1 + 8
-    assert ours[("policy", "score", True)]["real_tokens_per_sample"] == 2 * 13 / 4 + 1 + 8 + 6  # [x; z; y]
-    assert trl[("policy", "score", True)]["real_tokens_per_sample"] == 14 + 8  # [x; z]
+    assert ours[("policy", "generate", False)]["real_tokens_per_sample"] == once + 1 + 7
+    assert ours[("reference", "score", False)]["real_tokens_per_sample"] == once + 1 + 8
+    assert ours[("policy", "score", True)]["real_tokens_per_sample"] == once + 1 + 8 + sum(y) / 2  # [x; z; y]
     for key in ("step_s", "generation_s", "scoring_s", "update_s"):
         assert results["ratio_ours_over_trl"][key] > 0
     assert results["command"].startswith("python scripts/benchmark.py --model tiny")
 
 
-@pytest.mark.parametrize("trainer, reference_calls", [("latro", 2), ("markovian", 3), ("ppo_curriculum", 2)])
+@pytest.mark.parametrize("trainer, reference_calls", [("latro", 1), ("markovian", 2), ("ppo_curriculum", 2)])
 def test_run_without_trl_reports_our_side_only(demo_tokenizer, trainer, reference_calls):
-    """LaTRO: the reference over [x; z] as one prefill of the distinct prompts and one pass over the samples;
-    Markovian after its first update: the critic scores the CoTs (the same two passes over [x~; CoT; A; y]) and gives
-    the KL's logits (the baseline is cached); PPO: reference log-probs and the continuation_loglik reward (one
-    sample per prompt, all distinct: nothing shared)."""
+    """Markovian after its first update: the critic scores the CoTs and gives the KL's logits (the baseline is
+    cached); PPO: reference log-probs and the continuation_loglik reward. 14-token prompts: sharing them would save
+    fewer than kv_cache.MIN_SAVED_TOKENS tokens, so every pass runs every row in full."""
     args = BenchmarkArgs(trainer=trainer, prompts=2, k=2, response_length=4, warmup=1, updates=1, threads=0)
     results = run_benchmark(args, demo_tokenizer)
     assert "trl" not in results and "ratio_ours_over_trl" not in results
@@ -215,7 +220,7 @@ def test_run_without_trl_reports_our_side_only(demo_tokenizer, trainer, referenc
     assert "| whole update (s) |" in markdown(results)
     passes = {(r["model"], r["phase"], r["grad"]): r for r in results["ours"]["forward_passes"]}
     assert passes[("policy", "generate_calls", False)]["generated_tokens_per_sample"] == 4  # forced length
-    assert passes[("policy", "score", True)]["calls_per_update"] == (2 if trainer == "latro" else 1)
+    assert passes[("policy", "score", True)]["calls_per_update"] == 1
     assert passes[("reference", "score", False)]["calls_per_update"] == reference_calls
 
 
@@ -250,15 +255,14 @@ def test_markovian_forward_passes_per_update(tmp_path):
     counts = _by_key(counter)
     assert counter.generate_calls == {"policy": 1, "reference": 1}
     assert counter.generated_tokens == {"policy": 4 * 4, "reference": 2 * 4}  # exactly cot_length tokens
-    # the actor: one prefill of the 2 questions, then generate's 4 steps over the 4 samples
-    assert counts[("policy", "generate", False)]["calls"] == 5 and counts[("policy", "generate", False)]["rows"] == 18
+    assert counts[("policy", "generate", False)]["calls"] == 4
     assert counts[("policy", "score", True)]["calls"] == 1 and counts[("policy", "score", True)]["rows"] == 4
     assert ("policy", "score", False) not in counts
     assert counts[("reference", "generate", False)]["calls"] == 4  # the greedy baseline CoT: one per question
-    # x~ is the same for every question (the question is redacted), so each scoring pass runs it once: the baseline
-    # score (x~ once, then the 2 rows' [CoT'; A; y]), the 4 CoTs' (x~ once, then 4 rows) and the KL's logits (4 rows)
-    assert counts[("reference", "score", False)]["calls"] == 5
-    assert counts[("reference", "score", False)]["rows"] == 1 + 2 + 1 + 4 + 4
+    # the baseline score (2 rows), the 4 CoTs' answers (4 rows), the KL's logits (4 rows); the 17-token x~ is the
+    # same in every row (the question is redacted), but sharing it would save fewer than MIN_SAVED_TOKENS tokens
+    assert counts[("reference", "score", False)]["calls"] == 3
+    assert counts[("reference", "score", False)]["rows"] == 2 + 4 + 4
     assert not any(grad for (name, _, grad) in counts if name == "reference")
 
 

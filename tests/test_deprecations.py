@@ -22,7 +22,7 @@ import implicit_reasoning
 from implicit_reasoning.utils.generation import generate, sampling_config
 from implicit_reasoning.utils.rollout import kept_lengths
 from implicit_reasoning.utils.scored_generation import generate_scored
-from implicit_reasoning.utils.scoring import pack_rows, score_rows
+from implicit_reasoning.utils.scoring import pack_rows, score_rows, window_logprobs
 
 OURS = Path(implicit_reasoning.__file__).resolve().parent
 LIBRARIES = ("transformers", "torch", "peft", "accelerate", "trl", "deepspeed")
@@ -118,17 +118,29 @@ def llama():
                                         pad_token_id=PAD, eos_token_id=EOS)).eval()
 
 
-def test_generation_scoring_from_generation_and_scoring_call_nothing_deprecated(llama):
+@pytest.fixture
+def share_any_saving(monkeypatch):
+    from implicit_reasoning.utils import kv_cache
+
+    monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)  # these prompts are short: share them anyway
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_generation_scoring_from_generation_and_scoring_call_nothing_deprecated(llama, share_any_saving, shared):
     config = sampling_config(6, PAD, [EOS])
     with our_deprecated_calls() as found:
-        generate(llama, PROMPTS, config, 4)
-        out = generate_scored(llama, PROMPTS, config, 4, (), ANSWERS, lambda t: kept_lengths(t, [EOS], []))
-        score_rows(llama, pack_rows([PROMPTS, out.tokens.tolist(), ANSWERS], PAD, align=1), (2, 3), 4)
+        generate(llama, PROMPTS, config, 4, shared_prefill=shared)
+        out = generate_scored(llama, PROMPTS, config, 4, (), ANSWERS, lambda t: kept_lengths(t, [EOS], []),
+                              shared_prefill=shared)
+        rows = pack_rows([PROMPTS, out.tokens.tolist(), ANSWERS], PAD, align=1)
+        score_rows(llama, rows, (2, 3), 4, shared_prefill=shared)
+        window_logprobs(llama, rows, rows["segment_ids"] >= 2, shared_prefill=shared)[0].sum().backward()
     assert out.failure is None
     assert found == []
 
 
-def test_one_update_of_each_rollout_trainer_calls_nothing_deprecated(tmp_path, demo_tokenizer, addition_dataset):
+def test_one_update_of_each_rollout_trainer_calls_nothing_deprecated(tmp_path, demo_tokenizer, addition_dataset,
+                                                                    share_any_saving):
     """Generation with one prefill per prompt, scoring from generation, the reference / critic / value passes and the
     grad pass of LaTRO, Markovian and PPO."""
     from test_latro_trainer import latro_args

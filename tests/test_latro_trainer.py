@@ -79,13 +79,16 @@ def test_user_script_trains_saves_and_resumes(tmp_path, tiny_gpt2, word_tokenize
 
 
 @pytest.mark.parametrize("score_from_generation", [True, False])
-def test_forward_work_per_rollout(tmp_path, tiny_llama, demo_tokenizer, addition_dataset, score_from_generation):
+def test_forward_work_per_rollout(tmp_path, tiny_llama, demo_tokenizer, addition_dataset, score_from_generation,
+                                  monkeypatch):
     """Generation (one prefill of the distinct prompts, then generate) + (answer-only cache continuation | one
     no-grad pass over [x;z;y]) + one reference pass over [x;z] + one grad pass per micro-batch; each pass over
     [x; ...] runs each distinct prompt once (a prefill) and the samples on its cache. Nothing else touches the
     models."""
+    from implicit_reasoning.utils import kv_cache
     from implicit_reasoning.utils.kv_cache import cache_argument
 
+    monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)  # 14-token prompts: share them anyway
     args = latro_args(tmp_path, max_steps=1, rloo_k=4, per_device_train_batch_size=4, gradient_accumulation_steps=2,
                       score_from_generation=score_from_generation)
     trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)

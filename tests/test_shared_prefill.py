@@ -23,6 +23,12 @@ ANSWERS = [[20 + i % 7, 21] if i % 2 else [30] for i in range(len(PROMPTS))]
 ATOL = 1e-5  # float32: the same sums, batched differently
 
 
+@pytest.fixture(autouse=True)
+def _share_any_saving(monkeypatch):
+    """These prompts are a few tokens long: share whatever repeats (the default needs 256 saved tokens)."""
+    monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)
+
+
 def llama():
     torch.manual_seed(0)
     return LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -85,6 +91,20 @@ def test_stop_sequences_and_min_new_tokens_behave_as_without_sharing():
         torch.manual_seed(2)
         runs.append(generate(model, PROMPTS, config, 12, shared_prefill=shared))
     assert torch.equal(*runs) and not (runs[0] == EOS).any()
+
+
+def test_a_chunk_that_would_save_too_few_tokens_runs_every_row(monkeypatch):
+    model = llama()
+    counter = ForwardCounter().attach(model, "policy")
+    saved = sum(len(p) - 1 for p in PROMPTS) - sum(len(p) - 1 for p in DISTINCT)  # 14 real tokens
+    real = []
+    for minimum in (saved + 1, saved):
+        monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", minimum)
+        before = counter.count("policy", "generate", key="real_tokens")
+        torch.manual_seed(3)
+        generate(model, PROMPTS, sampling_config(5, PAD, None), 12, shared_prefill=True)
+        real.append(counter.count("policy", "generate", key="real_tokens") - before)
+    assert real[0] - real[1] == saved
 
 
 def test_distinct_prompts_share_nothing_and_run_as_before():

@@ -65,6 +65,10 @@ def expansion_problem(cache) -> str | None:
     return f"its cache has {', '.join(odd)} layers (only DynamicLayer is expanded)" if odd else None
 
 
+# A chunk shares its prefixes only when that saves at least this many real prefix tokens: below it the extra,
+# short forward costs more than it saves on small models (measured: `tiny`, 14-token prompts, K=4, 16 rows:
+# 156 tokens saved, the update 4 % slower shared; docs/performance.md)
+MIN_SAVED_TOKENS = 256
 _generation_prefill: ContextVar[bool] = ContextVar("implicit_reasoning_generation_prefill", default=False)
 _UNEXPANDABLE: dict[type, str] = {}  # model classes whose cache cannot be expanded: warned once, then not tried
 
@@ -76,8 +80,9 @@ def shared_prefix_cache(model, input_ids: torch.Tensor, attention_mask: torch.Te
     Rows whose ids (where the mask is set) and mask agree on those columns have the same keys and values
     there, so each distinct prefix is run once and its cache rows are copied to the rows that share it
     (``Cache.batch_select_indices``, what `generate` uses to expand a prompt to its samples). Returns None
-    when there is nothing to share (every prefix distinct, or ``width`` 0) or when the model's cache cannot
-    be expanded (:func:`expansion_problem`; warned once per model class, the caller then runs every row).
+    when sharing saves fewer than :data:`MIN_SAVED_TOKENS` real tokens (every prefix distinct, short ones,
+    ``width`` 0) or when the model's cache cannot be expanded (:func:`expansion_problem`; warned once per
+    model class); the caller then runs every row in full.
     With grad enabled the copies are differentiable (an index into the prefix's keys and values), so a loss
     over the rows sends each prefix the sum of its rows' gradients, as the rows' own prefixes would get.
     """
@@ -86,7 +91,7 @@ def shared_prefix_cache(model, input_ids: torch.Tensor, attention_mask: torch.Te
         return None
     ids, mask = input_ids[:, :width], attention_mask[:, :width]
     first, inverse = distinct_rows(torch.cat([torch.where(mask.bool(), ids, -1), mask], dim=1))
-    if len(first) == len(ids):
+    if int(mask.sum()) - int(mask[first.to(mask.device)].sum()) < max(MIN_SAVED_TOKENS, 1):
         return None
     device = ids.device
     first = first.to(device)
