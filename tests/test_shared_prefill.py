@@ -363,3 +363,39 @@ def test_the_grad_pass_runs_every_prompt_where_sharing_would_not_be_exact(tmp_pa
     assert not trainer(disable_dropout=False).share_prefill_with_grad  # one mask would serve K samples
     assert not trainer(shared_prefill=False).share_prefill_with_grad
     assert trainer(gradient_checkpointing=True).share_prefill  # generation and no-grad scoring still share
+
+
+@pytest.mark.parametrize("terms", [dict(kl_penalty=0.1, entropy_bonus=0.01), dict(kl_penalty=0.0, entropy_bonus=0.0)],
+                         ids=["chunked-kl-and-entropy", "log-probs-only"])
+def test_markovian_grad_pass_with_one_prefill_per_prompt_gives_the_same_loss_and_gradients(tmp_path, terms):
+    from test_markovian_trainer import make_trainer
+
+    from implicit_reasoning.demo import build_demo_tokenizer
+    from implicit_reasoning.utils.data_utils import load_markovian_examples
+
+    tok = build_demo_tokenizer()
+    data = (load_markovian_examples("arithmetic", "train", tok,
+                                    dataset_config="num_terms=3,max_value=20,num_examples=8"), None)
+    trainer = make_trainer(tok, data, tmp_path, rloo_k=3, per_device_train_batch_size=6, **terms)
+    assert trainer.share_prefill_with_grad
+    torch.manual_seed(0)
+    batch = {**trainer.make_rollout({key: data[0][key][:2] for key in ("question", "answer")}), "rollout_pass": 0}
+    model, reference = trainer.model, trainer.ref_model
+    counter = ForwardCounter().attach(model, "policy").attach(reference, "reference")
+    results = []
+    for shared in (False, True):
+        trainer.args.shared_prefill = shared
+        model.zero_grad(set_to_none=True)
+        out = trainer.compute_objective(model, batch)
+        out["loss"].backward()
+        results.append(({k: v.detach() for k, v in out.items()}, {n: p.grad.clone() for n, p in model.named_parameters()},
+                        counter.count("policy", "score", grad=True, key="real_tokens"),
+                        counter.count("reference", key="real_tokens")))
+    (parts, grads, policy_tokens, ref_tokens), (shared_parts, shared_grads, policy_total, ref_total) = results
+    for key, value in parts.items():
+        torch.testing.assert_close(shared_parts[key], value, atol=ATOL, rtol=0, msg=key)
+    for name, grad in grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    assert policy_total - policy_tokens < policy_tokens  # the 2 prompts once each, not 3 times
+    if terms["kl_penalty"] > 0:  # the critic's logits for the KL: the prompts once too
+        assert ref_total - ref_tokens < ref_tokens
