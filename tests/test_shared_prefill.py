@@ -399,3 +399,22 @@ def test_markovian_grad_pass_with_one_prefill_per_prompt_gives_the_same_loss_and
     assert policy_total - policy_tokens < policy_tokens  # the 2 prompts once each, not 3 times
     if terms["kl_penalty"] > 0:  # the critic's logits for the KL: the prompts once too
         assert ref_total - ref_tokens < ref_tokens
+
+
+def test_the_benchmarks_generation_time_includes_the_shared_prefill():
+    """The prefill runs before `generate`: the counter times it as generation (not as scoring)."""
+    import time
+
+    model = llama()
+    counter = ForwardCounter().attach(model, "policy")
+    slow = []
+
+    def slow_prefill(module, args, kwargs):
+        if kv_cache.in_generation_prefill():
+            slow.append(1)
+            time.sleep(0.3)
+
+    model.model.register_forward_pre_hook(slow_prefill, with_kwargs=True)
+    generate(model, PROMPTS, sampling_config(2, PAD, None), 12, shared_prefill=True)
+    assert slow == [1] and counter.generate_seconds["policy"] >= 0.3
+    assert counter.count("policy", "generate", key="rows") == len(DISTINCT) + 2 * len(PROMPTS)
