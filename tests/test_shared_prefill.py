@@ -79,6 +79,22 @@ def test_generation_samples_and_logprobs_equal_the_repeated_prompt_path(build, s
     assert shared_counter.count("policy", "score") == counter.count("policy", "score")  # scoring: unchanged
 
 
+def test_a_lora_policy_and_its_adapter_disabled_reference_share_exactly():
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(llama(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                               init_lora_weights=False)).eval()
+    _, scored, _ = _generated(model, False, 7)
+    _, shared, counter = _generated(model, True, 7)
+    assert torch.equal(scored.tokens, shared.tokens) and shared.failure is None
+    torch.testing.assert_close(shared.token_logps, scored.token_logps, atol=ATOL, rtol=0)
+    torch.testing.assert_close(shared.answer_logps, scored.answer_logps, atol=ATOL, rtol=0)
+    rows = _scoring_rows(False)
+    with model.disable_adapter():  # the reference with LoRA
+        full, cached = (score_rows(model, rows, (2,), 12, shared_prefill=flag)[2] for flag in (False, True))
+    torch.testing.assert_close(cached, full, atol=ATOL, rtol=0)
+
+
 def test_stop_sequences_and_min_new_tokens_behave_as_without_sharing():
     model = llama()
     plain, scored, _ = _generated(model, False, 7, stop_seqs=[[4, 5]])
