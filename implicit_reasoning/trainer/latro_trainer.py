@@ -11,7 +11,9 @@ its own log-likelihood of the gold answer y, log pi(y | x, z). One update:
 Forward work per sample: generation (whose raw logits give log pi(z|x)), a continuation of
 generation's KV cache over y only (R), one reference forward over [x; z] and one forward with
 grad over [x; z; y] for the update (`score_from_generation=False`: one no-grad policy pass over
-[x; z; y] gives both policy terms instead). Every scoring pass sends only the hidden states of
+[x; z; y] gives both policy terms instead). With `shared_prefill` each distinct prompt x is run
+once and its KV cache copied to its K samples, in generation, the reference pass and (one process,
+no checkpointing, no dropout) the grad pass. Every scoring pass sends only the hidden states of
 the scored positions (rationale, answer) through the LM head, in chunks (`window_logprobs`), so
 no (B, T, V) logits exist; log-probs are summed in float32.
 """
@@ -93,7 +95,7 @@ class LatroTrainer(RolloutTrainer):
         policy = self._policy_scores(rows, scored, z)
         with self.reference_model() as ref:
             reference = score_rows(ref, pack_rows([xs, z], pad, align=RATIONALE - 1), (RATIONALE,),
-                                   args.rollout_batch_size)
+                                   args.rollout_batch_size, shared_prefill=self.share_prefill)
         out = latro_rewards(
             policy[ANSWER],
             policy[RATIONALE],
@@ -114,7 +116,8 @@ class LatroTrainer(RolloutTrainer):
         """{RATIONALE: log pi(z|x), ANSWER: log pi(y|x,z)} per sample, float32."""
         if scored is None or scored.failure is not None:
             with eval_mode(self.model):
-                return score_rows(self.model, rows, (RATIONALE, ANSWER), self.args.rollout_batch_size)
+                return score_rows(self.model, rows, (RATIONALE, ANSWER), self.args.rollout_batch_size,
+                                  shared_prefill=self.share_prefill)
         lengths = torch.tensor([len(r) for r in z])
         kept = torch.arange(scored.token_logps.shape[1]) < lengths.unsqueeze(1)
         return {RATIONALE: masked_sum(scored.token_logps, kept, dim=1), ANSWER: scored.answer_logps}
@@ -122,8 +125,10 @@ class LatroTrainer(RolloutTrainer):
     def compute_objective(self, model, batch: dict) -> dict[str, torch.Tensor]:
         # 4. loss = -mean_k[A_k log pi(z_k|x) + sft_coef log pi(y|x,z_k)], one forward with grad
         segments = batch["segment_ids"]
-        # LM head on the rationale and answer positions only, in chunks: no (B, W, V) logits in either pass
-        logps, window = window_logprobs(model, batch, (segments == RATIONALE) | (segments == ANSWER))
+        # LM head on the rationale and answer positions only, in chunks: no (B, W, V) logits in either pass; each
+        # distinct prompt run once where that is exact (`share_prefill_with_grad`)
+        logps, window = window_logprobs(model, batch, (segments == RATIONALE) | (segments == ANSWER),
+                                        shared_prefill=self.share_prefill_with_grad)
         return latro_loss(
             batch["advantages"],
             segment_reduce(logps, window["segment_ids"], RATIONALE),

@@ -216,7 +216,8 @@ class MarkovianTrainer(RolloutTrainer):
     def _answer_logprob(self, model, rows: dict) -> torch.Tensor:
         """Mean log-prob of the answer tokens per row (float32, no grad, eval mode)."""
         with eval_mode(model):
-            return score_rows(model, rows, (ANSWER,), self.args.rollout_batch_size, reduce="mean")[ANSWER]
+            return score_rows(model, rows, (ANSWER,), self.args.rollout_batch_size, reduce="mean",
+                              shared_prefill=self.share_prefill)[ANSWER]
 
     def _advantages(self, rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(advantages, EI weights) from R; the EMA baseline / EI history / EI counts see every process."""
@@ -270,7 +271,8 @@ class MarkovianTrainer(RolloutTrainer):
         args = self.args
         if args.kl_penalty > 0 or args.entropy_bonus > 0:  # full-vocabulary terms with grad
             reference = self.reference_model if args.kl_penalty > 0 else None
-            terms = window_head_terms(model, reference, batch, scored)
+            terms = window_head_terms(model, reference, batch, scored, shared_prefill=self.share_prefill_with_grad,
+                                      reference_shared_prefill=self.share_prefill)
             if terms is not None:
                 logps, entropy, kl, window = terms
                 return (logps, window, lambda m: masked_mean(kl[:, 1:], m[:, 1:], dim=1).mean(),
@@ -281,7 +283,7 @@ class MarkovianTrainer(RolloutTrainer):
                     lambda m: masked_kl(logits, self._critic_logits(batch), m).mean(),
                     lambda m: entropy(logits, m).mean())
         # log-probs and the logged entropy (no graph) from the chunked head, or the logits one row at a time
-        logps, window = window_logprobs(model, batch, scored, entropy=True)
+        logps, window = window_logprobs(model, batch, scored, entropy=True, shared_prefill=self.share_prefill_with_grad)
         return logps, window, None, lambda m: masked_mean(window["token_entropy"][:, 1:], m[:, 1:], dim=1).mean()
 
     @torch.no_grad()

@@ -96,7 +96,8 @@ class PPOSupport:
                     logps.append(_pad(logp[:, 1:], width))
                     values.append(_pad(value[:, 1:], width))
             with self.reference_model() as ref:
-                logp, _ = window_logprobs(ref, part, part["segment_ids"] == RESPONSE, temperature=temperature)
+                logp, _ = window_logprobs(ref, part, part["segment_ids"] == RESPONSE, temperature=temperature,
+                                          shared_prefill=self.share_prefill)
                 ref_logps.append(_pad(logp[:, 1:], width))
         old = torch.where(mask, scored.token_logps[:, :width], 0.0) if reuse else torch.cat(logps)
         return old, torch.cat(values), torch.cat(ref_logps), mask
@@ -145,7 +146,8 @@ class PPOSupport:
         c = [encode_continuation(self.processing_class, text) for text in continuations]
         rows = pack_rows([x, z, c], self.processing_class.pad_token_id, align=2)
         with self.reference_model() as ref:
-            return score_rows(ref, rows, (3,), self.args.rollout_batch_size, reduce="mean")[3]
+            return score_rows(ref, rows, (3,), self.args.rollout_batch_size, reduce="mean",
+                              shared_prefill=self.share_prefill)[3]
 
     # ------------------------------------------------------------ save / resume
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):

@@ -15,7 +15,7 @@ class RolloutConfig(SamplingFields, TrainerConfig):
     """Shared fields plus the rollout ones (and `temperature`, `top_p`, `top_k` from `SamplingFields`).
 
     Parameters that control the rollouts:
-        ref_model_name_or_path, rollout_batch_size, temperature, top_p, top_k
+        ref_model_name_or_path, rollout_batch_size, shared_prefill, temperature, top_p, top_k
 
     Batch semantics: `per_device_train_batch_size * gradient_accumulation_steps` samples per
     device per update, `samples_per_prompt` of them from each prompt (1 here; K = `rloo_k`
@@ -26,6 +26,10 @@ class RolloutConfig(SamplingFields, TrainerConfig):
         default=None, metadata={"help": "Frozen reference model; default: the same weights as the policy."}
     )
     rollout_batch_size: int = field(default=16, metadata={"help": "Rows per generation / scoring chunk."})
+    shared_prefill: bool = field(default=True, metadata={
+        "help": "Run each distinct prompt of a generation / no-grad scoring chunk once and copy its KV cache to its "
+                "samples (generation_backend='hf'; off under ZeRO-3). False: every sample runs its prompt (the same "
+                "samples; log-probs equal up to float rounding)."})
 
     @property
     def samples_per_prompt(self) -> int:

@@ -153,6 +153,22 @@ class RolloutTrainer(BaseTrainer):
         """(prefix, target) texts whose per-token loss is a row's difficulty (trainers with a curriculum)."""
         raise NotImplementedError(f"{type(self).__name__} does not support a data curriculum")
 
+    @property
+    def share_prefill(self) -> bool:
+        """Whether generation and no-grad scoring run each distinct prompt of a chunk once (`shared_prefill`); never
+        under ZeRO-3, where every process must run the same forwards whatever its prompts."""
+        return self.args.shared_prefill and not is_zero3(self)
+
+    @property
+    def share_prefill_with_grad(self) -> bool:
+        """Whether the grad pass may run each distinct prompt of a micro-batch once too (its keys and values then
+        take the gradients of all its samples): `share_prefill`, in one process without DeepSpeed (the prompts'
+        forward and the samples' forward both precede one backward), without gradient checkpointing (its replay
+        drops a KV cache) and with dropout off (one dropout mask would serve K samples)."""
+        args = self.args
+        return (self.share_prefill and self.accelerator.num_processes == 1 and not self.is_deepspeed_enabled
+                and not args.gradient_checkpointing and args.disable_dropout)
+
     def sample(self, prompt_ids: list[list[int]], k: int, max_new_tokens: int, stop_ids=(), stop_seqs=(),
                min_new_tokens: int | None = None) -> torch.Tensor:
         """K samples per prompt (prompt-major) from the policy at the configured temperature / top-p / top-k."""
@@ -164,7 +180,7 @@ class RolloutTrainer(BaseTrainer):
         repeated = [ids for ids in prompt_ids for _ in range(k)]
         with self.generation_model() as unwrapped:
             return generate(unwrapped, repeated, config, args.rollout_batch_size, stop_seqs,
-                            backend=self.generation_engine())
+                            backend=self.generation_engine(), shared_prefill=self.share_prefill)
 
     def sample_scored(self, prompt_ids: list[list[int]], k: int, max_new_tokens: int, stop_ids=(), stop_seqs=(),
                       answers=None, kept_length=None, logprob_temperature: float = 1.0):
@@ -184,7 +200,7 @@ class RolloutTrainer(BaseTrainer):
         repeated = [ids for ids in prompt_ids for _ in range(k)]
         with self.generation_model() as unwrapped:
             scored = generate_scored(unwrapped, repeated, config, args.rollout_batch_size, stop_seqs, answers,
-                                     kept_length, logprob_temperature)
+                                     kept_length, logprob_temperature, shared_prefill=self.share_prefill)
         if scored.failure is not None:
             warnings.warn(f"scoring from generation is not exact here ({scored.failure}); scoring with a full pass")
         return scored

@@ -127,7 +127,10 @@ class PolicyAndValue(nn.Module):
     # Trainer and trl's unwrap_model_for_generation switch gradient checkpointing on the trained module
     @property
     def is_gradient_checkpointing(self) -> bool:
-        return self.policy.is_gradient_checkpointing
+        try:  # transformers >= 5.25's name; the old one warns there and goes in v6
+            return self.policy.is_activation_checkpointing
+        except AttributeError:
+            return self.policy.is_gradient_checkpointing
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None, **kwargs) -> None:
         self.policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs, **kwargs)

@@ -26,6 +26,8 @@ from contextvars import ContextVar
 import torch
 from transformers import CompileConfig, GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
+from .kv_cache import generation_prompt_cache
+
 GENERATION_BACKENDS = ("hf", "hf_compiled", "vllm")
 VLLM_INSTALL = "pip install 'implicit_reasoning[vllm]'"
 # hf_compiled: the static cache is sized up to a multiple of this, so that prompts of nearby widths reuse it
@@ -178,6 +180,7 @@ def generate(
     stop_seqs: Sequence[Sequence[int]] = (),
     progress: str | None = None,
     backend=None,
+    shared_prefill: bool = False,
 ) -> torch.Tensor:
     """Generate for token-list prompts in chunks of `batch_size` rows, in eval mode.
 
@@ -185,7 +188,9 @@ def generate(
     only, (len(prompts), max_new_tokens), right-padded with the pad id (rows that stopped
     early are padded after their stop). `backend`: "hf", "hf_compiled", an engine object with
     this function's `generate(model, prompts, generation_config, batch_size, stop_seqs, progress)`
-    (the trainers' vLLM engine), or None for :func:`current_backend`.
+    (the trainers' vLLM engine), or None for :func:`current_backend`. `shared_prefill` ("hf"):
+    a prompt that occurs several times in a chunk is prefilled once and its KV cache copied to
+    its rows (`utils/kv_cache.py`); the same draws, the same samples up to float rounding.
     """
     backend = current_backend() if backend is None else backend
     if not isinstance(backend, str):
@@ -215,15 +220,14 @@ def generate(
                     chunk = chunk * 2  # a 1-row batch would compile a graph of its own; the copy is dropped below
                 ids, mask = left_pad(chunk, pad)
                 criteria = StoppingCriteriaList([StopOnSequences(stop_seqs, ids.shape[1])]) if stop_seqs else None
-                config = generation_config
+                ids, mask = ids.to(device), mask.to(device)
+                config, cache = generation_config, {}
                 if backend == "hf_compiled":
                     config = compiled_generation_config(generation_config, ids.shape[1], device)
-                seqs = model.generate(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    generation_config=config,
-                    stopping_criteria=criteria,
-                )
+                elif shared_prefill:
+                    cache = generation_prompt_cache(model, ids, mask)
+                seqs = model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                                      stopping_criteria=criteria, **cache)
                 new = seqs[: min(batch_size, len(prompts) - start), ids.shape[1] :].cpu()
                 out[start : start + len(new), : new.shape[1]] = new
     finally:

@@ -125,14 +125,16 @@ def chunked_head_terms(hidden, head, targets, ref_hidden=None, ref_head=None, dt
                                    chunk, dtype, ref_dtype)
 
 
-def window_head_terms(model, reference, rows: dict, scored: torch.Tensor, chunk: int | None = None):
+def window_head_terms(model, reference, rows: dict, scored: torch.Tensor, chunk: int | None = None,
+                      shared_prefill: bool = False, reference_shared_prefill: bool = False):
     """:func:`~implicit_reasoning.utils.scoring.window_logprobs`' (B, W) log-probs plus (B, W) entropy and
     KL(policy || ``reference``) at the scored tokens (0 elsewhere and in column 0), and the window.
 
     ``reference`` (None: no KL) is a model, or a context manager factory yielding one (the
     trainer's ``reference_model``), run without grad over the same rows. Returns None when
     either head is not exactly chunkable (the caller then takes the full-logits path). ``chunk``: as in
-    :func:`chunked_head_terms`.
+    :func:`chunked_head_terms`. ``shared_prefill`` / ``reference_shared_prefill``: the policy's (with grad) /
+    the reference's forward runs each distinct prompt once (see ``scoring.window_hidden``).
     """
     head = chunkable_head(model)
     if head is None:  # a LoRA'd / soft-capped / ZeRO-3 head: the full-logits path, at once
@@ -141,10 +143,11 @@ def window_head_terms(model, reference, rows: dict, scored: torch.Tensor, chunk:
     if reference is not None:  # first: a reference that cannot be chunked must not cost a policy forward
         with torch.no_grad(), reference() as ref_model:
             ref_head = chunkable_head(ref_model)
-            ref = window_hidden(ref_model, rows, scored, ref_head) if ref_head is not None else None
+            ref = window_hidden(ref_model, rows, scored, ref_head, reference_shared_prefill) \
+                if ref_head is not None else None
         if ref is None:
             return None
-    policy = window_hidden(model, rows, scored, head)
+    policy = window_hidden(model, rows, scored, head, shared_prefill)
     if policy is None:
         return None
     hidden, dtype, window, mask = policy

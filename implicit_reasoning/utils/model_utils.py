@@ -127,6 +127,17 @@ def eval_mode(model):
         model.train(was_training)
 
 
+def innermost_model(model):
+    """The transformers model under DDP / DeepSpeed (`.module`) and peft (`get_base_model()`) wrappers."""
+    while True:
+        if hasattr(model, "get_base_model"):
+            model = model.get_base_model()
+        elif isinstance(getattr(model, "module", None), torch.nn.Module):
+            model = model.module
+        else:
+            return model
+
+
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str, max_length: int) -> list[int]:
     """Token ids of a prompt, left-truncated to `max_length`.
 

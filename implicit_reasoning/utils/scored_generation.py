@@ -27,6 +27,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteriaList
 
 from .generation import StopOnSequences, left_pad, neutral_generation_config
+from .kv_cache import cache_argument, generation_prompt_cache, output_cache
 from .scoring import selective_log_softmax
 
 
@@ -108,7 +109,7 @@ def continue_cache(model, cache, prompt_mask: torch.Tensor, prompt_ids: torch.Te
     start = prompt_mask.sum(dim=1) + kept - 1  # position id of the last kept token
     positions = start.unsqueeze(1) + torch.arange(fed_ids.shape[1], device=device).unsqueeze(0)
     logits = model(input_ids=fed_ids, attention_mask=torch.cat([cached_mask, fed_mask], dim=1),
-                   position_ids=positions, past_key_values=cache, use_cache=True).logits
+                   position_ids=positions, use_cache=True, **{cache_argument(model): cache}).logits
     logps = selective_log_softmax(logits[:, :-1], fed_ids[:, 1:])
     return (logps * fed_mask[:, 1:]).sum(dim=1)
 
@@ -141,6 +142,7 @@ def generate_scored(
     answers: Sequence[Sequence[int]] | None = None,
     kept_length: Callable[[torch.Tensor], torch.Tensor] | None = None,
     logprob_temperature: float = 1.0,
+    shared_prefill: bool = False,
 ) -> ScoredGeneration:
     """:func:`utils.generation.generate` that also returns generation's own log-probs.
 
@@ -149,6 +151,7 @@ def generate_scored(
     softmax(logits / ``logprob_temperature``): 1 = the policy's own distribution (LaTRO's KL), the
     sampling temperature = the distribution that sampled them before top-k / top-p (PPO's ratio). Where that cannot be done
     exactly the tokens are still returned, with ``failure`` saying why and no log-probs.
+    ``shared_prefill``: one prefill per distinct prompt of a chunk (see :func:`utils.generation.generate`).
     """
     width, pad = generation_config.max_new_tokens, generation_config.pad_token_id
     device = next(model.parameters()).device
@@ -171,8 +174,10 @@ def generate_scored(
                     processors.append(SuppressUntil(generation_config.min_new_tokens,
                                                     eos if isinstance(eos, list) else [eos], ids.shape[1]))
                 criteria = StoppingCriteriaList([StopOnSequences(stop_seqs, ids.shape[1])]) if stop_seqs else None
+                cache = generation_prompt_cache(model, ids, mask) if shared_prefill else {}
                 out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
-                                     logits_processor=LogitsProcessorList(processors), stopping_criteria=criteria)
+                                     logits_processor=LogitsProcessorList(processors), stopping_criteria=criteria,
+                                     **cache)
                 new = out.sequences[:, ids.shape[1]:]
                 tokens[rows][:, : new.shape[1]] = new.cpu()
                 if failure is not None:
@@ -180,7 +185,7 @@ def generate_scored(
                 try:
                     token_logps[rows][:, : new.shape[1]] = recorder.finish(new).cpu()
                     if answers is not None:  # answers are scored at temperature 1
-                        answer_logps[rows] = continue_cache(model, out.past_key_values, mask, ids, new,
+                        answer_logps[rows] = continue_cache(model, output_cache(out), mask, ids, new,
                                                             kept_length(new), answers[rows], pad).cpu()
                 except CacheReuseError as error:
                     failure = str(error)  # keep generating; the caller scores these tokens with a full pass

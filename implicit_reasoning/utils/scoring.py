@@ -31,7 +31,9 @@ from collections.abc import Sequence
 
 import torch
 
+from .kv_cache import prefix_cached_kwargs
 from .lm_head import masked_head_logprobs
+from .model_utils import innermost_model
 
 PAD_SEGMENT = 0  # segment id of padding; segment j of the input gets id j + 1
 ROW_KEYS = ("input_ids", "attention_mask", "position_ids", "segment_ids")
@@ -149,17 +151,6 @@ def segment_reduce(token_logps: torch.Tensor, segment_ids: torch.Tensor, segment
 
 
 # ------------------------------------------------------------------------------- forward
-def innermost_model(model):
-    """The transformers model under DDP / DeepSpeed (`.module`) and peft (`get_base_model()`) wrappers."""
-    while True:
-        if hasattr(model, "get_base_model"):
-            model = model.get_base_model()
-        elif isinstance(getattr(model, "module", None), torch.nn.Module):
-            model = model.module
-        else:
-            return model
-
-
 def accepts_logits_to_keep(model) -> bool:
     """Whether the model under any wrapper takes ``logits_to_keep`` (transformers causal LMs do; the
     wrappers pass keyword arguments through)."""
@@ -190,26 +181,35 @@ def _forward_kwargs(rows: dict, end: int) -> dict:
     return kwargs
 
 
+def _window_forward(model, rows: dict, start: int, end: int, shared_prefill: bool) -> tuple[dict, int]:
+    """Model keyword arguments of the forward that gives a window's outputs, and the first column it runs: 0,
+    or with ``shared_prefill`` the width of a prompt prefix run once per distinct row and given as a KV cache
+    (`kv_cache.prefix_cached_kwargs`; 0 when no row shares its prefix)."""
+    kwargs = _forward_kwargs(rows, end)
+    return prefix_cached_kwargs(model, kwargs, start, rows.get("segment_ids")) if shared_prefill else (kwargs, 0)
+
+
 def _cut_window(rows: dict, start: int, end: int) -> dict:
     """The per-column (B, T) tensors of ``rows`` cut to columns [start, end)."""
     return {k: v[:, start:end] for k, v in rows.items() if torch.is_tensor(v) and v.dim() == 2 and v.shape[1] >= end}
 
 
-def forward_window(model, rows: dict, scored: torch.Tensor) -> tuple[torch.Tensor, dict]:
+def forward_window(model, rows: dict, scored: torch.Tensor, shared_prefill: bool = False) -> tuple[torch.Tensor, dict]:
     """ONE forward over packed ``rows``; logits only from the column before the first scored token.
 
     ``scored`` (B, T) marks the tokens whose log-prob will be used. Returns the (B, W, V)
     logits and the per-column tensors of ``rows`` cut to the same W columns (the window).
     ``rows`` may carry ``inputs_embeds`` instead of ids for the forward (ids then only name
     the targets). Trailing all-padding columns are dropped. Use :func:`window_logprobs` when
-    only log-probs are needed: it never builds the (B, W, V) logits.
+    only log-probs are needed: it never builds the (B, W, V) logits. ``shared_prefill`` (no grad):
+    rows that share their prompt run it once (see :func:`_window_forward`).
     """
     start, end = _window_bounds(rows, scored)
-    kwargs = _forward_kwargs(rows, end)
+    kwargs, first = _window_forward(model, rows, start, end, shared_prefill)
     if accepts_logits_to_keep(model):
         logits = model(**kwargs, logits_to_keep=end - start).logits
     else:
-        logits = model(**kwargs).logits[:, start:end]
+        logits = model(**kwargs).logits[:, start - first : end - first]
     return logits, _cut_window(rows, start, end)
 
 
@@ -318,10 +318,10 @@ def _entropy_from_logits(logits: torch.Tensor, scored: torch.Tensor) -> torch.Te
     return out
 
 
-def _logits_window_logprobs(model, rows: dict, scored: torch.Tensor, entropy: bool,
-                            temperature: float = 1.0) -> tuple[torch.Tensor, dict]:
+def _logits_window_logprobs(model, rows: dict, scored: torch.Tensor, entropy: bool, temperature: float = 1.0,
+                            shared_prefill: bool = False) -> tuple[torch.Tensor, dict]:
     """:func:`window_logprobs` through the full-window logits (the fallback: always exact)."""
-    logits, window = forward_window(model, rows, scored)
+    logits, window = forward_window(model, rows, scored, shared_prefill)
     if temperature != 1.0:
         logits = logits / temperature
     start, end = _window_bounds(rows, scored)
@@ -332,21 +332,22 @@ def _logits_window_logprobs(model, rows: dict, scored: torch.Tensor, entropy: bo
     return logps, window
 
 
-def window_hidden(model, rows: dict, scored: torch.Tensor, head: torch.nn.Linear):
+def window_hidden(model, rows: dict, scored: torch.Tensor, head: torch.nn.Linear, shared_prefill: bool = False):
     """The one forward of the chunked-head paths: (hidden (B, W-1, H) whose column t predicts window column
     t + 1, the dtype the head multiplied in, the window, the (B, W-1) mask of scored targets), or None (with a
     warning) when the body gave no final hidden states from which ``head`` reproduces the model's logits."""
     start, end = _window_bounds(rows, scored)
-    logits, hidden, head_dtype = _forward_final_hidden(model, _forward_kwargs(rows, end), head)
+    kwargs, first = _window_forward(model, rows, start, end, shared_prefill)
+    logits, hidden, head_dtype = _forward_final_hidden(model, kwargs, head)
     if hidden is None or not _head_reproduces(logits, hidden, head, head_dtype):
         warnings.warn("no final hidden states that reproduce the logits; using full logits")
         return None
     mask = scored[:, start + 1 : end].bool()  # hidden at column t predicts the token at t + 1
-    return hidden[:, start : end - 1], head_dtype, _cut_window(rows, start, end), mask
+    return hidden[:, start - first : end - 1 - first], head_dtype, _cut_window(rows, start, end), mask
 
 
-def window_logprobs(model, rows: dict, scored: torch.Tensor, entropy: bool = False,
-                    temperature: float = 1.0) -> tuple[torch.Tensor, dict]:
+def window_logprobs(model, rows: dict, scored: torch.Tensor, entropy: bool = False, temperature: float = 1.0,
+                    shared_prefill: bool = False) -> tuple[torch.Tensor, dict]:
     """(B, W) float32 log p(token) of the ``scored`` tokens of :func:`forward_window`'s window, and the window.
 
     Same convention as ``token_logprobs(*forward_window(...))``, except that unscored
@@ -360,11 +361,12 @@ def window_logprobs(model, rows: dict, scored: torch.Tensor, entropy: bool = Fal
     the body gave no final hidden states from which the head reproduces the model's own
     last-column logits (then a second forward, with a warning). ``temperature`` T scores
     softmax(logits / T) (PPO's sampling distribution): h / T and b / T go through the head.
+    ``shared_prefill`` (no grad): rows with the same prompt run it once, as a shared KV cache.
     """
     head = chunkable_head(model)
-    found = window_hidden(model, rows, scored, head) if head is not None else None
+    found = window_hidden(model, rows, scored, head, shared_prefill) if head is not None else None
     if found is None:
-        return _logits_window_logprobs(model, rows, scored, entropy, temperature)
+        return _logits_window_logprobs(model, rows, scored, entropy, temperature, shared_prefill)
     hidden, head_dtype, window, mask = found
     bias = head.bias
     if temperature != 1.0:  # (h W^T + b) / T = (h / T) W^T + b / T
@@ -380,12 +382,14 @@ def window_logprobs(model, rows: dict, scored: torch.Tensor, entropy: bool = Fal
 
 @torch.no_grad()
 def score_rows(
-    model, rows: dict, segments: Sequence[int], chunk_size: int, reduce: str = "sum"
+    model, rows: dict, segments: Sequence[int], chunk_size: int, reduce: str = "sum", shared_prefill: bool = False
 ) -> dict[int, torch.Tensor]:
     """Float32 per-row sums (or means) of the log-probs of several segments; no grad.
 
     One forward per chunk of ``chunk_size`` rows, so each sequence is seen by the model
     exactly once and the (chunk, W, V) logits are the largest tensor alive. Returned on CPU.
+    ``shared_prefill``: the rows of a chunk that share their first segment (the prompt) run it once
+    (one more, shorter forward over the distinct prompts, whose KV cache the rows continue).
     """
     device = next(model.parameters()).device
     out: dict[int, list[torch.Tensor]] = {s: [] for s in segments}
@@ -398,7 +402,7 @@ def score_rows(
             for s in segments:
                 out[s].append(torch.zeros(chunk["segment_ids"].shape[0]))
             continue
-        logps, window = window_logprobs(model, chunk, scored)
+        logps, window = window_logprobs(model, chunk, scored, shared_prefill=shared_prefill)
         for s in segments:
             out[s].append(segment_reduce(logps, window["segment_ids"], s, reduce).cpu())
     return {s: torch.cat(v) for s, v in out.items()}
