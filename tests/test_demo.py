@@ -222,12 +222,10 @@ def test_save_and_load_offline(tok, model, tmp_path, monkeypatch):
 
 
 def test_train_step_speed(tok):
-    """Forward + backward of a 64 x 40 batch must take < 0.5 s on a 2-core CPU.
+    """Forward + backward of a 64 x 40 batch must cost < 0.5 CPU-seconds (one thread).
 
-    Measured with 2 threads first.  On a box shared with other jobs, 2 OpenMP
-    threads can be ~10x slower than on an idle one (a thread waits at every
-    barrier for its descheduled sibling), so steps are repeated until one runs
-    undisturbed, and 1 thread is tried as well before giving up.
+    Measured as the calling thread's CPU time with torch on one thread, so that other jobs on a shared
+    machine (which stretch wall time many-fold) do not decide the outcome; the best of a few steps.
     """
     threads = torch.get_num_threads()
     m = build_demo_model(tok)
@@ -236,27 +234,16 @@ def test_train_step_speed(tok):
     x = torch.randint(4, len(tok), (64, 40), generator=g)
 
     def step():
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         m(input_ids=x, labels=x).loss.backward()
         m.zero_grad(set_to_none=True)
-        return time.perf_counter() - t0
+        return time.thread_time() - t0
 
-    best = {}
     try:
-        for n_threads in (2, 1):
-            torch.set_num_threads(n_threads)
-            step()  # warm-up
-            times = []
-            deadline = time.perf_counter() + 10.0
-            while len(times) < 20 and time.perf_counter() < deadline:
-                times.append(step())
-                if len(times) >= 3 and min(times) < 0.5:
-                    break
-            best[n_threads] = min(times)
-            print(f"\nforward+backward 64x40, {n_threads} thread(s): best {best[n_threads]:.3f} s "
-                  f"of {[round(t, 3) for t in times]}")
-            if best[n_threads] < 0.5:
-                break
+        torch.set_num_threads(1)
+        step()  # warm-up
+        times = [step() for _ in range(5)]
     finally:
         torch.set_num_threads(threads)
-    assert min(best.values()) < 0.5, best
+    print(f"\nforward+backward 64x40, 1 thread: {[round(t, 3) for t in times]} CPU-s")
+    assert min(times) < 0.5, times
