@@ -1,0 +1,156 @@
+"""Independent review (revB): one PPO rollout and its two updates recomputed in float64 plain torch, written from the
+papers (Schulman et al. 2017; Ziegler et al. 2019; GAE, Schulman et al. 2016) without the project's helpers: the
+rollout's log-probs, values, KL-shaped rewards, GAE advantages / returns, whitening, the adaptive beta, and for an
+update with ratio 1 and one with ratio != 1 the clipped policy / value losses, approx KL, clip fractions, entropy,
+ratio, every logged metric and the gradient of every parameter, for gradient accumulation 1 and 2."""
+
+import copy
+import math
+
+import pytest
+import torch
+from test_ppo_trainer import _config, _trainer
+from transformers import TrainerCallback
+
+T, GAMMA, LAM, BETA, EPS, EPS_V, VF = 0.8, 0.95, 0.9, 0.2, 0.02, 0.02, 0.3
+KL_TARGET, HORIZON = 0.01, 40
+
+
+def length_reward(prompts, completions, completion_ids, **kwargs):
+    """A deterministic reward of the completion's tokens (recomputed below from the rollout's ids)."""
+    return [0.25 * len(ids) - 1.0 + 0.5 * (ids[0] % 3) for ids in completion_ids]
+
+
+class Snapshots(TrainerCallback):
+    """Before each optimizer step: the parameters the update's loss was computed with, and their gradients."""
+
+    def __init__(self, trainer):
+        self.trainer, self.params, self.grads = trainer, [], []
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        module = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        self.params.append({n: p.detach().clone() for n, p in module.named_parameters()})
+        self.grads.append({n: p.grad.detach().clone() for n, p in module.named_parameters() if p.grad is not None})
+
+
+def forward64(module, params, ids, mask, start):
+    """float64 (policy log-probs at T, entropies at T, values) of the response columns start.. (one full forward)."""
+    module = copy.deepcopy(module).double()
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            p.copy_(params[name].double())
+    module.train(False)
+    position_ids = (mask.cumsum(1) - 1).clamp(min=0)
+    logits = module.policy(input_ids=ids, attention_mask=mask, position_ids=position_ids).logits[:, start - 1 : -1] / T
+    logp_all = torch.log_softmax(logits, -1)
+    logp = logp_all.gather(-1, ids[:, start:].unsqueeze(-1)).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    hidden = module.value.backbone(input_ids=ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
+    values = (hidden @ module.value.head.weight.T + module.value.head.bias).squeeze(-1)[:, start - 1 : -1]
+    return module, logp, entropy.detach(), values
+
+
+def mmean(x, m):
+    return (x * m).sum() / m.sum()
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_a_ppo_rollout_and_two_updates_against_float64_plain_torch(tmp_path, demo_tokenizer, accumulation):
+    torch.manual_seed(0)
+    config = _config(tmp_path, max_steps=2, ppo_epochs=2, num_mini_batches=1, gradient_accumulation_steps=accumulation,
+                     per_device_train_batch_size=8 // accumulation, optim="sgd", learning_rate=2.0,
+                     lr_scheduler_type="constant", max_grad_norm=0.0, weight_decay=0.0, temperature=T, gamma=GAMMA,
+                     lam=LAM, kl_coef=BETA, adaptive_kl=True, kl_target=KL_TARGET, kl_horizon=HORIZON, cliprange=EPS,
+                     cliprange_value=EPS_V, vf_coef=VF, whiten_advantages=True, reward_funcs=[length_reward])
+    trainer = _trainer(config, demo_tokenizer)
+    trainer.ref_model.model.layers[0].mlp.down_proj.weight.data.mul_(1.5)  # a reference that differs from the policy
+    snapshots = Snapshots(trainer)
+    trainer.add_callback(snapshots)
+    rollouts, original = [], trainer.make_rollout
+    trainer.make_rollout = lambda prompts: rollouts.append(original(prompts)) or rollouts[-1]
+    trainer.train()
+    assert len(rollouts) == 1 and len(snapshots.params) == 2
+    out = rollouts[0]
+    ids, mask, segments = out["input_ids"], out["attention_mask"], out["segment_ids"]
+    start = int((segments == 2).any(0).nonzero()[0])
+    m = (segments[:, start:] == 2).double()
+    lengths = m.sum(1).long()
+
+    # ---- the rollout, float64, under the initial parameters (the first update's)
+    module, old_logp, _, old_values = forward64(trainer.model, snapshots.params[0], ids, mask, start)
+    with torch.no_grad():
+        ref = copy.deepcopy(trainer.ref_model).double()
+        ref_logits = ref(input_ids=ids, attention_mask=mask,
+                         position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits[:, start - 1 : -1] / T
+        ref_logp = torch.log_softmax(ref_logits, -1).gather(-1, ids[:, start:].unsqueeze(-1)).squeeze(-1)
+    old_logp, old_values = old_logp.detach() * m, old_values.detach() * m
+    scores = torch.tensor(length_reward(None, None, [ids[i, start : start + lengths[i]].tolist() for i in range(8)]),
+                          dtype=torch.float64)
+    kl = (old_logp - ref_logp) * m
+    rewards = -BETA * kl
+    advantages, returns = torch.zeros_like(m), torch.zeros_like(m)
+    for i in range(8):
+        rewards[i, lengths[i] - 1] += scores[i]
+        last = 0.0
+        for t in reversed(range(int(lengths[i]))):
+            next_value = old_values[i, t + 1] if t + 1 < lengths[i] else 0.0
+            delta = rewards[i, t] + GAMMA * next_value - old_values[i, t]
+            last = delta + GAMMA * LAM * last
+            advantages[i, t] = last
+    returns = (advantages + old_values) * m
+    valid = advantages[m.bool()]
+    whitened = (advantages - valid.mean()) / math.sqrt(float(valid.var(unbiased=True)) + 1e-8) * m
+    seq_kl = kl.sum(1)
+    beta_next = BETA * (1 + min(max(float(seq_kl.mean()) / KL_TARGET - 1, -0.2), 0.2) * 8 / HORIZON)
+
+    def close(actual, expected, what, atol=1e-5):
+        torch.testing.assert_close(torch.as_tensor(actual, dtype=torch.float64),
+                                   torch.as_tensor(expected, dtype=torch.float64), atol=atol, rtol=1e-4,
+                                   msg=lambda msg: f"{what}: {msg}")
+
+    width = m.shape[1]
+    close(out["old_logps"][:, :width] * m, old_logp, "old_logps", atol=1e-4)
+    close(out["old_values"][:, :width] * m, old_values, "old_values")
+    close(out["advantages"][:, :width], whitened, "whitened advantages", atol=1e-4)
+    close(out["returns"][:, :width] * m, returns, "returns", atol=1e-4)
+    assert trainer.kl_ctl.value == pytest.approx(beta_next, rel=1e-5)
+
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logs) == 2
+    rollout_metrics = {
+        "objective/kl": seq_kl.mean(), "objective/kl_coef": BETA, "objective/scores": scores.mean(),
+        "objective/non_score_reward": (-BETA * seq_kl).mean(), "objective/rlhf_reward": (scores - BETA * seq_kl).mean(),
+        "completion_length": lengths.double().mean(),
+        "val/vpred": mmean(old_values, m), "val/returns_mean": mmean(returns, m),
+        "val/returns_var": mmean((returns - mmean(returns, m)) ** 2, m),
+        "val/explained_variance": 1 - mmean((returns - old_values - mmean(returns - old_values, m)) ** 2, m)
+        / mmean((returns - mmean(returns, m)) ** 2, m),
+        f"rewards/{length_reward.__name__}/mean": scores.mean(),
+    }
+    for name, value in rollout_metrics.items():
+        close(logs[0][name], value, name, atol=1e-4)
+
+    # ---- the two updates: ratio 1, then ratio != 1 (after the first SGD step); both on the whole rollout
+    for update in range(2):
+        module, logp, entropy, values = forward64(trainer.model, snapshots.params[update], ids, mask, start)
+        log_ratio = (logp - old_logp) * m
+        ratio = torch.exp(log_ratio)
+        pg1, pg2 = -whitened * ratio, -whitened * ratio.clamp(1 - EPS, 1 + EPS)
+        clipped_v = old_values + (values - old_values).clamp(-EPS_V, EPS_V)
+        vf1, vf2 = (values - returns) ** 2, (clipped_v - returns) ** 2
+        policy_loss, value_loss = mmean(torch.maximum(pg1, pg2), m), mmean(0.5 * torch.maximum(vf1, vf2), m)
+        loss = policy_loss + VF * value_loss
+        loss.backward()
+        expected = {
+            "loss": loss, "loss/policy": policy_loss, "loss/value": value_loss,
+            "policy/approxkl": mmean(0.5 * log_ratio**2, m), "policy/clipfrac": mmean((pg2 > pg1).double(), m),
+            "val/clipfrac": mmean((vf2 > vf1).double(), m), "val/ratio": mmean(ratio, m),
+            "policy/entropy": mmean(entropy, m),
+        }
+        for name, value in expected.items():
+            close(logs[update][name], value.detach(), f"update {update}: {name}", atol=2e-5)
+        grads = snapshots.grads[update]
+        for name, p in module.named_parameters():
+            close(grads[name], p.grad, f"update {update}: grad of {name}", atol=2e-6)
+        if update == 1:  # the second update really is off-policy and clips
+            assert abs(float(expected["val/ratio"].detach()) - 1) > 1e-3 and float(expected["policy/clipfrac"]) > 0
