@@ -154,3 +154,29 @@ def test_a_ppo_rollout_and_two_updates_against_float64_plain_torch(tmp_path, dem
             close(grads[name], p.grad, f"update {update}: grad of {name}", atol=2e-6)
         if update == 1:  # the second update really is off-policy and clips
             assert abs(float(expected["val/ratio"].detach()) - 1) > 1e-3 and float(expected["policy/clipfrac"]) > 0
+
+
+def test_answer_accuracy_reads_a_cut_off_rollout_completion_as_evaluation_does(tmp_path, demo_tokenizer):
+    """A completion that ran out of response_length without an end-of-text token is read only from an answer
+    statement, in the rollout's answer_accuracy reward as in evaluation (and STaR never trains on one): the
+    checker's last-number fallback would reward a policy for running past its budget."""
+    config = _config(tmp_path, reward_funcs=["answer_accuracy"], score_from_generation=False, response_length=6,
+                     kl_coef=0.0, gamma=1.0, lam=1.0, whiten_advantages=False)
+    trainer = _trainer(config, demo_tokenizer)
+    prompts = trainer.train_dataset.select(range(3)).to_dict()
+    eos, pad = demo_tokenizer.eos_token_id, demo_tokenizer.pad_token_id
+
+    def ids(text):
+        return demo_tokenizer(text, add_special_tokens=False).input_ids
+
+    # row 0: cut off (6 tokens, no end-of-text), its last number the gold answer, no answer statement;
+    # row 1: the same kind of text, finished; row 2: cut off after an answer statement
+    rows = [ids(f"so so so so = {prompts['groundtruth'][0]}")[-6:],
+            ids(f"so = {prompts['groundtruth'][1]}") + [eos],
+            ids(f"The answer is {prompts['groundtruth'][2]} so so so so")[:6]]
+    assert len(rows[0]) == len(rows[2]) == 6 and len(rows[1]) < 6 and eos not in rows[0] + rows[2]
+    generated = torch.tensor([r + [pad] * (6 - len(r)) for r in rows])
+    trainer.sample = lambda *args, **kwargs: generated
+    out = trainer.make_rollout(prompts)
+    # kl_coef 0, gamma = lam = 1, no whitening: the first token's return is the completion's score
+    assert out["returns"][:, 0].tolist() == pytest.approx([0.0, 1.0, 1.0], abs=1e-5)
