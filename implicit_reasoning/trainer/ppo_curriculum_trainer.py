@@ -91,7 +91,7 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
         # 2. reward: s = sum_f w_f f(x, y); r_t = -beta kl_t, + s at the last token
         completions = tokenizer.batch_decode([ids[:-1] if s >= 0 else ids for ids, s in zip(y, stops.tolist())],
                                              skip_special_tokens=True)
-        scores = self.score_completions(prompts, completions, y)
+        scores = self.score_completions({**prompts, "cut_off": (stops < 0).tolist()}, completions, y)
         beta = self.kl_ctl.value
         token_rewards, kl = ppo.shaped_rewards(scores, old_logps, ref_logps, mask, beta)
 
