@@ -180,3 +180,32 @@ def test_answer_accuracy_reads_a_cut_off_rollout_completion_as_evaluation_does(t
     out = trainer.make_rollout(prompts)
     # kl_coef 0, gamma = lam = 1, no whitening: the first token's return is the completion's score
     assert out["returns"][:, 0].tolist() == pytest.approx([0.0, 1.0, 1.0], abs=1e-5)
+
+
+def test_a_lora_checkpoint_missing_adapter_weights_is_an_error_not_a_partial_load(tmp_path, demo_tokenizer):
+    """PPO's resume / best-model load (`value_model.load_weights`) promises "a checkpoint missing weights is an
+    error, never a silent partial load": an adapter file without some of the model's adapters (a resume with more
+    target_modules than the checkpoint had) left those at their initial values, silently."""
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+
+    from implicit_reasoning.demo import build_demo_model
+    from implicit_reasoning.trainer.value_model import load_weights
+
+    def lora(modules):
+        base = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
+        return get_peft_model(base, LoraConfig(r=4, target_modules=modules))
+
+    lora(["q_proj"]).save_pretrained(tmp_path / "ckpt")
+    model = lora(["q_proj", "v_proj"])
+    with pytest.raises(ValueError, match="v_proj"):
+        load_weights(model, str(tmp_path / "ckpt"))
+    full = lora(["q_proj", "v_proj"])
+    full.save_pretrained(tmp_path / "full")
+    load_weights(model, str(tmp_path / "full"))  # a complete file loads, every adapter weight equal
+    saved = load_file(tmp_path / "full" / "adapter_model.safetensors")
+    assert saved and all(name.endswith(".weight") for name in saved)
+    state = dict(model.named_parameters())
+    for name, value in saved.items():
+        key = name.replace(".lora_A.weight", ".lora_A.default.weight").replace(".lora_B.weight", ".lora_B.default.weight")
+        assert torch.equal(state[key], value), name
