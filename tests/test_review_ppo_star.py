@@ -209,3 +209,75 @@ def test_a_lora_checkpoint_missing_adapter_weights_is_an_error_not_a_partial_loa
     for name, value in saved.items():
         key = name.replace(".lora_A.weight", ".lora_A.default.weight").replace(".lora_B.weight", ".lora_B.default.weight")
         assert torch.equal(state[key], value), name
+
+
+@pytest.mark.parametrize("token_mean, accumulation", [(False, 1), (False, 2), (True, 2)])
+def test_star_dpo_second_update_logs_and_gradients_against_float64_plain_torch(tmp_path, demo_tokenizer,
+                                                                                token_mean, accumulation):
+    """The second DPO update of an iteration (pi != pi_ref, so every reward metric is non-trivial): loss, dpo_loss,
+    nll_loss and TRL's rewards/* metrics as logged, and every gradient, against float64 plain torch (Rafailov et al.
+    2023; + rpo_alpha x the chosen NLL, Pang et al. 2024), for gradient accumulation 1 and 2."""
+    from test_star_trainer import make
+    from test_star_update import preload_pairs, update_args
+
+    from implicit_reasoning.trainer import STaRConfig
+    from implicit_reasoning.utils.data_utils import load_task_dataset
+
+    beta, alpha = 0.5, 0.7
+    train = load_task_dataset("arithmetic", "train", demo_tokenizer, dataset_config="num_terms=2,max_value=5,num_examples=8",
+                              cot_trigger=STaRConfig.cot_trigger)
+    data = (train, None)
+    pairs = preload_pairs(tmp_path / "pairs.jsonl", data)
+    trainer = make(tmp_path, demo_tokenizer, data, **{**update_args(
+        tmp_path, tmp_path / "pairs.jsonl", per_device_train_batch_size=8 // accumulation,
+        gradient_accumulation_steps=accumulation, train_strategy="dpo", dpo_beta=beta, rpo_alpha=alpha,
+        rpo_token_mean=token_mean), "start_steps": 2, "logging_steps": 1})
+    snapshots = Snapshots(trainer)
+    trainer.add_callback(snapshots)
+    trainer.train()
+    assert len(snapshots.params) == 2
+    logs = [h for h in trainer.state.log_history if "rewards/chosen" in h]
+    assert len(logs) == 2
+
+    from implicit_reasoning.demo import build_demo_model
+
+    def model_at(params):
+        model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2).double().eval()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(params[name].double())
+        return model
+
+    def completion_logps(model, record):
+        prompt = demo_tokenizer(record["prompt"]).input_ids
+        completion = demo_tokenizer(record["rationale"], add_special_tokens=False).input_ids + [demo_tokenizer.eos_token_id]
+        ids = torch.tensor([prompt + completion])
+        logps = torch.log_softmax(model(ids).logits[0, :-1], -1)
+        return logps[torch.arange(len(prompt) - 1, ids.shape[1] - 1), ids[0, len(prompt):]]
+
+    reference = model_at(snapshots.params[0])
+    with torch.no_grad():
+        ref = [(completion_logps(reference, w).sum(), completion_logps(reference, l).sum()) for w, l in pairs]
+    model = model_at(snapshots.params[1])
+    chosen_r, rejected_r, dpo, nll_sum, nll_count, nll_means = [], [], 0.0, 0.0, 0, 0.0
+    for (w, l), (ref_w, ref_l) in zip(pairs, ref):
+        lw, ll = completion_logps(model, w), completion_logps(model, l)
+        cw, cl = beta * (lw.sum() - ref_w), beta * (ll.sum() - ref_l)
+        chosen_r.append(cw.detach())
+        rejected_r.append(cl.detach())
+        dpo = dpo - torch.nn.functional.logsigmoid(cw - cl)
+        nll_sum, nll_count, nll_means = nll_sum - lw.sum(), nll_count + len(lw), nll_means - lw.mean()
+    dpo = dpo / len(pairs)
+    nll = nll_sum / nll_count if token_mean else nll_means / len(pairs)
+    loss = dpo + alpha * nll
+    loss.backward()
+    chosen_r, rejected_r = torch.stack(chosen_r), torch.stack(rejected_r)
+    expected = {"loss": loss, "dpo_loss": dpo, "nll_loss": nll, "rewards/chosen": chosen_r.mean(),
+                "rewards/rejected": rejected_r.mean(), "rewards/margins": (chosen_r - rejected_r).mean(),
+                "rewards/accuracies": (chosen_r > rejected_r).double().mean()}
+    assert abs(float(expected["rewards/margins"])) > 1e-3  # pi != pi_ref: not the trivial first update
+    for name, value in expected.items():
+        assert logs[1][name] == pytest.approx(float(value), rel=1e-4, abs=1e-6), name
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(snapshots.grads[1][name].double(), p.grad, rtol=1e-4, atol=1e-6,
+                                   msg=lambda m, name=name: f"{name}: {m}")
