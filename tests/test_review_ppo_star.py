@@ -281,3 +281,48 @@ def test_star_dpo_second_update_logs_and_gradients_against_float64_plain_torch(t
     for name, p in model.named_parameters():
         torch.testing.assert_close(snapshots.grads[1][name].double(), p.grad, rtol=1e-4, atol=1e-6,
                                    msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_continuation_loglik_reward_against_float64_plain_torch(tmp_path, demo_tokenizer, monkeypatch, shared):
+    """continuation_loglik = mean over the true continuation's tokens of log pi_ref(c_j | x, y without its stop token,
+    c_<j) (temperature 1: the reference's own distribution), recomputed by one full float64 forward per row; with
+    shared_prefill forced on for these short repeated prompts (kv_cache.MIN_SAVED_TOKENS) and off."""
+    from implicit_reasoning.utils import kv_cache
+
+    monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1 if shared else 10**9)
+    calls = []
+    original = kv_cache.shared_prefix_cache
+    monkeypatch.setattr(kv_cache, "shared_prefix_cache",
+                        lambda *a, **k: (lambda c: (calls.append(c is not None), c)[1])(original(*a, **k)))
+    config = _config(tmp_path, reward_funcs=["continuation_loglik"], kl_coef=0.3, gamma=1.0, lam=1.0,
+                     whiten_advantages=False, temperature=0.7, response_length=6, rollout_batch_size=4)
+    trainer = _trainer(config, demo_tokenizer)
+    trainer.ref_model.model.layers[0].mlp.down_proj.weight.data.mul_(1.5)  # a reference that differs from the policy
+    prompts = trainer.train_dataset.select([0, 0, 1, 1]).to_dict()
+    out = trainer.make_rollout(prompts)
+    assert any(calls) == shared
+    ids, segments = out["input_ids"], out["segment_ids"]
+    ref = copy.deepcopy(trainer.ref_model).double().eval()
+    stops = set(trainer.stop_ids)
+    expected = []
+    for i in range(4):
+        x = demo_tokenizer(prompts["prompt"][i]).input_ids
+        y = [t for t in ids[i][segments[i] == 2].tolist() if t not in stops]
+        c = demo_tokenizer(prompts["continuation"][i], add_special_tokens=False).input_ids
+        row = torch.tensor([x + y + c])
+        with torch.no_grad():
+            logp = torch.log_softmax(ref(row).logits[0, :-1].double(), -1)
+        start = len(x) + len(y)
+        score = float(logp[torch.arange(start - 1, row.shape[1] - 1), row[0, start:]].mean())
+        # the KL penalty: -beta sum_t (log pi_old - log pi_ref)(y_t), both at the sampling temperature
+        y_all = ids[i][segments[i] == 2].tolist()
+        full = torch.tensor([x + y_all])
+        with torch.no_grad():
+            ref_t = torch.log_softmax(ref(full).logits[0, :-1].double() / 0.7, -1)
+        ref_logp = ref_t[torch.arange(len(x) - 1, full.shape[1] - 1), full[0, len(x):]]
+        old = out["old_logps"][i, : len(y_all)].double()
+        expected.append(score - 0.3 * float((old - ref_logp).sum()))
+    # gamma = lam = 1, no whitening: the first token's return is the sum of the row's rewards
+    torch.testing.assert_close(out["returns"][:, 0].double(), torch.tensor(expected, dtype=torch.float64),
+                               atol=1e-5, rtol=1e-5)
