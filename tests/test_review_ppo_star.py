@@ -207,7 +207,7 @@ def test_a_lora_checkpoint_missing_adapter_weights_is_an_error_not_a_partial_loa
     assert saved and all(name.endswith(".weight") for name in saved)
     state = dict(model.named_parameters())
     for name, value in saved.items():
-        key = name.replace(".lora_A.weight", ".lora_A.default.weight").replace(".lora_B.weight", ".lora_B.default.weight")
+        key = name.replace(".lora_A.", ".lora_A.default.").replace(".lora_B.", ".lora_B.default.")
         assert torch.equal(state[key], value), name
 
 
@@ -224,7 +224,8 @@ def test_star_dpo_second_update_logs_and_gradients_against_float64_plain_torch(t
     from implicit_reasoning.utils.data_utils import load_task_dataset
 
     beta, alpha = 0.5, 0.7
-    train = load_task_dataset("arithmetic", "train", demo_tokenizer, dataset_config="num_terms=2,max_value=5,num_examples=8",
+    train = load_task_dataset("arithmetic", "train", demo_tokenizer,
+                              dataset_config="num_terms=2,max_value=5,num_examples=8",
                               cot_trigger=STaRConfig.cot_trigger)
     data = (train, None)
     pairs = preload_pairs(tmp_path / "pairs.jsonl", data)
@@ -250,7 +251,8 @@ def test_star_dpo_second_update_logs_and_gradients_against_float64_plain_torch(t
 
     def completion_logps(model, record):
         prompt = demo_tokenizer(record["prompt"]).input_ids
-        completion = demo_tokenizer(record["rationale"], add_special_tokens=False).input_ids + [demo_tokenizer.eos_token_id]
+        completion = demo_tokenizer(record["rationale"], add_special_tokens=False).input_ids
+        completion = completion + [demo_tokenizer.eos_token_id]
         ids = torch.tensor([prompt + completion])
         logps = torch.log_softmax(model(ids).logits[0, :-1], -1)
         return logps[torch.arange(len(prompt) - 1, ids.shape[1] - 1), ids[0, len(prompt):]]
@@ -326,3 +328,24 @@ def test_continuation_loglik_reward_against_float64_plain_torch(tmp_path, demo_t
     # gamma = lam = 1, no whitening: the first token's return is the sum of the row's rewards
     torch.testing.assert_close(out["returns"][:, 0].double(), torch.tensor(expected, dtype=torch.float64),
                                atol=1e-5, rtol=1e-5)
+
+
+def test_star_trains_on_a_dataset_with_only_the_required_columns(tmp_path, demo_tokenizer, monkeypatch):
+    """STaR's required columns are `queries` and `groundtruth` (`question` only to rationalize): a dataset with just
+    those two (rationalize=False) failed with KeyError 'question' when the first iteration's samples were recorded."""
+    from test_star_trainer import CONFIG, answer_generator, make, solve
+
+    from implicit_reasoning.trainer import STaRConfig, star_trainer
+    from implicit_reasoning.utils.data_utils import load_task_dataset
+
+    train = load_task_dataset("arithmetic", "train", demo_tokenizer, dataset_config=CONFIG,
+                              cot_trigger=STaRConfig.cot_trigger).select_columns(["queries", "groundtruth"])
+    evaluation = load_task_dataset("arithmetic", "eval", demo_tokenizer, dataset_config=CONFIG.replace("=8", "=4"))
+    evaluation = evaluation.select_columns(["queries", "groundtruth"])
+    monkeypatch.setattr(star_trainer, "generate", answer_generator(demo_tokenizer, solve))  # all correct: kept
+    trainer = make(tmp_path, demo_tokenizer, (train, evaluation), num_iterations=1, start_steps=1, rationalize=False)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    logged = next(h for h in trainer.state.log_history if "kept_samples" in h)
+    assert logged["kept_samples"] == 16
+    assert any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
