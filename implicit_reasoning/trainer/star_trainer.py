@@ -242,7 +242,7 @@ class STaRTrainer(BaseTrainer):
         for i, (text, stop) in enumerate(zip(texts, stops)):
             row = rows[i // self._k]
             out.append({
-                "question_index": int(indices[i // self._k]), "question": row["question"], "prompt": row["queries"],
+                "question_index": int(indices[i // self._k]), "question": row.get("question"), "prompt": row["queries"],
                 "rationale": text, "prediction": extract_answer(checker, text),
                 "correct": is_correct(checker, text, row["groundtruth"]), "hinted": hinted,
                 "groundtruth": row["groundtruth"], "finished": stop >= 0,
