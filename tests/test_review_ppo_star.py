@@ -349,3 +349,31 @@ def test_star_trains_on_a_dataset_with_only_the_required_columns(tmp_path, demo_
     logged = next(h for h in trainer.state.log_history if "kept_samples" in h)
     assert logged["kept_samples"] == 16
     assert any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
+
+
+def test_sft_checks_the_eval_columns_its_evaluation_reads(tmp_path, demo_tokenizer):
+    """SFTBaselineTrainer's evaluation reads `queries` and `groundtruth` (greedy accuracy): an eval set without
+    `groundtruth` is an error naming it when the trainer is built (it passed the check of the TRAIN columns and
+    failed at the first evaluate(), after training), and one with only those two columns evaluates."""
+    import datasets
+    from test_sft_update import rows
+
+    from implicit_reasoning.demo import build_demo_model
+    from implicit_reasoning.trainer import SFTBaselineConfig, SFTBaselineTrainer
+
+    data = rows()
+    args = SFTBaselineConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=1, report_to=[],
+                             save_strategy="no", use_cpu=True, disable_tqdm=True, dataset_name="arithmetic",
+                             response_length=4, max_eval_samples=2)
+    train = datasets.Dataset.from_list(data)
+
+    def build(eval_columns):
+        evaluation = datasets.Dataset.from_list([{k: r[k] for k in eval_columns} for r in data])
+        model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
+        return SFTBaselineTrainer(model, args, train_dataset=train, eval_dataset=evaluation,
+                                  processing_class=demo_tokenizer)
+
+    with pytest.raises(ValueError, match="groundtruth"):
+        build(("queries", "rationale", "responses"))
+    metrics = build(("queries", "groundtruth")).evaluate()
+    assert metrics["eval_num_questions"] == 2
