@@ -377,3 +377,64 @@ def test_sft_checks_the_eval_columns_its_evaluation_reads(tmp_path, demo_tokeniz
         build(("queries", "rationale", "responses"))
     metrics = build(("queries", "groundtruth")).evaluate()
     assert metrics["eval_num_questions"] == 2
+
+
+VAL_TWO_PROCESSES = """
+import sys, torch
+from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
+from implicit_reasoning.trainer import PPOCurriculumConfig, PPOCurriculumTrainer
+
+tok = build_demo_tokenizer()
+model = build_demo_model(tok, hidden_size=32, intermediate_size=64, num_heads=2)
+args = PPOCurriculumConfig(output_dir=sys.argv[1], max_steps=1, per_device_train_batch_size=4, ppo_epochs=1,
+    response_length=6, learning_rate=1e-3, dataset_name="arithmetic", whiten_advantages=False,
+    dataset_config="num_terms=2,max_value=5,num_examples=32", reward_funcs=["length_reward_module:length_reward"],
+    use_cpu=True, ddp_backend="gloo", report_to=[], save_strategy="no", disable_tqdm=True, logging_steps=1)
+train = PPOCurriculumTrainer.load_split(args, "train", tok)
+trainer = PPOCurriculumTrainer(model, args, train_dataset=train, processing_class=tok)
+rollouts, original = [], trainer.make_rollout
+trainer.make_rollout = lambda prompts: rollouts.append(original(prompts)) or rollouts[-1]
+trainer.train()
+rank = trainer.accelerator.process_index
+out = rollouts[0]
+mask = out["mask"].bool()
+logged = next(h for h in trainer.state.log_history if "val/vpred" in h)
+write_rank_result(sys.argv[2], rank, {"values": out["old_values"][mask].tolist(),
+                                      "returns": out["returns"][mask].tolist(),
+                                      "logged": {k: v for k, v in logged.items() if k.startswith("val/")}})
+from implicit_reasoning.pipeline import end_distributed
+end_distributed()
+"""
+
+LENGTH_REWARD_MODULE = """
+def length_reward(prompts, completions, completion_ids, **kwargs):
+    return [0.25 * len(ids) - 1.0 + 0.5 * (ids[0] % 3) for ids in completion_ids]
+"""
+
+
+def test_two_processes_log_the_rollout_value_statistics_over_all_tokens(tmp_path):
+    """val/vpred, val/returns_mean, val/returns_var and val/explained_variance are statistics of the whole rollout's
+    tokens (docs: "over all processes"), not a mean of each process's own statistic (a variance and an explained
+    variance averaged over processes miss the spread between the processes' means)."""
+    import os
+    import subprocess
+
+    from conftest import RANK_RESULT, rank_results, torchrun_command
+
+    script = tmp_path / "ppo_val.py"
+    script.write_text(RANK_RESULT + VAL_TWO_PROCESSES)
+    (tmp_path / "length_reward_module.py").write_text(LENGTH_REWARD_MODULE)
+    command = torchrun_command(script, tmp_path / "out", tmp_path / "ranks")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    first, second = rank_results(tmp_path / "ranks")
+    values = torch.tensor(first["values"] + second["values"], dtype=torch.float64)
+    returns = torch.tensor(first["returns"] + second["returns"], dtype=torch.float64)
+    var = ((returns - returns.mean()) ** 2).mean()
+    residual = returns - values
+    expected = {"val/vpred": values.mean(), "val/returns_mean": returns.mean(), "val/returns_var": var,
+                "val/explained_variance": 1 - ((residual - residual.mean()) ** 2).mean() / var}
+    for name, value in expected.items():
+        assert first["logged"][name] == pytest.approx(float(value), rel=1e-5, abs=1e-7), name
