@@ -438,3 +438,20 @@ def test_two_processes_log_the_rollout_value_statistics_over_all_tokens(tmp_path
                 "val/explained_variance": 1 - ((residual - residual.mean()) ** 2).mean() / var}
     for name, value in expected.items():
         assert first["logged"][name] == pytest.approx(float(value), rel=1e-5, abs=1e-7), name
+
+
+def test_value_statistics_of_summed_moments_are_those_of_all_the_tokens():
+    from implicit_reasoning.utils import ppo
+
+    torch.manual_seed(0)
+    values, returns = torch.randn(6, 5), torch.randn(6, 5) * 2 + 1
+    mask = torch.rand(6, 5) > 0.3
+    halves = [ppo.value_moments(values[rows], returns[rows], mask[rows]) for rows in (slice(0, 2), slice(2, 6))]
+    stats = ppo.value_statistics(halves[0] + halves[1])
+    v, r = values[mask].double(), returns[mask].double()
+    var = ((r - r.mean()) ** 2).mean()
+    expected = {"val/vpred": v.mean(), "val/returns_mean": r.mean(), "val/returns_var": var,
+                "val/explained_variance": 1 - ((r - v - (r - v).mean()) ** 2).mean() / var}
+    for name, value in expected.items():
+        assert stats[name] == pytest.approx(float(value), rel=1e-6), name
+    assert math.isnan(ppo.value_statistics(ppo.value_moments(values, torch.ones(6, 5), mask))["val/explained_variance"])

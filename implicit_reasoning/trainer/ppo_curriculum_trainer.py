@@ -28,7 +28,7 @@ import torch
 from ..utils import ppo, rewards
 from ..utils.model_utils import encode_prompt, end_of_text_ids
 from ..utils.rollout import find_stop_positions, gae
-from ..utils.scoring import masked_mean, pack_rows
+from ..utils.scoring import pack_rows
 from .curriculum import load_mixture
 from .docstrings import documented
 from .ppo_curriculum_config import PPOCurriculumConfig
@@ -202,6 +202,8 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
     def _log_rollout(self, prompts, completions, y, stops, scores, kl, beta, values, returns, mask) -> None:
         seq_kl = kl.sum(1)
         lengths = torch.tensor([len(ids) for ids in y], dtype=torch.float)
+        # token statistics of the whole rollout: moments summed over processes (a mean of per-process variances is not)
+        value_stats = ppo.value_statistics(self.sum_over_processes(ppo.value_moments(values, returns, mask)))
         for name, value in (
             ("objective/kl", seq_kl),
             ("objective/kl_coef", beta),
@@ -211,10 +213,7 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
             ("completion_length", lengths),
             ("stop_fraction", (stops >= 0).float()),
             ("repetition_rate", torch.tensor([rewards.repetition_rate(ids) for ids in y])),
-            ("val/vpred", masked_mean(values, mask)),
-            ("val/returns_mean", masked_mean(returns, mask)),
-            ("val/returns_var", masked_mean((returns - masked_mean(returns, mask)).pow(2), mask)),
-            ("val/explained_variance", ppo.explained_variance(values, returns, mask)),
+            *value_stats.items(),
         ):
             if torch.isfinite(torch.as_tensor(value, dtype=torch.float)).all():
                 self.log_metric(name, value)
