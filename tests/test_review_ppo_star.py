@@ -455,3 +455,56 @@ def test_value_statistics_of_summed_moments_are_those_of_all_the_tokens():
     for name, value in expected.items():
         assert stats[name] == pytest.approx(float(value), rel=1e-6), name
     assert math.isnan(ppo.value_statistics(ppo.value_moments(values, torch.ones(6, 5), mask))["val/explained_variance"])
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_sft_baseline_updates_and_logged_losses_with_a_short_last_update(tmp_path, demo_tokenizer, accumulation):
+    """10 rows, 4 per update (sequential order): updates of rows 0-3, 4-7, then a short one of rows 8-9 (one
+    micro-batch under accumulation 2). Each is -LR x the gradient of the token mean over ITS rows (float64 plain
+    torch, parameters chained update to update), and each logged loss is that token mean."""
+    import datasets
+    from test_sft_update import LR, expected_update
+
+    from implicit_reasoning.demo import build_demo_model
+    from implicit_reasoning.trainer import SFTBaselineConfig, SFTBaselineTrainer
+
+    data = [{"queries": f"Question: {i} + 2\nLet's think step by step.\n", "rationale": "Hmm. " * (2 * i) + f"{i} + 2.",
+             "responses": f" The answer is {i + 2}.", "groundtruth": str(i + 2)} for i in range(10)]
+    model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
+    reference = copy.deepcopy(model)
+    args = SFTBaselineConfig(output_dir=str(tmp_path), per_device_train_batch_size=4 // accumulation,
+                             gradient_accumulation_steps=accumulation, num_train_epochs=1, optim="sgd",
+                             learning_rate=LR, lr_scheduler_type="constant", max_grad_norm=0.0, weight_decay=0.0,
+                             report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True, logging_steps=1,
+                             train_sampling_strategy="sequential")
+    trainer = SFTBaselineTrainer(model, args, train_dataset=datasets.Dataset.from_list(data),
+                                 processing_class=demo_tokenizer)
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert trainer.state.global_step == 3 and len(losses) == 3
+    for step, rows in enumerate((data[0:4], data[4:8], data[8:10])):
+        before = {n: p.detach().clone().double() for n, p in reference.named_parameters()}
+        expected = expected_update(demo_tokenizer, reference.eval(), rows)  # reference is float64 from here on
+        with torch.no_grad():
+            for name, p in reference.named_parameters():
+                p.copy_(before[name] + expected[name])
+                p.grad = None
+        # the logged loss of the update: the token mean over its rows, at the parameters before it
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for r in rows:
+                prompt = demo_tokenizer(r["queries"]).input_ids
+                completion = (demo_tokenizer(r["rationale"], add_special_tokens=False).input_ids
+                              + demo_tokenizer(r["responses"], add_special_tokens=False).input_ids
+                              + [demo_tokenizer.eos_token_id])
+                ids = torch.tensor([prompt + completion])
+                probe = copy.deepcopy(reference)
+                for name, p in probe.named_parameters():
+                    p.copy_(before[name])
+                logps = torch.log_softmax(probe(ids).logits[0, :-1], -1)
+                total -= float(logps[torch.arange(len(prompt) - 1, ids.shape[1] - 1), ids[0, len(prompt):]].sum())
+                count += len(completion)
+        assert losses[step] == pytest.approx(total / count, rel=1e-5), step
+    for name, p in trainer.model.named_parameters():
+        torch.testing.assert_close(p.detach().double(), dict(reference.named_parameters())[name].detach(),
+                                   rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
