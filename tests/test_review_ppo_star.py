@@ -508,3 +508,27 @@ def test_sft_baseline_updates_and_logged_losses_with_a_short_last_update(tmp_pat
     for name, p in trainer.model.named_parameters():
         torch.testing.assert_close(p.detach().double(), dict(reference.named_parameters())[name].detach(),
                                    rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_star_generation_accuracy_reads_cut_off_samples_as_evaluation_does(tmp_path, demo_tokenizer, monkeypatch):
+    """A sample cut off at response_length is read only from an answer statement (evaluation's rule): one whose last
+    number happens to be the gold answer is not counted as correct in `generation_accuracy` (it was: 1.0 here, on
+    samples that are all dropped as unfinished)."""
+    from test_star_trainer import CONFIG, answer_generator, make
+
+    from implicit_reasoning.trainer import STaRConfig, star_trainer
+    from implicit_reasoning.utils.data_utils import load_task_dataset
+
+    def run_on(prompt):  # the worked sum, then filler: cut off at response_length with the sum as its last number
+        terms = [int(t) for t in prompt.split("Question: ")[1].split("\n")[0].split(" + ")]
+        return f"{terms[0]} + {terms[1]} = {sum(terms)}" + " x" * 40
+
+    train = load_task_dataset("arithmetic", "train", demo_tokenizer, dataset_config=CONFIG,
+                              cot_trigger=STaRConfig.cot_trigger)
+    monkeypatch.setattr(star_trainer, "generate", answer_generator(demo_tokenizer, run_on))
+    trainer = make(tmp_path, demo_tokenizer, (train, None), num_iterations=1, start_steps=1, rationalize=False,
+                   response_length=12)
+    trainer.train()
+    logged = next(h for h in trainer.state.log_history if "generation_accuracy" in h)
+    assert logged["unfinished_samples"] == 16 and logged["kept_samples"] == 0
+    assert logged["generation_accuracy"] == 0.0
