@@ -388,7 +388,7 @@ tok = build_demo_tokenizer()
 model = build_demo_model(tok, hidden_size=32, intermediate_size=64, num_heads=2)
 args = PPOCurriculumConfig(output_dir=sys.argv[1], max_steps=1, per_device_train_batch_size=4, ppo_epochs=1,
     response_length=6, learning_rate=1e-3, dataset_name="arithmetic", whiten_advantages=False,
-    dataset_config="num_terms=2,max_value=5,num_examples=32", reward_funcs=["length_reward_module:length_reward"],
+    dataset_config="num_terms=2,max_value=5,num_examples=32", reward_funcs=["length_reward_module:length_reward", "length_reward_module:sparse_reward"],
     use_cpu=True, ddp_backend="gloo", report_to=[], save_strategy="no", disable_tqdm=True, logging_steps=1)
 train = PPOCurriculumTrainer.load_split(args, "train", tok)
 trainer = PPOCurriculumTrainer(model, args, train_dataset=train, processing_class=tok)
@@ -399,7 +399,10 @@ rank = trainer.accelerator.process_index
 out = rollouts[0]
 mask = out["mask"].bool()
 logged = next(h for h in trainer.state.log_history if "val/vpred" in h)
-write_rank_result(sys.argv[2], rank, {"values": out["old_values"][mask].tolist(),
+import length_reward_module
+logged_rewards = {k: v for k, v in logged.items() if k.startswith("rewards/")}
+write_rank_result(sys.argv[2], rank, {"values": out["old_values"][mask].tolist(), "sparse": length_reward_module.SEEN,
+                                      "rewards": logged_rewards,
                                       "returns": out["returns"][mask].tolist(),
                                       "logged": {k: v for k, v in logged.items() if k.startswith("val/")}})
 from implicit_reasoning.pipeline import end_distributed
@@ -407,15 +410,29 @@ end_distributed()
 """
 
 LENGTH_REWARD_MODULE = """
+import torch
+
+SEEN = []
+
+
 def length_reward(prompts, completions, completion_ids, **kwargs):
     return [0.25 * len(ids) - 1.0 + 0.5 * (ids[0] % 3) for ids in completion_ids]
+
+
+def sparse_reward(prompts, completions, completion_ids, **kwargs):
+    # applicable to every row on rank 0, to one row on rank 1: the two processes' row counts differ
+    rank = torch.distributed.get_rank()
+    out = [float(ids[0] % 7) + 0.1 * len(ids) if rank == 0 or i == 0 else None for i, ids in enumerate(completion_ids)]
+    SEEN.extend(out)
+    return out
 """
 
 
 def test_two_processes_log_the_rollout_value_statistics_over_all_tokens(tmp_path):
     """val/vpred, val/returns_mean, val/returns_var and val/explained_variance are statistics of the whole rollout's
     tokens (docs: "over all processes"), not a mean of each process's own statistic (a variance and an explained
-    variance averaged over processes miss the spread between the processes' means)."""
+    variance averaged over processes miss the spread between the processes' means); rewards/<name>/mean is the mean
+    over every row the function applies to on all processes, not a mean of the processes' means."""
     import os
     import subprocess
 
@@ -438,6 +455,9 @@ def test_two_processes_log_the_rollout_value_statistics_over_all_tokens(tmp_path
                 "val/explained_variance": 1 - ((residual - residual.mean()) ** 2).mean() / var}
     for name, value in expected.items():
         assert first["logged"][name] == pytest.approx(float(value), rel=1e-5, abs=1e-7), name
+    sparse = [v for v in first["sparse"] + second["sparse"] if v is not None]
+    assert len(sparse) == 5  # 4 rows on rank 0, 1 on rank 1
+    assert first["rewards"]["rewards/length_reward_module:sparse_reward/mean"] == pytest.approx(sum(sparse) / len(sparse), rel=1e-6)
 
 
 def test_value_statistics_of_summed_moments_are_those_of_all_the_tokens():
