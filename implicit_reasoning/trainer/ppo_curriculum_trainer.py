@@ -23,6 +23,8 @@ module Trainer trains (policy + value) in `value_model.py`.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..utils import ppo, rewards
@@ -121,9 +123,12 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
         if bad:
             self.flag_nonfinite(f"non-finite reward from reward function(s) {bad}")
             self._discard_rollout = True  # the rollout's first update is skipped; then roll out afresh
-        for name, row, ok in zip(self.reward_names, values, applicable):
-            if ok.any() and torch.isfinite(row[ok]).all():
-                self.log_metric(f"rewards/{name}/mean", row[ok].mean())
+        # each function's mean over the rows it applies to on every process (sums and counts, not per-process means)
+        sums = self.sum_over_processes(torch.stack([torch.where(applicable, values, 0.0).sum(1),
+                                                    applicable.sum(1).double()], dim=1))
+        for name, (total, count) in zip(self.reward_names, sums.tolist()):
+            if count > 0 and math.isfinite(total):
+                self.log_metric(f"rewards/{name}/mean", total / count)
         return rewards.combine_rewards(values, applicable, self.reward_weights)
 
     # ============================================================ 4: the updates
