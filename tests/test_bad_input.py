@@ -213,7 +213,7 @@ def test_an_in_memory_dataset_missing_a_column_names_the_trainer_split_and_colum
 
     trainer_cls, config_cls = CONFIGS[name]
     config = config_cls(output_dir=str(tmp_path / "out"), **QUICK)
-    needed = trainer_cls.columns_needed(config) if split == "train" else trainer_cls.required_columns
+    needed = trainer_cls.columns_needed(config) if split == "train" else trainer_cls.eval_columns_needed(config)
     rows = Dataset.from_list([{"text": "x"}])
     model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
     with pytest.raises(ValueError, match=rf"{trainer_cls.__name__}: {split} dataset is missing column\(s\) "

@@ -75,7 +75,8 @@ def test_rollout_matches_a_plain_torch_recomputation(tmp_path, demo_tokenizer, s
     scores = []
     for i, text in enumerate(completions):
         y = ids[i, start:][tokens[i]].tolist()
-        scores.append(float(is_correct("arithmetic", text, prompts["groundtruth"][i])) - repetition_rate(y))
+        cut_off = demo_tokenizer.eos_token_id not in y  # read only from an answer statement, as in evaluation
+        scores.append(float(is_correct("arithmetic", text, prompts["groundtruth"][i], cut_off)) - repetition_rate(y))
     rewards = -0.3 * (logp - ref_logp)
     for i in range(4):
         rewards[i, int(tokens[i].sum()) - 1] += scores[i]

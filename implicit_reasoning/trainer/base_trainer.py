@@ -74,7 +74,7 @@ class BaseTrainer(ModelsMixin, CheckpointMixin, Trainer):
         self.base_model_path = self._base_model_path(model, args, use_peft)
         tokenizer = self._tokenizer(args, processing_class)
         for split, dataset in (("train", train_dataset), ("eval", eval_dataset)):
-            self._check_columns(split, dataset, self.columns_needed(args) if split == "train" else self.required_columns)
+            self._check_columns(split, dataset, self.columns_needed(args) if split == "train" else self.eval_columns_needed(args))
         if not use_peft and not args.deepspeed and any(p.dtype in (torch.bfloat16, torch.float16) for p in model.parameters()):
             warnings.warn(
                 f"{type(self).__name__}: the model's trainable weights are {next(model.parameters()).dtype}: the "
@@ -209,6 +209,11 @@ class BaseTrainer(ModelsMixin, CheckpointMixin, Trainer):
     @classmethod
     def columns_needed(cls, args) -> tuple[str, ...]:
         """The dataset columns this trainer reads under `args` (default: `required_columns`)."""
+        return cls.required_columns
+
+    @classmethod
+    def eval_columns_needed(cls, args) -> tuple[str, ...]:
+        """The eval set's columns that `evaluate()` reads (default: `required_columns`)."""
         return cls.required_columns
 
     def _check_columns(self, split: str, dataset, needed: tuple[str, ...]) -> None:

@@ -23,12 +23,14 @@ module Trainer trains (policy + value) in `value_model.py`.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..utils import ppo, rewards
 from ..utils.model_utils import encode_prompt, end_of_text_ids
 from ..utils.rollout import find_stop_positions, gae
-from ..utils.scoring import masked_mean, pack_rows
+from ..utils.scoring import pack_rows
 from .curriculum import load_mixture
 from .docstrings import documented
 from .ppo_curriculum_config import PPOCurriculumConfig
@@ -91,7 +93,7 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
         # 2. reward: s = sum_f w_f f(x, y); r_t = -beta kl_t, + s at the last token
         completions = tokenizer.batch_decode([ids[:-1] if s >= 0 else ids for ids, s in zip(y, stops.tolist())],
                                              skip_special_tokens=True)
-        scores = self.score_completions(prompts, completions, y)
+        scores = self.score_completions({**prompts, "cut_off": (stops < 0).tolist()}, completions, y)
         beta = self.kl_ctl.value
         token_rewards, kl = ppo.shaped_rewards(scores, old_logps, ref_logps, mask, beta)
 
@@ -121,9 +123,12 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
         if bad:
             self.flag_nonfinite(f"non-finite reward from reward function(s) {bad}")
             self._discard_rollout = True  # the rollout's first update is skipped; then roll out afresh
-        for name, row, ok in zip(self.reward_names, values, applicable):
-            if ok.any() and torch.isfinite(row[ok]).all():
-                self.log_metric(f"rewards/{name}/mean", row[ok].mean())
+        # each function's mean over the rows it applies to on every process (sums and counts, not per-process means)
+        sums = self.sum_over_processes(torch.stack([torch.where(applicable, values, 0.0).sum(1),
+                                                    applicable.sum(1).double()], dim=1))
+        for name, (total, count) in zip(self.reward_names, sums.tolist()):
+            if count > 0 and math.isfinite(total):
+                self.log_metric(f"rewards/{name}/mean", total / count)
         return rewards.combine_rewards(values, applicable, self.reward_weights)
 
     # ============================================================ 4: the updates
@@ -202,6 +207,8 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
     def _log_rollout(self, prompts, completions, y, stops, scores, kl, beta, values, returns, mask) -> None:
         seq_kl = kl.sum(1)
         lengths = torch.tensor([len(ids) for ids in y], dtype=torch.float)
+        # token statistics of the whole rollout: moments summed over processes (a mean of per-process variances is not)
+        value_stats = ppo.value_statistics(self.sum_over_processes(ppo.value_moments(values, returns, mask)))
         for name, value in (
             ("objective/kl", seq_kl),
             ("objective/kl_coef", beta),
@@ -211,10 +218,7 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
             ("completion_length", lengths),
             ("stop_fraction", (stops >= 0).float()),
             ("repetition_rate", torch.tensor([rewards.repetition_rate(ids) for ids in y])),
-            ("val/vpred", masked_mean(values, mask)),
-            ("val/returns_mean", masked_mean(returns, mask)),
-            ("val/returns_var", masked_mean((returns - masked_mean(returns, mask)).pow(2), mask)),
-            ("val/explained_variance", ppo.explained_variance(values, returns, mask)),
+            *value_stats.items(),
         ):
             if torch.isfinite(torch.as_tensor(value, dtype=torch.float)).all():
                 self.log_metric(name, value)

@@ -51,6 +51,11 @@ class SFTBaselineTrainer(BaseTrainer):
     required_columns = ("queries", "rationale", "responses")
     args: SFTBaselineConfig
 
+    @classmethod
+    def eval_columns_needed(cls, args) -> tuple[str, ...]:
+        """Evaluation is the answers' greedy accuracy: the prompt and the gold answer."""
+        return ("queries", "groundtruth")
+
     def make_collator(self, tokenizer, args):
         return RationaleCollator(tokenizer, args.max_prompt_length)
 

@@ -242,9 +242,10 @@ class STaRTrainer(BaseTrainer):
         for i, (text, stop) in enumerate(zip(texts, stops)):
             row = rows[i // self._k]
             out.append({
-                "question_index": int(indices[i // self._k]), "question": row["question"], "prompt": row["queries"],
-                "rationale": text, "prediction": extract_answer(checker, text),
-                "correct": is_correct(checker, text, row["groundtruth"]), "hinted": hinted,
+                "question_index": int(indices[i // self._k]), "question": row.get("question"), "prompt": row["queries"],
+                # a sample cut off at response_length: read only from an answer statement, as evaluation does
+                "rationale": text, "prediction": extract_answer(checker, text, stop < 0),
+                "correct": is_correct(checker, text, row["groundtruth"], stop < 0), "hinted": hinted,
                 "groundtruth": row["groundtruth"], "finished": stop >= 0,
                 "end_token_id": int(generated[i, stop]) if stop >= 0 else None,
             })

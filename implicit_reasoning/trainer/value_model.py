@@ -153,11 +153,14 @@ def load_weights(module: nn.Module, directory: str) -> None:
         return
     adapter = os.path.join(directory, "adapter_model.safetensors")
     if os.path.exists(adapter):
-        from peft import set_peft_model_state_dict
+        from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
-        result = set_peft_model_state_dict(module, load_file(adapter))
-        if result.unexpected_keys:
-            raise ValueError(f"{directory}: adapter weights that the model does not have: {result.unexpected_keys[:5]}")
+        weights = load_file(adapter)
+        missing = sorted(set(get_peft_model_state_dict(module)) - set(weights))  # the names a save would write
+        result = set_peft_model_state_dict(module, weights)
+        if result.unexpected_keys or missing:
+            raise ValueError(f"{directory}: adapter weights do not match the model: missing {missing[:5]}, "
+                             f"unexpected {result.unexpected_keys[:5]}")
         return
     state = _read_weights(directory)
     result = module.load_state_dict(state, strict=False)

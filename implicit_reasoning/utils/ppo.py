@@ -95,6 +95,28 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     return float(1.0 - var_residual / var_returns)
 
 
+def value_moments(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """float64 [count, sum V, sum R, sum R^2, sum (R - V), sum (R - V)^2] over the valid tokens: sum them across
+    processes, then `value_statistics` gives the rollout's statistics over all its tokens."""
+    m = mask.bool()
+    v, r = values.double()[m], returns.double()[m]
+    d = r - v
+    return torch.stack([v.new_tensor(float(v.numel())), v.sum(), r.sum(), (r * r).sum(), d.sum(), (d * d).sum()])
+
+
+def value_statistics(moments: torch.Tensor) -> dict[str, float]:
+    """Mean V, mean and (population) variance of R, and 1 - Var[R - V] / Var[R] (NaN when Var[R] = 0), from the
+    (all-reduced) `value_moments`."""
+    count, sum_v, sum_r, sum_r2, sum_d, sum_d2 = (float(x) for x in moments)
+    count = max(count, 1.0)
+    mean_r = sum_r / count
+    var_r = max(sum_r2 / count - mean_r * mean_r, 0.0)
+    var_d = max(sum_d2 / count - (sum_d / count) ** 2, 0.0)
+    explained = 1.0 - var_d / var_r if var_r > 1e-12 * max(sum_r2 / count, 1e-300) else float("nan")
+    return {"val/vpred": sum_v / count, "val/returns_mean": mean_r, "val/returns_var": var_r,
+            "val/explained_variance": explained}
+
+
 @torch.no_grad()
 def token_entropy(logits: torch.Tensor, chunk: int = 8) -> torch.Tensor:
     """(B, W) float32 entropy of the next-token distribution at each position, `chunk` rows at a time."""

@@ -10,7 +10,8 @@ and every column of the rows (``groundtruth``, ``source``, ``continuation``, ...
 Built in (by name in ``reward_funcs``):
     repetition_penalty   -(share of consecutive repeated tokens + share of repeated 3-grams) / 2, in
                          [-1, 0]: -0.75 for 4 copies of one token, -0.992 for 64 (-1 only in the limit)
-    answer_accuracy      1 / 0 by the dataset's answer checker (eval_utils); None on raw text
+    answer_accuracy      1 / 0 by the dataset's answer checker (eval_utils); None on raw text; a completion
+                         cut off at the budget (``cut_off``) is read only from an answer statement, as evaluation does
     continuation_loglik  the frozen model's mean log-prob per token of the true continuation
                          after prompt + completion (needs a scorer: built by the trainer)
 A user function is named as ``"package.module:function"`` (or passed as a callable in Python).
@@ -57,8 +58,11 @@ def repetition_penalty(prompts, completions, completion_ids, **kwargs) -> list[f
     return [-repetition_rate(ids) for ids in completion_ids]
 
 
-def answer_accuracy(prompts, completions, groundtruth=None, source=None, **kwargs) -> list[float | None]:
+def answer_accuracy(prompts, completions, groundtruth=None, source=None, cut_off=None, **kwargs) -> list[float | None]:
     """1.0 when the completion's answer matches `groundtruth` by the checker of the row's `source` dataset, else 0.0.
+
+    A completion `cut_off` at the token budget (no end-of-text token) counts only through an answer statement
+    ("The answer is 7"), never by the checker's fallback (its last number), as in evaluation.
 
     None for rows without a gold answer (raw-text datasets in a mixture). Gold answers without `source` are an
     error: which checker applies is unknown (PPOCurriculumTrainer fills `source` from `dataset_name`).
@@ -73,7 +77,7 @@ def answer_accuracy(prompts, completions, groundtruth=None, source=None, **kwarg
         if not gold or name is None or checker_for(name) == "none":
             out.append(None)
         else:
-            out.append(float(is_correct(name, completion, gold)))
+            out.append(float(is_correct(name, completion, gold, bool(cut_off[i]) if cut_off is not None else False)))
     return out
 
 
