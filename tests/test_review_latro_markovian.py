@@ -1,0 +1,152 @@
+"""Independent review of LatroTrainer / MarkovianTrainer: one whole update (trainer.train(), SGD, one step)
+recomputed in float64 plain torch from the rollout's tokens alone (own log-softmax, RLOO, z-score, KL, entropy),
+with shared_prefill on and off and gradient accumulation 1 and 2: every logged quantity and the parameter update."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from implicit_reasoning.utils import kv_cache
+
+SGD = dict(optim="sgd", weight_decay=0.0, max_grad_norm=0.0, lr_scheduler_type="constant", warmup_steps=0,
+           max_steps=1, learning_rate=1e-2, logging_steps=1, save_strategy="no", report_to="none",
+           disable_tqdm=True, use_cpu=True)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------ plain float64 helpers (no project code)
+def logprobs64(model, ids: list[int]) -> torch.Tensor:
+    """log p(ids[t] | ids[:t]) for t >= 1, one unpadded row, float64, own log-softmax."""
+    logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].double()
+    logz = logits.max(-1, keepdim=True).values
+    logz = logz + (logits - logz).exp().sum(-1, keepdim=True).log()
+    return (logits - logz).gather(-1, torch.tensor(ids[1:]).unsqueeze(-1)).squeeze(-1)
+
+
+def dists64(model, ids: list[int]) -> torch.Tensor:
+    """(T-1, V) float64 log-distributions predicting ids[1:], own log-softmax."""
+    logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].double()
+    logz = logits.max(-1, keepdim=True).values
+    return logits - (logz + (logits - logz).exp().sum(-1, keepdim=True).log())
+
+
+def segments(row_ids, row_segments, n):
+    """Token lists of segments 1..n of one packed row."""
+    return [[int(t) for t, s in zip(row_ids, row_segments) if s == j] for j in range(1, n + 1)]
+
+
+def rel(a, b):
+    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+    return float((a - b).abs().max()), float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
+
+
+def perturbed(model, scale=0.05, seed=3):
+    """Move the policy away from its reference (a KL that is not 0), in place."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=generator))
+
+
+def metric(log, name):
+    return next(entry[name] for entry in log if name in entry)
+
+
+def check(name, got, expected, atol, rtol, report):
+    diff, rdiff = rel(got, expected)
+    report[name] = (diff, rdiff)
+    assert diff <= atol + rtol * float(torch.as_tensor(expected, dtype=torch.float64).abs().max()), (name, got,
+                                                                                                     expected)
+
+
+# -------------------------------------------------------------------------------------------------- LaTRO
+@pytest.mark.parametrize("shared", [False, True], ids=["full", "shared-prefill"])
+@pytest.mark.parametrize("accumulation", [1, 2])
+@pytest.mark.parametrize("from_generation", [True, False], ids=["scored-gen", "full-pass"])
+def test_latro_update_recomputed_in_float64(tmp_path, tiny_llama, demo_tokenizer, addition_dataset, monkeypatch,
+                                            shared, accumulation, from_generation):
+    from implicit_reasoning.trainer import LatroConfig, LatroTrainer
+
+    monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)  # tiny prompts: share whatever repeats
+    k, prompts, length, kl_coef, sft_coef, penalty = 3, 2, 6, 0.3, 0.7, 2.0
+    args = LatroConfig(output_dir=str(tmp_path), rloo_k=k, per_device_train_batch_size=k * prompts,
+                       gradient_accumulation_steps=accumulation, response_length=length, rollout_batch_size=4,
+                       kl_coef=kl_coef, sft_coef=sft_coef, penalty_reward_value=penalty, non_stop_penalty=True,
+                       shared_prefill=shared, score_from_generation=from_generation, seed=7,
+                       stop_token_ids=list(range(100, 200)), **SGD)  # about 1 token in 6 stops: some cut, some not
+    trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
+    assert trainer.share_prefill_with_grad == shared
+    perturbed(trainer.model)
+    policy64 = copy.deepcopy(trainer.model).double().eval()
+    with trainer.reference_model() as ref:
+        ref64 = copy.deepcopy(ref).double().eval()
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    rollouts = []
+    make_rollout = trainer.make_rollout
+    trainer.make_rollout = lambda p: rollouts.append(make_rollout(p)) or rollouts[-1]
+    trainer.train()
+    assert len(rollouts) == 1
+    batch, log = rollouts[0], trainer.state.log_history
+
+    # the rollout's tokens: x, z, y per sample (prompt-major), stopped = cut before response_length
+    rows = [segments(i, s, 3) for i, s in zip(batch["input_ids"].tolist(), batch["segment_ids"].tolist())]
+    stopped = torch.tensor([len(z) < length for _, z, _ in rows])
+    assert 0 < int(stopped.sum()) < len(rows)  # the non-stop penalty and ragged rationales are exercised
+    lpz, lpy, ref_lpz = [], [], []
+    with torch.no_grad():
+        for x, z, y in rows:
+            lp = logprobs64(policy64, x + z + y)
+            lpz.append(lp[len(x) - 1 : len(x) + len(z) - 1].sum())
+            lpy.append(lp[len(x) + len(z) - 1 :].sum())
+            ref_lpz.append(logprobs64(ref64, x + z)[len(x) - 1 :].sum())
+    lpz, lpy, ref_lpz = torch.stack(lpz), torch.stack(lpy), torch.stack(ref_lpz)
+    group_mean = lpy.view(-1, k).mean(1).repeat_interleave(k)
+    reward = torch.where(stopped, lpy, penalty * group_mean)
+    kl = lpz - ref_lpz
+    r = reward - kl_coef * kl
+    grouped = r.view(-1, k)
+    advantages = (grouped - (grouped.sum(1, keepdim=True) - grouped) / (k - 1)).view(-1)
+
+    report = {}
+    check("advantages", batch["advantages"].cpu(), advantages, 2e-4, 1e-4, report)
+    for name, expected in (("reward", reward.mean()), ("kl", kl.mean()), ("r", r.mean()),
+                           ("advantage_mean", advantages.mean()), ("advantage_std", advantages.std()),
+                           ("rationale_length", torch.tensor([float(len(z)) for _, z, _ in rows]).mean()),
+                           ("stop_fraction", stopped.double().mean())):
+        check(name, metric(log, name), expected, 2e-4, 1e-4, report)
+
+    # the update: mean over micro-batches of -mean[A log pi(z|x) + sft log pi(y|x,z)], SGD step
+    micro = len(rows) // accumulation
+    policy_grad = copy.deepcopy(policy64).train()
+    losses, policy_losses, answer_losses = [], [], []
+    for m in range(accumulation):
+        part = range(m * micro, (m + 1) * micro)
+        lz, ly = [], []
+        for i in part:
+            x, z, y = rows[i]
+            lp = logprobs64(policy_grad, x + z + y)
+            lz.append(lp[len(x) - 1 : len(x) + len(z) - 1].sum())
+            ly.append(lp[len(x) + len(z) - 1 :].sum())
+        policy_loss = -(advantages[list(part)] * torch.stack(lz)).mean()
+        answer_loss = -torch.stack(ly).mean()
+        loss = policy_loss + sft_coef * answer_loss
+        (loss / accumulation).backward()
+        losses.append(loss.item()), policy_losses.append(policy_loss.item()), answer_losses.append(answer_loss.item())
+    check("policy_loss", metric(log, "policy_loss"), sum(policy_losses) / accumulation, 2e-4, 1e-4, report)
+    check("answer_loss", metric(log, "answer_loss"), sum(answer_losses) / accumulation, 2e-4, 1e-4, report)
+    check("loss", metric(log, "loss"), sum(losses) / accumulation, 2e-4, 1e-4, report)
+    grads = dict(policy_grad.named_parameters())
+    for n, p in trainer.model.named_parameters():
+        step = (before[n] - p.detach()).double() / args.learning_rate
+        check(f"update:{n}", step, grads[n].grad, 1e-4, 2e-3, report)
+    print({k_: v for k_, v in report.items() if not k_.startswith("update:")},
+          "update max", max(v for k_, v in report.items() if k_.startswith("update:")))
