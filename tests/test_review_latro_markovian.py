@@ -150,3 +150,103 @@ def test_latro_update_recomputed_in_float64(tmp_path, tiny_llama, demo_tokenizer
         check(f"update:{n}", step, grads[n].grad, 1e-4, 2e-3, report)
     print({k_: v for k_, v in report.items() if not k_.startswith("update:")},
           "update max", max(v for k_, v in report.items() if k_.startswith("update:")))
+
+
+# ---------------------------------------------------------------------------------------------- Markovian
+@pytest.fixture(scope="module")
+def markovian_data():
+    from implicit_reasoning.demo import build_demo_tokenizer
+    from implicit_reasoning.utils.data_utils import load_markovian_examples
+
+    tok = build_demo_tokenizer()
+    return tok, load_markovian_examples("arithmetic", "train", tok, dataset_config="num_terms=3,max_value=20,num_examples=8")
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["full", "shared-prefill"])
+@pytest.mark.parametrize("accumulation", [1, 2])
+@pytest.mark.parametrize("terms", [dict(kl_penalty=0.3, entropy_bonus=0.05), dict(kl_penalty=0.0, entropy_bonus=0.0)],
+                         ids=["kl-entropy", "pg-only"])
+def test_markovian_pg_update_recomputed_in_float64(tmp_path, markovian_data, monkeypatch, shared, accumulation, terms):
+    from implicit_reasoning.demo import build_demo_model
+    from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer
+
+    monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)
+    tok, data = markovian_data
+    k, prompts, cot_length = 3, 2, 5
+    args = MarkovianConfig(output_dir=str(tmp_path), rloo_k=k, per_device_train_batch_size=k * prompts,
+                           gradient_accumulation_steps=accumulation, cot_length=cot_length, rollout_batch_size=4,
+                           max_prompt_length=96, shared_prefill=shared, seed=5, method="pg", **terms, **SGD)
+    model = build_demo_model(tok, hidden_size=32, num_layers=2, intermediate_size=64, seed=0)
+    trainer = MarkovianTrainer(model, args, train_dataset=data, processing_class=tok)
+    perturbed(trainer.model, scale=0.1)
+    policy64 = copy.deepcopy(trainer.model).double().eval()
+    with trainer.reference_model() as ref:
+        critic64 = copy.deepcopy(ref).double().eval()
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    seen = []
+    make_rollout = trainer.make_rollout
+    trainer.make_rollout = lambda p: seen.append((p, make_rollout(p))) or seen[-1][1]
+    trainer.train()
+    assert len(seen) == 1
+    (drawn, batch), log = seen[0], trainer.state.log_history
+    questions, answers = drawn["question"], drawn["answer"]
+    rows = [segments(i, s, 2) for i, s in zip(batch["input_ids"].tolist(), batch["segment_ids"].tolist())]
+    end_ids = set(trainer.end_ids)
+    assert all(len(cot) == cot_length and not end_ids & set(cot) for _, cot in rows)  # suppress: exactly cot_length
+
+    def answer_mean_logprob(model, question, cot, answer):
+        prefix, marker, y = trainer.prompts.scoring_ids(question), trainer.prompts.marker_ids, trainer.prompts.answer_ids(answer)
+        return logprobs64(model, prefix + cot + marker + y)[-len(y):].mean()
+
+    with torch.no_grad():
+        scores = torch.stack([answer_mean_logprob(critic64, questions[i // k], cot, answers[i // k])
+                              for i, (_, cot) in enumerate(rows)])
+        base = []
+        for q, a in zip(questions, answers):
+            base_cot = trainer._baseline_cache[(q, a)][0]
+            x = trainer.prompts.actor_ids(q)
+            dist = dists64(critic64, x + base_cot)[len(x) - 1 :]  # the critic's greedy CoT', end ids suppressed
+            dist[:, list(end_ids)] = -math.inf
+            chosen = dist.gather(-1, torch.tensor(base_cot).unsqueeze(-1)).squeeze(-1)
+            assert len(base_cot) == cot_length and bool((chosen >= dist.max(-1).values - 1e-4).all())
+            base.append(answer_mean_logprob(critic64, q, base_cot, a))
+        base = torch.stack(base)
+    rewards = scores - base.repeat_interleave(k)
+    grouped = rewards.view(-1, k)
+    advantages = ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, unbiased=False, keepdim=True) + 1e-8)
+                  ).view(-1)
+    report = {}
+    check("advantages", batch["advantages"].cpu(), advantages, 1e-4, 1e-4, report)
+    for name, expected in (("reward", rewards.mean()), ("scorer_logprob", scores.mean()),
+                           ("baseline_logprob", base.mean()), ("advantage_mean", advantages.mean()),
+                           ("advantage_std", advantages.std())):
+        check(name, metric(log, name), expected, 2e-4, 1e-4, report)
+
+    micro = len(rows) // accumulation
+    policy_grad = copy.deepcopy(policy64).train()
+    parts = {"policy_loss": [], "entropy": [], "kl": [], "loss": []}
+    for m in range(accumulation):
+        pg, entropy, kl = [], [], []
+        for i in range(m * micro, (m + 1) * micro):
+            x, cot = rows[i]
+            logp = dists64(policy_grad, x + cot)[len(x) - 1 :]
+            with torch.no_grad():
+                logq = dists64(critic64, x + cot)[len(x) - 1 :]
+            pg.append(advantages[i] * logp.gather(-1, torch.tensor(cot).unsqueeze(-1)).mean())
+            entropy.append(-(logp.exp() * logp).sum(-1).mean())
+            kl.append((logp.exp() * (logp - logq)).sum(-1).mean())
+        policy_loss, entropy, kl = -torch.stack(pg).mean(), torch.stack(entropy).mean(), torch.stack(kl).mean()
+        loss = policy_loss + terms["kl_penalty"] * kl - terms["entropy_bonus"] * entropy
+        (loss / accumulation).backward()
+        for name, value in (("policy_loss", policy_loss), ("entropy", entropy), ("kl", kl), ("loss", loss)):
+            parts[name].append(value.item())
+    for name, values in parts.items():
+        if name != "kl" or terms["kl_penalty"] > 0:
+            check(name, metric(log, name), sum(values) / accumulation, 2e-4, 1e-4, report)
+    grads = dict(policy_grad.named_parameters())
+    for n, p in trainer.model.named_parameters():
+        step = (before[n] - p.detach()).double() / args.learning_rate
+        expected = grads[n].grad if grads[n].grad is not None else torch.zeros_like(step)
+        check(f"update:{n}", step, expected, 1e-4, 2e-3, report)
+    print({k_: v for k_, v in report.items() if not k_.startswith("update:")},
+          "update max", max(v for k_, v in report.items() if k_.startswith("update:")))
