@@ -250,3 +250,47 @@ def test_markovian_pg_update_recomputed_in_float64(tmp_path, markovian_data, mon
         check(f"update:{n}", step, expected, 1e-4, 2e-3, report)
     print({k_: v for k_, v in report.items() if not k_.startswith("update:")},
           "update max", max(v for k_, v in report.items() if k_.startswith("update:")))
+
+
+# ------------------------------------------------------------------------------- disable_dropout, every kind
+def _opt():
+    from transformers import OPTConfig, OPTForCausalLM
+
+    return OPTForCausalLM(OPTConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, ffn_dim=32,
+                                    num_attention_heads=2, max_position_embeddings=64, word_embed_proj_dim=16,
+                                    dropout=0.5, attention_dropout=0.5, activation_dropout=0.5))
+
+
+def _bloom():
+    from transformers import BloomConfig, BloomForCausalLM
+
+    return BloomForCausalLM(BloomConfig(vocab_size=50, hidden_size=16, n_layer=2, n_head=2, hidden_dropout=0.5,
+                                        attention_dropout=0.5))
+
+
+def _falcon():
+    from transformers import FalconConfig, FalconForCausalLM
+
+    return FalconForCausalLM(FalconConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                          hidden_dropout=0.5, attention_dropout=0.5))
+
+
+@pytest.mark.parametrize("build", [_opt, _bloom, _falcon], ids=["opt", "bloom", "falcon"])
+def test_disable_dropout_turns_off_functional_dropout_too(build):
+    """OPT's float `dropout` / `activation_dropout`, Bloom's `hidden_dropout` and Falcon's `config.hidden_dropout` feed
+    F.dropout directly: disable_dropout=True (and the exactness of share_prefill_with_grad, PPO's ratio of 1) needs
+    them off too, while the saved config stays as shipped."""
+    from implicit_reasoning.utils.model_utils import disable_dropout
+
+    torch.manual_seed(0)
+    model = build()
+    shipped = model.config.to_dict()
+    disable_dropout(model)
+    ids = torch.randint(3, 50, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model.eval()(input_ids=ids).logits
+        model.train()
+        first, second = model(input_ids=ids).logits, model(input_ids=ids).logits
+    torch.testing.assert_close(first, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(second, expected, atol=1e-6, rtol=0)
+    assert model.config.to_dict() == shipped
