@@ -294,3 +294,24 @@ def test_disable_dropout_turns_off_functional_dropout_too(build):
     torch.testing.assert_close(first, expected, atol=1e-6, rtol=0)
     torch.testing.assert_close(second, expected, atol=1e-6, rtol=0)
     assert model.config.to_dict() == shipped
+
+
+def test_a_peft_config_with_lora_dropout_under_disable_dropout_is_an_error(tmp_path, tiny_llama, demo_tokenizer,
+                                                                           addition_dataset):
+    """lora_dropout=0.05 (TRL's examples) in a peft_config= would be zeroed silently by disable_dropout=True, as the
+    config's own lora_dropout would: the same error, naming both."""
+    from peft import LoraConfig
+
+    from implicit_reasoning.trainer import LatroConfig, LatroTrainer
+
+    tiny_llama.save_pretrained(tmp_path / "base")
+    args = LatroConfig(output_dir=str(tmp_path / "out"), rloo_k=2, per_device_train_batch_size=4,
+                       model_name_or_path=str(tmp_path / "base"), report_to="none", use_cpu=True)
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.05, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    with pytest.raises(ValueError, match=r"lora_dropout=0\.05.*disable_dropout"):
+        LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer,
+                     peft_config=lora)
+    args.disable_dropout = False  # dropout wanted: the adapter keeps it
+    trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer,
+                           peft_config=lora)
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.05 for m in trainer.model.modules())
