@@ -315,3 +315,48 @@ def test_a_peft_config_with_lora_dropout_under_disable_dropout_is_an_error(tmp_p
     trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer,
                            peft_config=lora)
     assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.05 for m in trainer.model.modules())
+
+
+# ------------------------------------------------------------- gradient checkpointing switched on in the model
+def test_gradient_checkpointing_on_the_model_itself_keeps_the_grad_pass_unshared(tmp_path, tiny_llama, demo_tokenizer,
+                                                                                 addition_dataset):
+    """A model handed over with gradient checkpointing already on (args.gradient_checkpointing False) cannot share
+    its prompts with grad either (its layers drop the cache in training)."""
+    from implicit_reasoning.trainer import LatroConfig, LatroTrainer
+
+    tiny_llama.gradient_checkpointing_enable()
+    args = LatroConfig(output_dir=str(tmp_path), rloo_k=2, per_device_train_batch_size=4, report_to="none",
+                       use_cpu=True)
+    trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
+    assert trainer.share_prefill and not trainer.share_prefill_with_grad
+
+
+def test_a_forward_that_returns_no_cache_does_not_turn_sharing_off_for_the_model_class(monkeypatch):
+    """Training mode under gradient checkpointing returns no cache: that call runs in full, but generation (eval mode)
+    of the same model class must still share its prompts afterwards."""
+    import sys
+    import warnings
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from test_shared_prefill import DISTINCT, llama
+
+    from implicit_reasoning.utils.scoring import pack_rows, window_logprobs
+
+    monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)
+    monkeypatch.setattr(kv_cache, "_UNEXPANDABLE", {})
+    model = llama()
+    model.gradient_checkpointing_enable()
+    model.train()
+    prompts = [DISTINCT[i % 4] for i in range(12)]
+    rows = pack_rows([prompts, [[20 + i % 5] * (1 + i % 3) for i in range(12)]], 0, align=1)
+    scored = rows["segment_ids"] == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shared, _ = window_logprobs(model, rows, scored, shared_prefill=True)
+    full, _ = window_logprobs(model, rows, scored)
+    torch.testing.assert_close(shared, full, atol=1e-5, rtol=0)
+    assert not kv_cache._UNEXPANDABLE
+    from implicit_reasoning.utils.generation import left_pad
+
+    ids, mask = left_pad(prompts, 0)
+    assert kv_cache.generation_prompt_cache(model.eval(), ids, mask)  # generation still shares its prompts
