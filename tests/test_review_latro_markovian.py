@@ -334,10 +334,8 @@ def test_gradient_checkpointing_on_the_model_itself_keeps_the_grad_pass_unshared
 def test_a_forward_that_returns_no_cache_does_not_turn_sharing_off_for_the_model_class(monkeypatch):
     """Training mode under gradient checkpointing returns no cache: that call runs in full, but generation (eval mode)
     of the same model class must still share its prompts afterwards."""
-    import sys
     import warnings
 
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     from test_shared_prefill import DISTINCT, llama
 
     from implicit_reasoning.utils.scoring import pack_rows, window_logprobs
