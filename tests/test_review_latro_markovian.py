@@ -358,3 +358,78 @@ def test_a_forward_that_returns_no_cache_does_not_turn_sharing_off_for_the_model
 
     ids, mask = left_pad(prompts, 0)
     assert kv_cache.generation_prompt_cache(model.eval(), ids, mask)  # generation still shares its prompts
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["full", "shared-prefill"])
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_markovian_ppo_two_updates_from_one_rollout_recomputed_in_float64(tmp_path, markovian_data, monkeypatch, shared,
+                                                                         accumulation):
+    """ppo_epochs=2: update 1 at ratio 1 (old log-probs written on pass 0), update 2 clipped against them."""
+    from implicit_reasoning.demo import build_demo_model
+    from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer
+
+    monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)
+    tok, data = markovian_data
+    k, prompts, cot_length, eps, kl_penalty, lr = 3, 2, 5, 0.02, 0.2, 0.5
+    args = MarkovianConfig(output_dir=str(tmp_path), rloo_k=k, per_device_train_batch_size=k * prompts,
+                           gradient_accumulation_steps=accumulation, cot_length=cot_length, rollout_batch_size=4,
+                           max_prompt_length=96, shared_prefill=shared, seed=5, method="ppo", ppo_epochs=2,
+                           ppo_epsilon=eps, kl_penalty=kl_penalty, entropy_bonus=0.0,
+                           **{**SGD, "max_steps": 2, "learning_rate": lr})
+    model = build_demo_model(tok, hidden_size=32, num_layers=2, intermediate_size=64, seed=0)
+    trainer = MarkovianTrainer(model, args, train_dataset=data, processing_class=tok)
+    perturbed(trainer.model, scale=0.1)
+    policy64 = copy.deepcopy(trainer.model).double().train()
+    with trainer.reference_model() as ref:
+        critic64 = copy.deepcopy(ref).double().eval()
+    seen = []
+    make_rollout = trainer.make_rollout
+    trainer.make_rollout = lambda p: seen.append(make_rollout(p)) or seen[-1]
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert len(seen) == 1
+    batch, log = seen[0], [entry for entry in trainer.state.log_history if "policy_loss" in entry]
+    rows = [segments(i, s, 2) for i, s in zip(batch["input_ids"].tolist(), batch["segment_ids"].tolist())]
+    advantages = batch["advantages"].cpu().double()  # recomputed in the pg test; here the PPO update on top of them
+    report, micro = {}, len(rows) // accumulation
+    old = None
+    for update in range(2):
+        policy64.zero_grad(set_to_none=True)
+        parts = {"policy_loss": [], "kl": [], "ratio": [], "clip_fraction": [], "loss": []}
+        token_logps = []
+        for m in range(accumulation):
+            objective, kls, ratios, clipped, lps = [], [], [], [], []
+            for i in range(m * micro, (m + 1) * micro):
+                x, cot = rows[i]
+                logp = dists64(policy64, x + cot)[len(x) - 1 :]
+                with torch.no_grad():
+                    logq = dists64(critic64, x + cot)[len(x) - 1 :]
+                lp = logp.gather(-1, torch.tensor(cot).unsqueeze(-1)).squeeze(-1)
+                lps.append(lp.detach())
+                ratio = torch.exp(lp - (lp.detach() if old is None else old[i]))
+                surrogate = torch.minimum(ratio * advantages[i], ratio.clamp(1 - eps, 1 + eps) * advantages[i])
+                objective.append(surrogate.mean())
+                kls.append((logp.exp() * (logp - logq)).sum(-1).mean())
+                ratios.append(ratio.detach())
+                clipped.append((ratio.clamp(1 - eps, 1 + eps) * advantages[i] < ratio * advantages[i]).double().detach())
+            policy_loss, kl = -torch.stack(objective).mean(), torch.stack(kls).mean()
+            loss = policy_loss + kl_penalty * kl
+            (loss / accumulation).backward()
+            token_logps += lps
+            for name, value in (("policy_loss", policy_loss), ("kl", kl), ("ratio", torch.cat(ratios).mean()),
+                                ("clip_fraction", torch.cat(clipped).mean()), ("loss", loss)):
+                parts[name].append(float(value.detach()))
+        if old is None:
+            old = token_logps
+        for name, values in parts.items():
+            check(f"{name}@{update + 1}", log[update][name], sum(values) / accumulation, 2e-4, 1e-4, report)
+        with torch.no_grad():
+            for p in policy64.parameters():
+                p -= lr * p.grad
+    assert log[1]["clip_fraction"] > 0 and log[0]["ratio"] == pytest.approx(1.0)  # the cases this test is about
+    trained = dict(trainer.model.named_parameters())
+    for n, p in policy64.named_parameters():
+        check(f"params:{n}", trained[n].detach().double() - before[n].double(), p.detach() - before[n].double(),
+              2e-5, 2e-3, report)
+    print({k_: v for k_, v in report.items() if not k_.startswith("params:")},
+          "params max", max(v for k_, v in report.items() if k_.startswith("params:")))
