@@ -433,3 +433,61 @@ def test_markovian_ppo_two_updates_from_one_rollout_recomputed_in_float64(tmp_pa
               2e-5, 2e-3, report)
     print({k_: v for k_, v in report.items() if not k_.startswith("params:")},
           "params max", max(v for k_, v in report.items() if k_.startswith("params:")))
+
+
+@pytest.mark.parametrize(("shared", "accumulation"), [(False, 1), (True, 2)])
+def test_markovian_ei_update_recomputed_in_float64(tmp_path, markovian_data, monkeypatch, shared, accumulation):
+    """EI: keep R > mean + ei_std * std of the history (this batch included); the update is the mean over the kept
+    samples of -mean_t log pi(CoT_t), whatever micro-batch they fall in."""
+    from implicit_reasoning.demo import build_demo_model
+    from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer
+
+    monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)
+    tok, data = markovian_data
+    k, prompts, cot_length, ei_std = 3, 2, 5, 0.3
+    args = MarkovianConfig(output_dir=str(tmp_path), rloo_k=k, per_device_train_batch_size=k * prompts,
+                           gradient_accumulation_steps=accumulation, cot_length=cot_length, rollout_batch_size=4,
+                           max_prompt_length=96, shared_prefill=shared, seed=5, method="ei", ei_std=ei_std,
+                           ei_warmup=0, kl_penalty=0.0, **SGD)
+    model = build_demo_model(tok, hidden_size=32, num_layers=2, intermediate_size=64, seed=0)
+    trainer = MarkovianTrainer(model, args, train_dataset=data, processing_class=tok)
+    perturbed(trainer.model, scale=0.1)
+    policy64 = copy.deepcopy(trainer.model).double().train()
+    with trainer.reference_model() as ref:
+        critic64 = copy.deepcopy(ref).double().eval()
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    seen = []
+    make_rollout = trainer.make_rollout
+    trainer.make_rollout = lambda p: seen.append((p, make_rollout(p))) or seen[-1][1]
+    trainer.train()
+    (drawn, batch), log = seen[0], trainer.state.log_history
+    rows = [segments(i, s, 2) for i, s in zip(batch["input_ids"].tolist(), batch["segment_ids"].tolist())]
+
+    def answer_mean_logprob(question, cot, answer):
+        prefix, marker, y = trainer.prompts.scoring_ids(question), trainer.prompts.marker_ids, trainer.prompts.answer_ids(answer)
+        return logprobs64(critic64, prefix + cot + marker + y)[-len(y):].mean()
+
+    with torch.no_grad():
+        rewards = torch.stack([
+            answer_mean_logprob(drawn["question"][i // k], cot, drawn["answer"][i // k])
+            - answer_mean_logprob(drawn["question"][i // k], trainer._baseline_cache[
+                (drawn["question"][i // k], drawn["answer"][i // k])][0], drawn["answer"][i // k])
+            for i, (_, cot) in enumerate(rows)])
+    threshold = rewards.mean() + ei_std * rewards.std(unbiased=False)
+    kept = rewards > threshold
+    assert 0 < int(kept.sum()) < len(rows) and float((rewards - threshold).abs().min()) > 1e-4  # no near-tie
+    report = {}
+    check("ei_threshold", metric(log, "ei_threshold"), threshold, 1e-5, 1e-4, report)
+    check("ei_kept_fraction", metric(log, "ei_kept_fraction"), kept.double().mean(), 1e-6, 0, report)
+    check("weights", batch["weights"].cpu(), kept.double() * len(rows) / int(kept.sum()), 0, 1e-6, report)
+    objective = []
+    for i in torch.nonzero(kept).flatten().tolist():
+        x, cot = rows[i]
+        objective.append(logprobs64(policy64, x + cot)[len(x) - 1 :].mean())
+    (-torch.stack(objective).mean()).backward()
+    for n, p in trainer.model.named_parameters():
+        grad = dict(policy64.named_parameters())[n].grad
+        check(f"update:{n}", (before[n] - p.detach()).double() / args.learning_rate,
+              grad if grad is not None else torch.zeros_like(p, dtype=torch.float64), 1e-4, 2e-3, report)
+    print(report["ei_threshold"], report["weights"], "update max",
+          max(v for k_, v in report.items() if k_.startswith("update:")))
