@@ -491,3 +491,38 @@ def test_markovian_ei_update_recomputed_in_float64(tmp_path, markovian_data, mon
               grad if grad is not None else torch.zeros_like(p, dtype=torch.float64), 1e-4, 2e-3, report)
     print(report["ei_threshold"], report["weights"], "update max",
           max(v for k_, v in report.items() if k_.startswith("update:")))
+
+
+# ------------------------------------------------------------------------ a failed evaluation keeps the last one
+def test_an_evaluation_that_fails_while_writing_leaves_the_finished_ones_files(tmp_path, tiny_model_dir, monkeypatch):
+    """predictions.jsonl and summary.json of a finished evaluation stay a matching pair when a later evaluation into
+    the same directory dies while writing its own (was: predictions.jsonl truncated beside the old summary)."""
+    import json
+
+    from implicit_reasoning import evaluate as evaluate_module
+    from implicit_reasoning.evaluate import EvaluationArguments, run_evaluation
+
+    def run(num_examples):
+        return run_evaluation(
+            EvaluationArguments(model_name_or_path=str(tiny_model_dir), trainer="markovian", dataset_name="arithmetic",
+                                dataset_config=f"num_terms=2,max_value=5,num_examples={num_examples}",
+                                output_dir=str(tmp_path)),
+            overrides={"cot_length": 2},
+        )
+
+    run(2)
+    finished = {name: (tmp_path / name).read_bytes() for name in ("predictions.jsonl", "summary.json")}
+    calls, dumps = [], json.dumps
+
+    def failing_dumps(obj, *args, **kwargs):
+        calls.extend([1] if isinstance(obj, dict) and "query" in obj else [])  # a record of predictions.jsonl
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return dumps(obj, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module.json, "dumps", failing_dumps)
+    with pytest.raises(OSError, match="disk full"):
+        run(3)
+    monkeypatch.undo()
+    assert {name: (tmp_path / name).read_bytes() for name in finished} == finished
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.jsonl", "summary.json"]  # no temporary left
