@@ -526,3 +526,26 @@ def test_an_evaluation_that_fails_while_writing_leaves_the_finished_ones_files(t
     monkeypatch.undo()
     assert {name: (tmp_path / name).read_bytes() for name in finished} == finished
     assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.jsonl", "summary.json"]  # no temporary left
+
+
+def test_markovian_baselines_follow_a_refreshed_critic(tmp_path, markovian_data):
+    """CoT' and log P_critic(y | x~, CoT') are cached as constants of the frozen critic: refresh_reference() changes
+    the critic, so the next rollout must not reuse the old critic's baselines."""
+    from implicit_reasoning.demo import build_demo_model
+    from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer
+
+    tok, data = markovian_data
+    args = MarkovianConfig(output_dir=str(tmp_path), rloo_k=2, per_device_train_batch_size=4, cot_length=4,
+                           rollout_batch_size=4, max_prompt_length=96, report_to="none", use_cpu=True)
+    trainer = MarkovianTrainer(build_demo_model(tok, hidden_size=32, num_layers=2, intermediate_size=64, seed=0), args,
+                               train_dataset=data, processing_class=tok)
+    questions, answers = list(data["question"][:2]), list(data["answer"][:2])
+    x = [trainer.prompts.actor_ids(q) for q in questions]
+    before = trainer._critic_baseline(questions, answers, x)[1]
+    perturbed(trainer.model, scale=0.3)
+    trainer.refresh_reference()
+    cached = trainer._critic_baseline(questions, answers, x)[1]
+    trainer._baseline_cache.clear()
+    fresh = trainer._critic_baseline(questions, answers, x)[1]
+    assert not torch.equal(fresh, before)  # precondition: the critic did change
+    torch.testing.assert_close(cached, fresh)
