@@ -169,6 +169,11 @@ class MarkovianTrainer(RolloutTrainer):
         device = self.accelerator.device
         return {key: value.to(device) for key, value in batch.items()}
 
+    def refresh_reference(self) -> None:
+        """The critic becomes a copy of the policy: the cached CoT' / baseline scores were the old critic's."""
+        super().refresh_reference()
+        self._baseline_cache.clear()
+
     def _critic_baseline(self, questions, answers, prompts) -> tuple[list[list[int]], torch.Tensor]:
         """CoT' (greedy, frozen critic) and log P_critic(y | x~, CoT') per question, cached: both are constant."""
         keys = list(zip(questions, answers))
