@@ -324,7 +324,7 @@ def test_gradient_checkpointing_on_the_model_itself_keeps_the_grad_pass_unshared
     its prompts with grad either (its layers drop the cache in training)."""
     from implicit_reasoning.trainer import LatroConfig, LatroTrainer
 
-    tiny_llama.gradient_checkpointing_enable()
+    getattr(tiny_llama, "activation_checkpointing_enable", tiny_llama.gradient_checkpointing_enable)()
     args = LatroConfig(output_dir=str(tmp_path), rloo_k=2, per_device_train_batch_size=4, report_to="none",
                        use_cpu=True)
     trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
@@ -343,7 +343,7 @@ def test_a_forward_that_returns_no_cache_does_not_turn_sharing_off_for_the_model
     monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)
     monkeypatch.setattr(kv_cache, "_UNEXPANDABLE", {})
     model = llama()
-    model.gradient_checkpointing_enable()
+    getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     model.train()
     prompts = [DISTINCT[i % 4] for i in range(12)]
     rows = pack_rows([prompts, [[20 + i % 5] * (1 + i % 3) for i in range(12)]], 0, align=1)

@@ -167,7 +167,7 @@ class RolloutTrainer(BaseTrainer):
         drops a KV cache) and with dropout off (one dropout mask would serve K samples)."""
         args = self.args
         checkpointing = args.gradient_checkpointing or any(  # also switched on in the model it was handed
-            getattr(module, "gradient_checkpointing", False) is True for module in self.model.modules())
+            bool(getattr(module, "gradient_checkpointing", False)) for module in self.model.modules())
         return (self.share_prefill and self.accelerator.num_processes == 1 and not self.is_deepspeed_enabled
                 and not checkpointing and args.disable_dropout)
 
