@@ -296,6 +296,20 @@ def test_disable_dropout_turns_off_functional_dropout_too(build):
     assert model.config.to_dict() == shipped
 
 
+def test_disable_dropout_leaves_modules_that_only_read_rates_at_init_on_the_models_config():
+    """Llama's attention keeps its own float rate (zeroed) and reads its config at run time for other things
+    (`_attn_implementation`): it must keep sharing the model's config object."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from implicit_reasoning.utils.model_utils import disable_dropout
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, attention_dropout=0.5))
+    disable_dropout(model)
+    assert all(m.config is model.config for m in model.modules() if isinstance(vars(m).get("config"), type(model.config)))
+    assert all(m.attention_dropout == 0.0 for m in model.modules() if hasattr(m, "attention_dropout"))
+
+
 def test_a_peft_config_with_lora_dropout_under_disable_dropout_is_an_error(tmp_path, tiny_llama, demo_tokenizer,
                                                                            addition_dataset):
     """lora_dropout=0.05 (TRL's examples) in a peft_config= would be zeroed silently by disable_dropout=True, as the
