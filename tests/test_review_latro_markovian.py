@@ -57,6 +57,15 @@ def perturbed(model, scale=0.05, seed=3):
             p.add_(scale * torch.randn(p.shape, generator=generator))
 
 
+def perturbed_adapter(model, scale=0.3, seed=3):
+    """Move a LoRA adapter off zero (its B starts at 0, where the policy is its reference)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.add_(scale * torch.randn(p.shape, generator=generator))
+
+
 def metric(log, name):
     return next(entry[name] for entry in log if name in entry)
 
@@ -74,6 +83,25 @@ def check(name, got, expected, atol, rtol, report):
 @pytest.mark.parametrize("from_generation", [True, False], ids=["scored-gen", "full-pass"])
 def test_latro_update_recomputed_in_float64(tmp_path, tiny_llama, demo_tokenizer, addition_dataset, monkeypatch,
                                             shared, accumulation, from_generation):
+    _latro_update_check(tmp_path, tiny_llama, demo_tokenizer, addition_dataset, monkeypatch, shared, accumulation,
+                        from_generation)
+
+
+@pytest.mark.parametrize(("shared", "accumulation", "from_generation"), [(True, 2, True), (False, 1, False)])
+def test_latro_lora_update_from_a_peft_config_recomputed_in_float64(tmp_path, tiny_llama, demo_tokenizer,
+                                                                    addition_dataset, monkeypatch, shared,
+                                                                    accumulation, from_generation):
+    """peft_config=: the adapter-disabled base is the reference; only the adapter moves, by the float64 gradient."""
+    from peft import LoraConfig
+
+    tiny_llama.save_pretrained(tmp_path / "base")
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], task_type="CAUSAL_LM")
+    _latro_update_check(tmp_path, tiny_llama, demo_tokenizer, addition_dataset, monkeypatch, shared, accumulation,
+                        from_generation, peft_config=lora, model_name_or_path=str(tmp_path / "base"))
+
+
+def _latro_update_check(tmp_path, tiny_llama, demo_tokenizer, addition_dataset, monkeypatch, shared, accumulation,
+                        from_generation, peft_config=None, **overrides):
     from implicit_reasoning.trainer import LatroConfig, LatroTrainer
 
     monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)  # tiny prompts: share whatever repeats
@@ -82,10 +110,11 @@ def test_latro_update_recomputed_in_float64(tmp_path, tiny_llama, demo_tokenizer
                        gradient_accumulation_steps=accumulation, response_length=length, rollout_batch_size=4,
                        kl_coef=kl_coef, sft_coef=sft_coef, penalty_reward_value=penalty, non_stop_penalty=True,
                        shared_prefill=shared, score_from_generation=from_generation, seed=7,
-                       stop_token_ids=list(range(100, 200)), **SGD)  # about 1 token in 6 stops: some cut, some not
-    trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer)
+                       stop_token_ids=list(range(100, 200)), **SGD, **overrides)  # ~1 token in 6 stops
+    trainer = LatroTrainer(tiny_llama, args, train_dataset=addition_dataset, processing_class=demo_tokenizer,
+                           peft_config=peft_config)
     assert trainer.share_prefill_with_grad == shared
-    perturbed(trainer.model)
+    perturbed(trainer.model) if peft_config is None else perturbed_adapter(trainer.model)
     policy64 = copy.deepcopy(trainer.model).double().eval()
     with trainer.reference_model() as ref:
         ref64 = copy.deepcopy(ref).double().eval()
@@ -147,7 +176,11 @@ def test_latro_update_recomputed_in_float64(tmp_path, tiny_llama, demo_tokenizer
     grads = dict(policy_grad.named_parameters())
     for n, p in trainer.model.named_parameters():
         step = (before[n] - p.detach()).double() / args.learning_rate
-        check(f"update:{n}", step, grads[n].grad, 1e-4, 2e-3, report)
+        expected = grads[n].grad if grads[n].grad is not None else torch.zeros_like(step)
+        check(f"update:{n}", step, expected, 1e-4, 2e-3, report)
+    if peft_config is not None:  # the case this path is about: the adapter moved, the base did not
+        assert all(torch.equal(before[n], p) for n, p in trainer.model.named_parameters() if "lora_" not in n)
+        assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters() if "lora_" in n)
     print({k_: v for k_, v in report.items() if not k_.startswith("update:")},
           "update max", max(v for k_, v in report.items() if k_.startswith("update:")))
 
