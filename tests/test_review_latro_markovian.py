@@ -596,3 +596,32 @@ def test_markovian_baselines_follow_a_refreshed_critic(tmp_path, markovian_data)
     fresh = trainer._critic_baseline(questions, answers, x)[1]
     assert not torch.equal(fresh, before)  # precondition: the critic did change
     torch.testing.assert_close(cached, fresh)
+
+
+# ------------------------------------------------------------------- the critic's answer budget, every process alike
+def test_the_markovian_answer_budget_is_the_whole_evaluations_not_each_shards(monkeypatch, demo_tokenizer, tiny_llama,
+                                                                              tmp_path):
+    """Budget: EVAL_ANSWER_TOKENS or the longest gold answer of the EVALUATION, so that a question gets the same budget
+    (and the same cut_off) however many processes share the evaluation (was: each shard's own longest answer)."""
+    import datasets
+    from test_eval_budget import COMMON, _fake_generate
+
+    from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer, markovian_trainer
+    from implicit_reasoning.utils.model_utils import prepare_tokenizer
+
+    tok = prepare_tokenizer(demo_tokenizer)
+    fake, calls = _fake_generate(lambda n: [tok(" 7", add_special_tokens=False).input_ids + [tok.eos_token_id]] * n)
+    monkeypatch.setattr(markovian_trainer, "generate", fake)
+    long_answer = " ".join(str(i % 10) for i in range(60))
+    data = datasets.Dataset.from_dict({"question": ["3 + 4", "1 + 6"], "answer": [long_answer, "7"]})
+    config = MarkovianConfig(output_dir=str(tmp_path), rloo_k=2, per_device_train_batch_size=2, cot_length=5, **COMMON)
+    trainer = MarkovianTrainer(tiny_llama, config, eval_dataset=data, processing_class=tok)
+    trainer.evaluation_records(trainer.model, data)
+    budget = calls[-1].max_new_tokens
+    assert budget == len(trainer.prompts.answer_ids(long_answer)) > 32  # one process: the longest answer
+    calls.clear()
+    accelerator = type(trainer.accelerator)
+    monkeypatch.setattr(accelerator, "num_processes", property(lambda self: 2))
+    monkeypatch.setattr(accelerator, "process_index", property(lambda self: 1))  # this rank holds only "7"
+    trainer.evaluation_records(trainer.model, data)
+    assert calls[-1].max_new_tokens == budget
