@@ -625,3 +625,24 @@ def test_the_markovian_answer_budget_is_the_whole_evaluations_not_each_shards(mo
     monkeypatch.setattr(accelerator, "process_index", property(lambda self: 1))  # this rank holds only "7"
     trainer.evaluation_records(trainer.model, data)
     assert calls[-1].max_new_tokens == budget
+
+
+# --------------------------------------------------------------------------- VQ: K copies of one deterministic row
+def test_vq_with_deterministic_codes_says_that_its_k_samples_are_copies(tmp_path):
+    """use_vq with argmax codes (the default) quantises the same hidden states to the same codes: the rloo_k rows of a
+    question are identical, so rloo_k > 1 only repeats work (and fits fewer questions in a batch). Say so."""
+    import warnings
+
+    from implicit_reasoning.trainer import MarkovianConfig
+
+    def warned(**overrides):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            MarkovianConfig(output_dir=str(tmp_path), use_vq=True, per_device_train_batch_size=4, report_to="none",
+                            use_cpu=True, **overrides)
+        return [str(w.message) for w in caught if "rloo_k" in str(w.message)]
+
+    assert warned(rloo_k=4) and "rloo_k=4" in warned(rloo_k=4)[0]
+    assert not warned(rloo_k=1)
+    assert not warned(rloo_k=4, vq_use_argmax=False)  # sampled codes: the K rows differ
+    assert not warned(rloo_k=4, vq_gumbel_softmax=True)
