@@ -23,7 +23,7 @@ import torch
 from transformers import TrainingArguments
 
 from .trainer import trainer_class, trainer_entry
-from .trainer.state import load_run_config
+from .trainer.state import atomic_write, load_run_config, write_text
 from .utils.model_utils import load_tokenizer, resolve_dtype
 
 # settings of the run that do not carry over to an evaluation (what to load, how it trained, which subset
@@ -174,9 +174,8 @@ def run_evaluation(args: EvaluationArguments, overrides: dict | None = None, fla
                "dataset": config.dataset_name, "split": args.split}
     out = args.output_dir or os.path.join(args.model_name_or_path, f"eval_{args.split}")
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "predictions.jsonl"), "w") as f:
-        for record in records:
-            f.write(json.dumps(record) + "\n")
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    # each file whole or not at all: a run that dies here leaves a finished evaluation's pair as it was
+    predictions = "".join(json.dumps(record) + "\n" for record in records)
+    atomic_write(os.path.join(out, "predictions.jsonl"), lambda tmp: write_text(tmp, predictions))
+    atomic_write(os.path.join(out, "summary.json"), lambda tmp: write_text(tmp, json.dumps(summary, indent=2)))
     return summary

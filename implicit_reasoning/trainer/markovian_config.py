@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, fields
 
 from ..utils.markovian import ANSWER_MARKER, REASONING_PREFIX
@@ -118,6 +119,10 @@ class MarkovianConfig(GroupRolloutConfig):
             f"use_vq=True trains by backpropagation through the critic, so {values} would have no effect; "
             f"leave {', '.join(changed)} at the default",
         )
+        if self.rloo_k > 1 and self.vq_use_argmax and not self.vq_gumbel_softmax:
+            warnings.warn(f"use_vq=True with argmax codes: the rloo_k={self.rloo_k} rows of a question get the same codes "
+                          "and the same loss, so they only repeat work (and leave fewer questions per batch); set "
+                          "rloo_k=1, or sample codes (vq_use_argmax=False or vq_gumbel_softmax=True)", stacklevel=3)
 
     def validate(self) -> None:
         super().validate()

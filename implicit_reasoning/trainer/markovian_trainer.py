@@ -169,6 +169,11 @@ class MarkovianTrainer(RolloutTrainer):
         device = self.accelerator.device
         return {key: value.to(device) for key, value in batch.items()}
 
+    def refresh_reference(self) -> None:
+        """The critic becomes a copy of the policy: the cached CoT' / baseline scores were the old critic's."""
+        super().refresh_reference()
+        self._baseline_cache.clear()
+
     def _critic_baseline(self, questions, answers, prompts) -> tuple[list[list[int]], torch.Tensor]:
         """CoT' (greedy, frozen critic) and log P_critic(y | x~, CoT') per question, cached: both are constant."""
         keys = list(zip(questions, answers))
@@ -319,11 +324,12 @@ class MarkovianTrainer(RolloutTrainer):
         cots = self.eval_cots(model, questions, sample=args.eval_temperature > 0)
         sampled = self.eval_cots(model, repeat_rows(questions, k), sample=True) if k > 1 else []
         prefixes = [self.scoring_prefix(q) for q in questions]
+        budget = self._answer_budget(dataset.select(range(limit))["answer"])  # the whole evaluation's: every rank alike
         with self._scorer(model) as scorer:
-            completions, cut = self._eval_answers(scorer, prefixes, cots, answers)
+            completions, cut = self._eval_answers(scorer, prefixes, cots, budget)
             logps = self._answer_logprob(scorer, self.prompts.scoring_rows(prefixes, cots, answers))
-            votes, votes_cut = self._eval_answers(scorer, repeat_rows(prefixes, k), sampled, repeat_rows(answers, k)) \
-                if k > 1 else ([], [])
+            votes, votes_cut = (self._eval_answers(scorer, repeat_rows(prefixes, k), sampled, budget) if k > 1
+                                else ([], []))
         decode = self.processing_class.batch_decode
         records = [self._eval_record(*row) for row in zip(indices, questions, answers, decode(cots), completions, cut,
                                                            logps.tolist())]
@@ -339,13 +345,16 @@ class MarkovianTrainer(RolloutTrainer):
         prompts = [self.prompts.actor_ids(q) for q in questions]
         return self._generate_cots(model, prompts, greedy=not sample, sampling=self.args.eval_sampling())
 
-    def _eval_answers(self, scorer, prefixes, cots, answers) -> tuple[list[str], list[bool]]:
-        """The scorer's greedy answers after x~ + CoT + answer_marker, and whether each ran out of tokens. Budget: the
-        one rule's EVAL_ANSWER_TOKENS (or the longest gold answer, e.g. wiki tasks), unless eval_max_new_tokens."""
+    def _answer_budget(self, answers) -> int:
+        """The scorer's new-token budget: the one rule's EVAL_ANSWER_TOKENS (or the longest gold answer of the
+        evaluation, e.g. wiki tasks), unless eval_max_new_tokens."""
+        longest = max((len(self.prompts.answer_ids(a)) for a in answers), default=0)
+        return self.args.eval_max_new_tokens or max(EVAL_ANSWER_TOKENS, longest)
+
+    def _eval_answers(self, scorer, prefixes, cots, budget: int) -> tuple[list[str], list[bool]]:
+        """The scorer's greedy answers (at most ``budget`` tokens) after x~ + CoT + answer_marker, and whether each ran
+        out of tokens."""
         prompts = [prefix + cot + self.prompts.marker_ids for prefix, cot in zip(prefixes, cots)]
-        budget = self.args.eval_max_new_tokens or max(
-            EVAL_ANSWER_TOKENS, max(len(self.prompts.answer_ids(a)) for a in answers)
-        )
         tokenizer = self.processing_class
         end_ids = end_of_text_ids(tokenizer, scorer)
         config = sampling_config(budget, tokenizer.pad_token_id, end_ids, greedy=True)

@@ -92,6 +92,11 @@ class ModelsMixin:
                 target_modules=targets[0] if targets == ["all-linear"] else targets,
                 task_type="CAUSAL_LM",
             )
+        dropout = getattr(peft_config, "lora_dropout", 0) or 0
+        if dropout and args.disable_dropout:  # as the config's own lora_dropout (base_config.validate)
+            raise ValueError(f"peft_config has lora_dropout={dropout} with disable_dropout=True: every dropout is off, "
+                             "so it would have no effect; set disable_dropout=False to train with dropout, or "
+                             "lora_dropout=0")
         if args.gradient_checkpointing:
             model.enable_input_require_grads()
         self.peft_config_given = copy.deepcopy(peft_config)  # companions (PPO's value net) take the same settings

@@ -166,8 +166,10 @@ class RolloutTrainer(BaseTrainer):
         forward and the samples' forward both precede one backward), without gradient checkpointing (its replay
         drops a KV cache) and with dropout off (one dropout mask would serve K samples)."""
         args = self.args
+        checkpointing = args.gradient_checkpointing or any(  # also switched on in the model it was handed
+            bool(getattr(module, "gradient_checkpointing", False)) for module in self.model.modules())
         return (self.share_prefill and self.accelerator.num_processes == 1 and not self.is_deepspeed_enabled
-                and not args.gradient_checkpointing and args.disable_dropout)
+                and not checkpointing and args.disable_dropout)
 
     def sample(self, prompt_ids: list[list[int]], k: int, max_new_tokens: int, stop_ids=(), stop_seqs=(),
                min_new_tokens: int | None = None) -> torch.Tensor:

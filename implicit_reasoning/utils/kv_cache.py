@@ -101,6 +101,8 @@ def shared_prefix_cache(model, input_ids: torch.Tensor, attention_mask: torch.Te
     if "logits_to_keep" in inspect.signature(inner.forward).parameters:
         kwargs["logits_to_keep"] = 1  # the prefix's logits are never read
     cache = output_cache(model(**kwargs))
+    if cache is None:  # this call made none (e.g. training under gradient checkpointing): run its rows in full
+        return None
     problem = expansion_problem(cache)
     if problem is not None:
         _UNEXPANDABLE[type(inner)] = problem

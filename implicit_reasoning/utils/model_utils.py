@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import warnings
 import weakref
@@ -213,13 +214,40 @@ def stop_token_ids(
     return list(dict.fromkeys(ids + list(extra)))
 
 
+def _is_dropout_rate(name: str, value) -> bool:
+    return type(value) is float and value != 0.0 and name.endswith(DROPOUT_NAME_ENDINGS)
+
+
+DROPOUT_NAME_ENDINGS = ("dropout", "pdrop", "layerdrop")
+
+
+def _forward_reads(module, text: str) -> bool:
+    """Whether the source of ``module``'s forward mentions ``text`` (True when there is no source to read)."""
+    try:
+        return text in inspect.getsource(type(module).forward)
+    except (OSError, TypeError):
+        return True
+
+
 def disable_dropout(model) -> None:
-    """Every dropout off: `nn.Dropout` modules (trl's helper) and the float `attention_dropout` that
-    Llama-style attention modules pass to scaled-dot-product attention (the saved config is left as shipped)."""
+    """Every dropout off: `nn.Dropout` modules (trl's helper), float rates a module keeps for functional dropout
+    (Llama's `attention_dropout`, OPT's `dropout` / `activation_dropout` / `layerdrop`, Bloom's `hidden_dropout`) and
+    the rates a submodule's forward reads off its config (Falcon's `self.config.hidden_dropout`: that submodule gets
+    a copy with them at 0). The models' own configs, the ones saved, are left as shipped."""
+    from transformers import PretrainedConfig, PreTrainedModel
     from trl.trainer.utils import disable_dropout_in_model
 
     disable_dropout_in_model(model)
     for module in model.modules():
-        if isinstance(getattr(module, "attention_dropout", None), float):
-            module.attention_dropout = 0.0
+        for name, value in list(vars(module).items()):
+            if _is_dropout_rate(name, value):
+                setattr(module, name, 0.0)
+        config = vars(module).get("config")
+        if isinstance(config, PretrainedConfig) and not isinstance(module, PreTrainedModel):
+            rates = [name for name, value in vars(config).items()
+                     if _is_dropout_rate(name, value) and _forward_reads(module, f"config.{name}")]
+            if rates:  # only where its forward reads them: others keep sharing the model's config
+                module.config = copy.copy(config)
+                for name in rates:
+                    setattr(module.config, name, 0.0)
 
