@@ -11,10 +11,25 @@ from implicit_reasoning.demo import build_demo_tokenizer
 torch.set_num_threads(1)  # tiny models: overhead-bound, and robust on a shared machine
 
 
+# modules that launch processes (torchrun, DeepSpeed, a wheel's venv, the scripts) or load the real model: left out
+# of the quick loop (`-m fast`), run by CI with everything else
+HEAVY_MODULES = {"test_distributed", "test_real_model", "test_packaging", "test_scripts", "test_checkpoint_crash",
+                 "test_compare_methods", "test_gpu", "test_demo_warm_start"}
+
+
 def pytest_configure(config):
     # CI runs these too; `-m "not slow"` leaves them out of a quick local run
     config.addinivalue_line("markers", "slow: takes over a minute (e.g. subprocess crash-and-resume runs)")
     config.addinivalue_line("markers", "demo(name): the test reads `demo_results[name]` (a shipped demo's run)")
+    config.addinivalue_line("markers", "fast: the quick loop (under 5 minutes on 2 cores): every test that is not "
+                                       "slow, reads no demo and is not in a HEAVY_MODULES module (set by conftest)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        heavy = item.module.__name__.rsplit(".", 1)[-1] in HEAVY_MODULES
+        if not heavy and not item.get_closest_marker("slow") and "demo_results" not in item.fixturenames:
+            item.add_marker(pytest.mark.fast)
 
 
 def addition_rows(n: int = 24) -> list[dict]:
