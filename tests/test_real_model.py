@@ -35,7 +35,10 @@ COMMON = dict(report_to=[], use_cpu=True, save_strategy="no", logging_steps=1, d
               max_eval_samples=2, per_device_eval_batch_size=2, eval_max_new_tokens=12, torch_dtype="float32", **DATA)
 BRIEF = dict(cot_trigger="Be brief.")
 # STaR generates for its whole train split: 4 questions (rationalization gives the correct samples it trains on)
-STAR = dict(num_iterations=1, start_steps=1, samples_per_train_question=2, gen_batch_size=8, response_length=12,
+# (samples cut off at response_length are never kept: a prompt that asks for the answer alone, sampled cool, so
+# that some samples finish inside the budget)
+STAR = dict(num_iterations=1, start_steps=1, samples_per_train_question=2, gen_batch_size=8, response_length=16,
+            cot_trigger='Reply only with "The answer is" and the number.', temperature=0.3,
             per_device_train_batch_size=2, skip_first_validation=True,
             dataset_config=DATA["dataset_config"].replace("num_examples=8", "num_examples=4"))
 LORA = dict(use_lora=True, lora_r=4, lora_alpha=8, learning_rate=2e-4)
