@@ -145,3 +145,15 @@ def test_run_evaluation_takes_trainer_fields_from_python(tmp_path, tiny_model_di
         overrides={"cot_length": 2},
     )
     assert summary["num_questions"] == 2
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_maj_at_k_records_say_which_samples_were_cut_off_whatever_the_reading(fallback):
+    """`sample_cut_off` is the samples' real cut-off; `eval_cut_off_fallback` changes only how they are read (it
+    recorded the strict-reading flag, so with the fallback every cut-off sample showed False)."""
+    from implicit_reasoning.utils.evaluation import _record
+
+    samples = ["so 3 + 4 = 7 and then", "The answer is 7.", "The answer is 6."]
+    record = _record("arithmetic", 0, "q", "7", "The answer is 7.", False, samples, [True, False, False], fallback)
+    assert record["sample_cut_off"] == [True, False, False]
+    assert record["sample_predictions"] == ["7" if fallback else None, "7", "6"]

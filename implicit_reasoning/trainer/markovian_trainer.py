@@ -333,11 +333,10 @@ class MarkovianTrainer(RolloutTrainer):
         decode = self.processing_class.batch_decode
         records = [self._eval_record(*row) for row in zip(indices, questions, answers, decode(cots), completions, cut,
                                                            logps.tolist())]
-        strict = not args.eval_cut_off_fallback
         for i, record in enumerate(records if k > 1 else []):
             samples = [f"{args.answer_marker.strip()}{text}" for text in votes[i * k : (i + 1) * k]]
-            cut_samples = [c and strict for c in votes_cut[i * k : (i + 1) * k]]
-            record.update(majority_fields(self.eval_checker_name(), samples, record["groundtruth"], cut_samples))
+            record.update(majority_fields(self.eval_checker_name(), samples, record["groundtruth"],
+                                          votes_cut[i * k : (i + 1) * k], args.eval_cut_off_fallback))
         return records[:num_real]  # drop the padding rows
 
     def eval_cots(self, model, questions: list[str], sample: bool = False) -> list[list[int]]:

@@ -190,7 +190,7 @@ class PPOSupport:
         k = args.eval_num_samples  # maj@k over k sampled completions of each question/answer row
         sample_ids = self._complete(model, [p for p in rows["prompt"] for _ in range(k)], True) if k > 1 else []
         samples = tokenizer.batch_decode(sample_ids, skip_special_tokens=True) if k > 1 else []
-        samples_cut = [c and strict for c in cut_off_rows(sample_ids, end_ids)]
+        samples_cut = cut_off_rows(sample_ids, end_ids)
         records = []
         for i, index in enumerate(indices[:num_real]):
             source, gold = sources[i], rows["groundtruth"][i]
@@ -201,7 +201,7 @@ class PPOSupport:
                       "repetition_rate": rewards.repetition_rate([t for t in ids[i] if t != tokenizer.pad_token_id])}
             if answered and samples:
                 record.update(majority_fields(source, samples[i * k : (i + 1) * k], gold,
-                                              samples_cut[i * k : (i + 1) * k]))
+                                              samples_cut[i * k : (i + 1) * k], not strict))
             records.append(record)
         return records
 

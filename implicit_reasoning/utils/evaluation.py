@@ -105,15 +105,16 @@ def _record(checker_name, index, query, gold, completion, cut_off, samples, samp
         "correct": is_correct(checker_name, completion, gold, strict),
     }
     if samples:
-        record.update(majority_fields(checker_name, samples, gold, [c and not fallback for c in samples_cut]))
+        record.update(majority_fields(checker_name, samples, gold, samples_cut, fallback))
     return record
 
 
-def majority_fields(checker_name: str, samples: list[str], gold: str, cut_off: list[bool] | None = None) -> dict:
-    """maj@k of one question: each sample's extracted answer (a `cut_off` one from its answer statement only), the
-    majority answer, whether it is correct."""
+def majority_fields(checker_name: str, samples: list[str], gold: str, cut_off: list[bool] | None = None,
+                    fallback: bool = False) -> dict:
+    """maj@k of one question: each sample's extracted answer (a `cut_off` one from its answer statement only, unless
+    `fallback`), the majority answer, whether it is correct. `sample_cut_off` records which samples were cut off."""
     cut_off = cut_off or [False] * len(samples)
-    predictions = [extract_answer(checker_name, s, cut) for s, cut in zip(samples, cut_off)]
+    predictions = [extract_answer(checker_name, s, cut and not fallback) for s, cut in zip(samples, cut_off)]
     vote = majority_vote(predictions)
     return {
         "samples": samples,
