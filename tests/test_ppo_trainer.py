@@ -454,3 +454,23 @@ def test_peft_config_trains_exactly_like_use_lora(tmp_path, demo_tokenizer):
     moved = [n for n in before if not torch.equal(before[n], after_given[n])]
     assert any("policy." in n and "lora_" in n for n in moved) and any("value.backbone" in n for n in moved)
     assert all(torch.equal(after_flag[n], after_given[n]) for n in after_flag)  # bit for bit, the same seed
+
+
+def test_a_rollout_discarded_for_a_non_finite_reward_leaves_the_kl_coefficient_alone(tmp_path, demo_tokenizer):
+    """A discarded rollout trains nothing, so its KL must not steer beta either (the adaptive controller moved on
+    the discarded rollout's KL)."""
+    calls = []
+
+    def nan_first(prompts, completions, **kwargs):
+        calls.append(1)
+        return [float("nan") if len(calls) == 1 else 0.0] * len(completions)
+
+    config = _config(tmp_path, max_steps=2, max_nonfinite_updates=5, adaptive_kl=True, kl_coef=0.05,
+                     reward_funcs=["answer_accuracy"])
+    trainer = _trainer(config, demo_tokenizer, reward_funcs=[nan_first])
+    betas = []
+    original = trainer.kl_ctl.update
+    trainer.kl_ctl.update = lambda *a, **k: (betas.append(trainer.kl_ctl.value), original(*a, **k))[1]
+    trainer.train()
+    assert len(calls) >= 2, "the run rolled out once only"
+    assert len(betas) == len(calls) - 1, f"beta moved on the discarded rollout ({len(betas)} updates, {len(calls)} rollouts)"

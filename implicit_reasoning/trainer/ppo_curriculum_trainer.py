@@ -103,11 +103,12 @@ class PPOCurriculumTrainer(PPOSupport, RolloutTrainer):
             moments = self.sum_over_processes(ppo.masked_moments(advantages, mask))
             advantages = ppo.whiten(advantages, mask, moments)
 
-        # 5. KL control: beta follows the rollout's mean sequence KL (all processes)
+        # 5. KL control: beta follows the rollout's mean sequence KL (all processes); a discarded rollout moves nothing
         local = [float(kl.sum(1).double().sum()), float(len(y)), float(self._discard_rollout)]
         kl_sum, n, discard = self.sum_over_processes(torch.tensor(local, dtype=torch.float64)).tolist()
-        self.kl_ctl.update(kl_sum / n, int(n))
         self._discard_rollout = discard > 0  # the same on every process: end_rollout_early decides globally
+        if not self._discard_rollout:
+            self.kl_ctl.update(kl_sum / n, int(n))
         self._log_rollout(prompts, completions, y, stops, scores, kl, beta, old_values, returns, mask)
         device = self.accelerator.device
         tokens = dict(old_logps=old_logps, old_values=old_values, advantages=advantages, returns=returns,
