@@ -469,3 +469,24 @@ def test_ci_script():
     assert block("test") == ["python -m pytest -q tests"]
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "```bash\npython -m pytest -q tests\n```" in readme  # the command a reader sees is the one CI runs
+
+
+def test_readme_first_screen_holds_install_main_job_evaluation_and_tests():
+    """A newcomer finds, in the README's first 60 lines, how to install, run the main job, evaluate and test."""
+    head = "\n".join((REPO / "README.md").read_text(encoding="utf-8").splitlines()[:60])
+    for command in ("pip install torch==", 'pip install -e ".[dev]"', "bash scripts/training.sh",
+                    "accelerate launch --config_file configs/8gpu.yaml scripts/training.py", "bash scripts/evaluation.sh",
+                    "python -m pytest -q tests", "<!-- ci:setup", "<!-- ci:test"):
+        assert command in head, f"{command!r} is not in the README's first 60 lines"
+
+
+def test_readme_and_docs_links_resolve():
+    """Every relative link of README.md and docs/*.md names a file that exists (anchors aside)."""
+    import re
+
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "benchmarks").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+://|#|mailto:", target):
+                continue
+            path = (page.parent / target.split("#")[0]).resolve()
+            assert path.exists(), f"{page.relative_to(REPO)} links to {target}, which does not exist"
