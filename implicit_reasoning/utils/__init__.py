@@ -1,1 +1,0 @@
-"""Pure helpers shared by the trainers: rollout math, data registry, answer checking."""
