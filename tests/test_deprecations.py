@@ -21,8 +21,9 @@ import torch
 import implicit_reasoning
 from implicit_reasoning.generation.sampling import generate, sampling_config
 from implicit_reasoning.objectives.advantages import kept_lengths
+from implicit_reasoning.scoring.packing import pack_rows
 from implicit_reasoning.scoring.scored_generation import generate_scored
-from implicit_reasoning.scoring.window import pack_rows, score_rows, window_logprobs
+from implicit_reasoning.scoring.window import score_rows, window_logprobs
 
 OURS = Path(implicit_reasoning.__file__).resolve().parent
 LIBRARIES = ("transformers", "torch", "peft", "accelerate", "trl", "deepspeed")

@@ -12,14 +12,9 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from implicit_reasoning.scoring import window as scoring
 from implicit_reasoning.scoring.lm_head import masked_head_logprobs, positions_per_chunk
-from implicit_reasoning.scoring.window import (
-    chunkable_head,
-    forward_window,
-    pack_rows,
-    segment_reduce,
-    token_logprobs,
-    window_logprobs,
-)
+from implicit_reasoning.scoring.logprobs import segment_reduce, token_logprobs
+from implicit_reasoning.scoring.packing import pack_rows
+from implicit_reasoning.scoring.window import chunkable_head, forward_window, window_logprobs
 
 PAD, VOCAB = 0, 53
 

@@ -5,15 +5,9 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from implicit_reasoning.objectives.advantages import pack_segments, score_segments
-from implicit_reasoning.scoring.window import (
-    forward_window,
-    masked_mean,
-    pack_rows,
-    score_rows,
-    segment_reduce,
-    selective_log_softmax,
-    token_logprobs,
-)
+from implicit_reasoning.scoring.logprobs import masked_mean, segment_reduce, selective_log_softmax, token_logprobs
+from implicit_reasoning.scoring.packing import pack_rows
+from implicit_reasoning.scoring.window import forward_window, score_rows
 
 PAD = 0
 

@@ -12,8 +12,9 @@ from implicit_reasoning.analysis.forward_count import ForwardCounter
 from implicit_reasoning.generation.sampling import generate, sampling_config
 from implicit_reasoning.objectives.advantages import kept_lengths
 from implicit_reasoning.runtime import kv_cache
+from implicit_reasoning.scoring.packing import pack_rows
 from implicit_reasoning.scoring.scored_generation import generate_scored
-from implicit_reasoning.scoring.window import pack_rows, score_rows, window_logprobs
+from implicit_reasoning.scoring.window import score_rows, window_logprobs
 
 VOCAB, PAD, EOS = 40, 0, 1
 DISTINCT = [[5, 6, 7], [8], [9, 10, 11, 12, 13], [14, 15]]  # ragged (left padding); [8]: no cached column of its own

@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from test_head_terms import PAD, chunked_kl_step, full_kl_step, tiny_llama  # noqa: E402
 
-from implicit_reasoning.scoring.window import pack_rows  # noqa: E402
+from implicit_reasoning.scoring.packing import pack_rows  # noqa: E402
 
 
 def main():

@@ -27,7 +27,8 @@ import torch
 
 from ..objectives.markovian import ANSWER, ANSWER_MARKER, REASONING_PREFIX, MarkovianPrompts
 from ..runtime.models import encode_continuation, eval_mode, load_tokenizer
-from ..scoring.window import pack_rows, score_rows
+from ..scoring.packing import pack_rows
+from ..scoring.window import score_rows
 from ..trainer.core.state import load_run_config
 from ..trainer.markovian.config import MARKOVIAN_INSTRUCTION
 

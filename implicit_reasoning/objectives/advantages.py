@@ -1,6 +1,7 @@
 """Shared rollout utilities: advantages (RLOO, z-score, GAE) and truncation (pure functions of tensors).
 
-Packing and one-pass segment scoring live in :mod:`implicit_reasoning.scoring.window`;
+Packing lives in :mod:`implicit_reasoning.scoring.packing` and one-pass segment scoring in
+:mod:`implicit_reasoning.scoring.window`;
 `pack_segments` and `score_segments` are re-exported here, where SPEC section 2.3 names them.
 
 Layout convention: a batch of N prompts sampled K times each is laid out
@@ -14,7 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
-from ..scoring.window import PAD_SEGMENT, pack_segments, score_segments
+from ..scoring.packing import PAD_SEGMENT, pack_segments
+from ..scoring.window import score_segments
 
 __all__ = [
     "PAD_SEGMENT",

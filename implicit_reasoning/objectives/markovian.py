@@ -17,7 +17,8 @@ import torch
 
 from ..data.prompts import format_prompt
 from ..runtime.models import encode_continuation, encode_prompt
-from ..scoring.window import masked_mean, pack_rows
+from ..scoring.logprobs import masked_mean
+from ..scoring.packing import pack_rows
 from .advantages import group_zscore
 
 ZSCORE_EPS = 1e-8

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from ..scoring.window import masked_mean
+from ..scoring.logprobs import masked_mean
 
 PROPORTIONAL_ERROR_CLIP = 0.2  # Ziegler et al.: the controller's relative error is clipped to +-0.2
 

@@ -134,7 +134,7 @@ def window_head_terms(model, reference, rows: dict, scored: torch.Tensor, chunk:
     trainer's ``reference_model``), run without grad over the same rows. Returns None when
     either head is not exactly chunkable (the caller then takes the full-logits path). ``chunk``: as in
     :func:`chunked_head_terms`. ``shared_prefill`` / ``reference_shared_prefill``: the policy's (with grad) /
-    the reference's forward runs each distinct prompt once (see ``scoring.window_hidden``).
+    the reference's forward runs each distinct prompt once (see ``window.window_hidden``).
     """
     head = chunkable_head(model)
     if head is None:  # a LoRA'd / soft-capped / ZeRO-3 head: the full-logits path, at once

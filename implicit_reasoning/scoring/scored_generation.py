@@ -28,7 +28,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList,
 
 from ..generation.sampling import StopOnSequences, left_pad, neutral_generation_config
 from ..runtime.kv_cache import cache_argument, generation_prompt_cache, output_cache
-from .window import selective_log_softmax
+from .logprobs import selective_log_softmax
 
 
 class CacheReuseError(RuntimeError):

@@ -21,7 +21,8 @@ import torch
 
 from ...objectives.curriculum import CurriculumWeights, draw_sources
 from ...runtime.models import encode_continuation, encode_prompt
-from ...scoring.window import pack_rows, score_rows
+from ...scoring.packing import pack_rows
+from ...scoring.window import score_rows
 from .curriculum_config import entry_label
 
 MIXTURE_COLUMNS = ("source", "mixture_index")  # dataset name (answer checker) and position in `datasets`

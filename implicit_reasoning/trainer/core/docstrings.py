@@ -118,7 +118,9 @@ print(trainer.evaluate())  # validation loss of the gold continuations, greedy a
 """,
     "BaseTrainer": DEMO + """from implicit_reasoning.trainer import BaseTrainer, TrainerConfig
 from implicit_reasoning.runtime.models import encode_continuation, encode_prompt
-from implicit_reasoning.scoring.window import pack_rows, segment_reduce, window_logprobs
+from implicit_reasoning.scoring.logprobs import segment_reduce
+from implicit_reasoning.scoring.packing import pack_rows
+from implicit_reasoning.scoring.window import window_logprobs
 
 
 class ResponseNLLTrainer(BaseTrainer):
@@ -148,7 +150,9 @@ trainer.train()
 """,
     "RolloutTrainer": "import torch\n\n" + DEMO + """from implicit_reasoning.trainer import RolloutConfig, RolloutTrainer
 from implicit_reasoning.runtime.models import encode_prompt
-from implicit_reasoning.scoring.window import pack_rows, segment_reduce, window_logprobs
+from implicit_reasoning.scoring.logprobs import segment_reduce
+from implicit_reasoning.scoring.packing import pack_rows
+from implicit_reasoning.scoring.window import window_logprobs
 
 
 class GoldAnswerREINFORCE(RolloutTrainer):

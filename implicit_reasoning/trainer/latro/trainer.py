@@ -33,7 +33,9 @@ from ...runtime.models import (
     stop_sequence_ids,
     stop_token_ids,
 )
-from ...scoring.window import masked_sum, pack_rows, score_rows, segment_reduce, window_logprobs
+from ...scoring.logprobs import masked_sum, segment_reduce
+from ...scoring.packing import pack_rows
+from ...scoring.window import score_rows, window_logprobs
 from ..core.curriculum import load_mixture
 from ..core.docstrings import documented
 from ..core.rollout_trainer import RolloutTrainer

@@ -49,7 +49,9 @@ from ...objectives.markovian import (
 )
 from ...runtime.models import end_of_text_ids, eval_mode
 from ...scoring.head_terms import window_head_terms
-from ...scoring.window import ROW_KEYS, forward_window, masked_mean, score_rows, token_logprobs, window_logprobs
+from ...scoring.logprobs import masked_mean, token_logprobs
+from ...scoring.packing import ROW_KEYS
+from ...scoring.window import forward_window, score_rows, window_logprobs
 from ..core.base_config import EVAL_ANSWER_TOKENS
 from ..core.docstrings import documented
 from ..core.rollout_trainer import RolloutTrainer

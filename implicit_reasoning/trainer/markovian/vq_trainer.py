@@ -24,14 +24,9 @@ import torch
 from ...objectives.advantages import repeat_rows
 from ...objectives.markovian import COT
 from ...objectives.vq import quantize
-from ...scoring.window import (
-    accepts_logits_to_keep,
-    forward_window,
-    innermost_model,
-    masked_mean,
-    pack_rows,
-    token_logprobs,
-)
+from ...scoring.logprobs import masked_mean, token_logprobs
+from ...scoring.packing import pack_rows
+from ...scoring.window import accepts_logits_to_keep, forward_window, innermost_model
 from ..core.docstrings import documented
 from .trainer import MarkovianTrainer
 

@@ -28,7 +28,8 @@ from ...runtime.models import (
     eval_mode,
     seeded,
 )
-from ...scoring.window import pack_rows, score_rows, window_logprobs
+from ...scoring.packing import pack_rows
+from ...scoring.window import score_rows, window_logprobs
 from ..core.curriculum import row_losses
 from ..core.curriculum_config import normalize_entry
 from ..core.metrics import SAMPLES_FILE

@@ -29,7 +29,8 @@ from ...objectives import ppo
 from ...objectives import rewards
 from ...objectives.advantages import find_stop_positions, gae
 from ...runtime.models import encode_prompt, end_of_text_ids
-from ...scoring.window import masked_mean, pack_rows
+from ...scoring.logprobs import masked_mean
+from ...scoring.packing import pack_rows
 from ..core.curriculum import load_mixture
 from ..core.docstrings import documented
 from ..core.rollout_trainer import RolloutTrainer, split_rows

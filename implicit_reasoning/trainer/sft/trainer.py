@@ -19,7 +19,9 @@ from __future__ import annotations
 import torch
 
 from ...runtime.models import encode_continuation, encode_prompt
-from ...scoring.window import masked_sum, pack_rows, token_normalizer, window_logprobs
+from ...scoring.logprobs import masked_sum, token_normalizer
+from ...scoring.packing import pack_rows
+from ...scoring.window import window_logprobs
 from ..core.base_trainer import BaseTrainer
 from ..core.docstrings import documented
 from .config import SFTBaselineConfig

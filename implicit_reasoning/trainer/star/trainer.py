@@ -52,7 +52,9 @@ from ...objectives.star import (
 )
 from ...runtime.models import encode_continuation, encode_prompt, end_of_text_ids, eval_mode
 from ...runtime.sharding import gathered
-from ...scoring.window import masked_sum, pack_rows, score_rows, segment_reduce, token_normalizer, window_logprobs
+from ...scoring.logprobs import masked_sum, segment_reduce, token_normalizer
+from ...scoring.packing import pack_rows
+from ...scoring.window import score_rows, window_logprobs
 from ..core.base_trainer import BaseTrainer
 from ..core.docstrings import documented
 from ..core.guard import SkipAwareScheduler
