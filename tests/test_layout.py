@@ -81,7 +81,7 @@ def _unit(module: str) -> tuple[int, str] | None:
 
 
 def _is_reexport(path: Path) -> bool:
-    """Only a docstring, imports, `__all__` and the FutureWarning: no logic."""
+    """Only a docstring, imports, `__all__` (or `sys.modules[__name__] = new module`) and the FutureWarning."""
     for i, node in enumerate(ast.parse(path.read_text()).body):
         if i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
             continue  # the docstring
@@ -89,6 +89,8 @@ def _is_reexport(path: Path) -> bool:
             continue
         if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["__all__"]:
             continue
+        if isinstance(node, ast.Assign) and ast.unparse(node).startswith("sys.modules[__name__] = "):
+            continue  # the old path is the new module itself
         call = node.value if isinstance(node, ast.Expr) else None
         if (isinstance(call, ast.Call) and ast.unparse(call.func) == "warnings.warn"
                 and "FutureWarning" in [ast.unparse(a) for a in call.args]):

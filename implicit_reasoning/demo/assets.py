@@ -1,27 +1,11 @@
-"""Moved to `implicit_reasoning.tiny.assets`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.tiny.assets`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.tiny.assets import (
-    DEMO_DATASET_CONFIG,
-    DEMO_SPECIAL_TOKENS,
-    DEMO_TASK,
-    DEMO_VOCAB_SIZE,
-    build_demo_model,
-    build_demo_tokenizer,
-    demo_corpus,
-)
+from implicit_reasoning.tiny import assets
 
-__all__ = [
-    "DEMO_DATASET_CONFIG",
-    "DEMO_SPECIAL_TOKENS",
-    "DEMO_TASK",
-    "DEMO_VOCAB_SIZE",
-    "build_demo_model",
-    "build_demo_tokenizer",
-    "demo_corpus",
-]
-
+sys.modules[__name__] = assets
 warnings.warn(
     "implicit_reasoning.demo.assets moved to implicit_reasoning.tiny.assets;"
     " the old path goes in the next release",

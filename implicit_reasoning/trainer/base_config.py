@@ -1,33 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.core.base_config`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.core.base_config`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.core.base_config import (
-    DEFAULT_EVAL_MAX_NEW_TOKENS,
-    DTYPE_CHOICES,
-    EVAL_ANSWER_TOKENS,
-    REPORTERS_NEEDING,
-    ReasoningPromptFields,
-    SamplingFields,
-    TrainerConfig,
-    check,
-    hub_token_to_environment,
-    report_to_list,
-)
+from implicit_reasoning.trainer.core import base_config
 
-__all__ = [
-    "DEFAULT_EVAL_MAX_NEW_TOKENS",
-    "DTYPE_CHOICES",
-    "EVAL_ANSWER_TOKENS",
-    "REPORTERS_NEEDING",
-    "ReasoningPromptFields",
-    "SamplingFields",
-    "TrainerConfig",
-    "check",
-    "hub_token_to_environment",
-    "report_to_list",
-]
-
+sys.modules[__name__] = base_config
 warnings.warn(
     "implicit_reasoning.trainer.base_config moved to implicit_reasoning.trainer.core.base_config;"
     " the old path goes in the next release",

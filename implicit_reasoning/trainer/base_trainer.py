@@ -1,19 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.core.base_trainer`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.core.base_trainer`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.core.base_trainer import (
-    NOTHING_TO_TRAIN,
-    BaseTrainer,
-    collate_rows,
-)
+from implicit_reasoning.trainer.core import base_trainer
 
-__all__ = [
-    "NOTHING_TO_TRAIN",
-    "BaseTrainer",
-    "collate_rows",
-]
-
+sys.modules[__name__] = base_trainer
 warnings.warn(
     "implicit_reasoning.trainer.base_trainer moved to implicit_reasoning.trainer.core.base_trainer;"
     " the old path goes in the next release",

@@ -1,33 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.core.checkpoints`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.core.checkpoints`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.core.checkpoints import (
-    COMPLETE_FILE,
-    CRASH_ENV,
-    CheckpointMixin,
-    checkpoint_dirs,
-    crash_point,
-    incomplete_reason,
-    last_complete_checkpoint,
-    mark_complete,
-    resolve_resume,
-    rotate,
-)
+from implicit_reasoning.trainer.core import checkpoints
 
-__all__ = [
-    "COMPLETE_FILE",
-    "CRASH_ENV",
-    "CheckpointMixin",
-    "checkpoint_dirs",
-    "crash_point",
-    "incomplete_reason",
-    "last_complete_checkpoint",
-    "mark_complete",
-    "resolve_resume",
-    "rotate",
-]
-
+sys.modules[__name__] = checkpoints
 warnings.warn(
     "implicit_reasoning.trainer.checkpoints moved to implicit_reasoning.trainer.core.checkpoints;"
     " the old path goes in the next release",

@@ -1,17 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.core.config_sections`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.core.config_sections`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.core.config_sections import (
-    config_sections,
-    docstring_sections,
-)
+from implicit_reasoning.trainer.core import config_sections
 
-__all__ = [
-    "config_sections",
-    "docstring_sections",
-]
-
+sys.modules[__name__] = config_sections
 warnings.warn(
     "implicit_reasoning.trainer.config_sections moved to implicit_reasoning.trainer.core.config_sections;"
     " the old path goes in the next release",

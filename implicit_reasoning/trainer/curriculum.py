@@ -1,23 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.core.curriculum`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.core.curriculum`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.core.curriculum import (
-    MIXTURE_COLUMNS,
-    Curriculum,
-    load_mixture,
-    row_losses,
-    step_generator,
-)
+from implicit_reasoning.trainer.core import curriculum
 
-__all__ = [
-    "MIXTURE_COLUMNS",
-    "Curriculum",
-    "load_mixture",
-    "row_losses",
-    "step_generator",
-]
-
+sys.modules[__name__] = curriculum
 warnings.warn(
     "implicit_reasoning.trainer.curriculum moved to implicit_reasoning.trainer.core.curriculum;"
     " the old path goes in the next release",

@@ -1,21 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.core.curriculum_config`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.core.curriculum_config`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.core.curriculum_config import (
-    ENTRY_KEYS,
-    CurriculumFields,
-    entry_label,
-    normalize_entry,
-)
+from implicit_reasoning.trainer.core import curriculum_config
 
-__all__ = [
-    "ENTRY_KEYS",
-    "CurriculumFields",
-    "entry_label",
-    "normalize_entry",
-]
-
+sys.modules[__name__] = curriculum_config
 warnings.warn(
     "implicit_reasoning.trainer.curriculum_config moved to implicit_reasoning.trainer.core.curriculum_config;"
     " the old path goes in the next release",

@@ -1,23 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.core.docstrings`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.core.docstrings`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.core.docstrings import (
-    DEMO,
-    EXAMPLES,
-    TRAINER_ARGS,
-    documented,
-    field_lines,
-)
+from implicit_reasoning.trainer.core import docstrings
 
-__all__ = [
-    "DEMO",
-    "EXAMPLES",
-    "TRAINER_ARGS",
-    "documented",
-    "field_lines",
-]
-
+sys.modules[__name__] = docstrings
 warnings.warn(
     "implicit_reasoning.trainer.docstrings moved to implicit_reasoning.trainer.core.docstrings;"
     " the old path goes in the next release",

@@ -1,19 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.core.field_checks`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.core.field_checks`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.core.field_checks import (
-    HF_BOUNDS,
-    check_bounds,
-    check_field_types,
-)
+from implicit_reasoning.trainer.core import field_checks
 
-__all__ = [
-    "HF_BOUNDS",
-    "check_bounds",
-    "check_field_types",
-]
-
+sys.modules[__name__] = field_checks
 warnings.warn(
     "implicit_reasoning.trainer.field_checks moved to implicit_reasoning.trainer.core.field_checks;"
     " the old path goes in the next release",

@@ -1,25 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.core.guard`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.core.guard`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.core.guard import (
-    GuardCallback,
-    NonFiniteUpdatesError,
-    SkipAwareScheduler,
-    UpdateGuard,
-    gradients_finite,
-    guard_optimizer_step,
-)
+from implicit_reasoning.trainer.core import guard
 
-__all__ = [
-    "GuardCallback",
-    "NonFiniteUpdatesError",
-    "SkipAwareScheduler",
-    "UpdateGuard",
-    "gradients_finite",
-    "guard_optimizer_step",
-]
-
+sys.modules[__name__] = guard
 warnings.warn(
     "implicit_reasoning.trainer.guard moved to implicit_reasoning.trainer.core.guard;"
     " the old path goes in the next release",

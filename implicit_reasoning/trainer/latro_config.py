@@ -1,19 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.latro.config`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.latro.config`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.latro.config import (
-    DEFAULT_STOP_SEQS,
-    STOP_TOKEN_CHOICES,
-    LatroConfig,
-)
+from implicit_reasoning.trainer.latro import config
 
-__all__ = [
-    "DEFAULT_STOP_SEQS",
-    "STOP_TOKEN_CHOICES",
-    "LatroConfig",
-]
-
+sys.modules[__name__] = config
 warnings.warn(
     "implicit_reasoning.trainer.latro_config moved to implicit_reasoning.trainer.latro.config;"
     " the old path goes in the next release",

@@ -1,17 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.latro.trainer`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.latro.trainer`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.latro.trainer import (
-    ROW_KEYS,
-    LatroTrainer,
-)
+from implicit_reasoning.trainer.latro import trainer
 
-__all__ = [
-    "ROW_KEYS",
-    "LatroTrainer",
-]
-
+sys.modules[__name__] = trainer
 warnings.warn(
     "implicit_reasoning.trainer.latro_trainer moved to implicit_reasoning.trainer.latro.trainer;"
     " the old path goes in the next release",

@@ -1,25 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.markovian.config`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.markovian.config`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.markovian.config import (
-    COT_END_OF_TURN,
-    MARKOVIAN_INSTRUCTION,
-    MARKOVIAN_METHODS,
-    MARKOVIAN_SCORERS,
-    VQ_IGNORED,
-    MarkovianConfig,
-)
+from implicit_reasoning.trainer.markovian import config
 
-__all__ = [
-    "COT_END_OF_TURN",
-    "MARKOVIAN_INSTRUCTION",
-    "MARKOVIAN_METHODS",
-    "MARKOVIAN_SCORERS",
-    "VQ_IGNORED",
-    "MarkovianConfig",
-]
-
+sys.modules[__name__] = config
 warnings.warn(
     "implicit_reasoning.trainer.markovian_config moved to implicit_reasoning.trainer.markovian.config;"
     " the old path goes in the next release",

@@ -1,17 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.markovian.trainer`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.markovian.trainer`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.markovian.trainer import (
-    POLICY_LOSSES,
-    MarkovianTrainer,
-)
+from implicit_reasoning.trainer.markovian import trainer
 
-__all__ = [
-    "POLICY_LOSSES",
-    "MarkovianTrainer",
-]
-
+sys.modules[__name__] = trainer
 warnings.warn(
     "implicit_reasoning.trainer.markovian_trainer moved to implicit_reasoning.trainer.markovian.trainer;"
     " the old path goes in the next release",

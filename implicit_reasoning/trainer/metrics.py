@@ -1,21 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.core.metrics`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.core.metrics`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.core.metrics import (
-    SAMPLES_FILE,
-    LogWindow,
-    MetricBuffer,
-    SamplesTable,
-)
+from implicit_reasoning.trainer.core import metrics
 
-__all__ = [
-    "SAMPLES_FILE",
-    "LogWindow",
-    "MetricBuffer",
-    "SamplesTable",
-]
-
+sys.modules[__name__] = metrics
 warnings.warn(
     "implicit_reasoning.trainer.metrics moved to implicit_reasoning.trainer.core.metrics;"
     " the old path goes in the next release",

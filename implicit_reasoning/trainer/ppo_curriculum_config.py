@@ -1,15 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.ppo_curriculum.config`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.ppo_curriculum.config`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.ppo_curriculum.config import (
-    PPOCurriculumConfig,
-)
+from implicit_reasoning.trainer.ppo_curriculum import config
 
-__all__ = [
-    "PPOCurriculumConfig",
-]
-
+sys.modules[__name__] = config
 warnings.warn(
     "implicit_reasoning.trainer.ppo_curriculum_config moved to implicit_reasoning.trainer.ppo_curriculum.config;"
     " the old path goes in the next release",

@@ -1,19 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.ppo_curriculum.trainer`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.ppo_curriculum.trainer`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.ppo_curriculum.trainer import (
-    ROW_KEYS,
-    TOKEN_KEYS,
-    PPOCurriculumTrainer,
-)
+from implicit_reasoning.trainer.ppo_curriculum import trainer
 
-__all__ = [
-    "ROW_KEYS",
-    "TOKEN_KEYS",
-    "PPOCurriculumTrainer",
-]
-
+sys.modules[__name__] = trainer
 warnings.warn(
     "implicit_reasoning.trainer.ppo_curriculum_trainer moved to implicit_reasoning.trainer.ppo_curriculum.trainer;"
     " the old path goes in the next release",

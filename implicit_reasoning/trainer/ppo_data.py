@@ -1,21 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.ppo_curriculum.data`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.ppo_curriculum.data`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.ppo_curriculum.data import (
-    PPO_COLUMNS,
-    is_text_entry,
-    load_entry_rows,
-    text_rows,
-)
+from implicit_reasoning.trainer.ppo_curriculum import data
 
-__all__ = [
-    "PPO_COLUMNS",
-    "is_text_entry",
-    "load_entry_rows",
-    "text_rows",
-]
-
+sys.modules[__name__] = data
 warnings.warn(
     "implicit_reasoning.trainer.ppo_data moved to implicit_reasoning.trainer.ppo_curriculum.data;"
     " the old path goes in the next release",

@@ -1,19 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.ppo_curriculum.support`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.ppo_curriculum.support`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.ppo_curriculum.support import (
-    RESPONSE,
-    TEST_GENERATIONS_FILE,
-    PPOSupport,
-)
+from implicit_reasoning.trainer.ppo_curriculum import support
 
-__all__ = [
-    "RESPONSE",
-    "TEST_GENERATIONS_FILE",
-    "PPOSupport",
-]
-
+sys.modules[__name__] = support
 warnings.warn(
     "implicit_reasoning.trainer.ppo_support moved to implicit_reasoning.trainer.ppo_curriculum.support;"
     " the old path goes in the next release",

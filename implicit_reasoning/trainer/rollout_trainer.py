@@ -1,25 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.core.rollout_trainer`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.core.rollout_trainer`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.core.rollout_trainer import (
-    FROZEN_FILE,
-    PromptGroupSampler,
-    RolloutTrainer,
-    SaveFrozenCopyCallback,
-    is_zero3,
-    split_rows,
-)
+from implicit_reasoning.trainer.core import rollout_trainer
 
-__all__ = [
-    "FROZEN_FILE",
-    "PromptGroupSampler",
-    "RolloutTrainer",
-    "SaveFrozenCopyCallback",
-    "is_zero3",
-    "split_rows",
-]
-
+sys.modules[__name__] = rollout_trainer
 warnings.warn(
     "implicit_reasoning.trainer.rollout_trainer moved to implicit_reasoning.trainer.core.rollout_trainer;"
     " the old path goes in the next release",

@@ -1,15 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.sft.config`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.sft.config`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.sft.config import (
-    SFTBaselineConfig,
-)
+from implicit_reasoning.trainer.sft import config
 
-__all__ = [
-    "SFTBaselineConfig",
-]
-
+sys.modules[__name__] = config
 warnings.warn(
     "implicit_reasoning.trainer.sft_config moved to implicit_reasoning.trainer.sft.config;"
     " the old path goes in the next release",

@@ -1,17 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.sft.trainer`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.sft.trainer`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.sft.trainer import (
-    RationaleCollator,
-    SFTBaselineTrainer,
-)
+from implicit_reasoning.trainer.sft import trainer
 
-__all__ = [
-    "RationaleCollator",
-    "SFTBaselineTrainer",
-]
-
+sys.modules[__name__] = trainer
 warnings.warn(
     "implicit_reasoning.trainer.sft_trainer moved to implicit_reasoning.trainer.sft.trainer;"
     " the old path goes in the next release",

@@ -1,19 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.star.config`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.star.config`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.star.config import (
-    STAR_COT_TRIGGER,
-    STAR_STRATEGIES,
-    STaRConfig,
-)
+from implicit_reasoning.trainer.star import config
 
-__all__ = [
-    "STAR_COT_TRIGGER",
-    "STAR_STRATEGIES",
-    "STaRConfig",
-]
-
+sys.modules[__name__] = config
 warnings.warn(
     "implicit_reasoning.trainer.star_config moved to implicit_reasoning.trainer.star.config;"
     " the old path goes in the next release",

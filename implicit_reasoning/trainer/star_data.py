@@ -1,29 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.star.data`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.star.data`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.star.data import (
-    CHECKPOINT_DATA_FILE,
-    GENERATED_FILE,
-    REQUIRED_FIELDS,
-    PacingSampler,
-    SaveIterationData,
-    ValidateAtIterationEnds,
-    load_generations,
-    write_generations,
-)
+from implicit_reasoning.trainer.star import data
 
-__all__ = [
-    "CHECKPOINT_DATA_FILE",
-    "GENERATED_FILE",
-    "REQUIRED_FIELDS",
-    "PacingSampler",
-    "SaveIterationData",
-    "ValidateAtIterationEnds",
-    "load_generations",
-    "write_generations",
-]
-
+sys.modules[__name__] = data
 warnings.warn(
     "implicit_reasoning.trainer.star_data moved to implicit_reasoning.trainer.star.data;"
     " the old path goes in the next release",

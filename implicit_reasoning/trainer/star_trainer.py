@@ -1,19 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.star.trainer`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.star.trainer`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.star.trainer import (
-    BASE_WEIGHTS_FILE,
-    ROW_KEYS,
-    STaRTrainer,
-)
+from implicit_reasoning.trainer.star import trainer
 
-__all__ = [
-    "BASE_WEIGHTS_FILE",
-    "ROW_KEYS",
-    "STaRTrainer",
-]
-
+sys.modules[__name__] = trainer
 warnings.warn(
     "implicit_reasoning.trainer.star_trainer moved to implicit_reasoning.trainer.star.trainer;"
     " the old path goes in the next release",

@@ -1,27 +1,11 @@
-"""Moved to `implicit_reasoning.trainer.ppo_curriculum.value_model`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.trainer.ppo_curriculum.value_model`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.trainer.ppo_curriculum.value_model import (
-    HEAD_FILE,
-    VALUE_DIR,
-    PolicyAndValue,
-    ValueModel,
-    backbone_of,
-    backbone_peft_config,
-    load_weights,
-)
+from implicit_reasoning.trainer.ppo_curriculum import value_model
 
-__all__ = [
-    "HEAD_FILE",
-    "VALUE_DIR",
-    "PolicyAndValue",
-    "ValueModel",
-    "backbone_of",
-    "backbone_peft_config",
-    "load_weights",
-]
-
+sys.modules[__name__] = value_model
 warnings.warn(
     "implicit_reasoning.trainer.value_model moved to implicit_reasoning.trainer.ppo_curriculum.value_model;"
     " the old path goes in the next release",

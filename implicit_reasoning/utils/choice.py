@@ -1,19 +1,11 @@
-"""Moved to `implicit_reasoning.evaluation.choice`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.evaluation.choice`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.evaluation.choice import (
-    GAP,
-    extract_choice,
-    stated_choice,
-)
+from implicit_reasoning.evaluation import choice
 
-__all__ = [
-    "GAP",
-    "extract_choice",
-    "stated_choice",
-]
-
+sys.modules[__name__] = choice
 warnings.warn(
     "implicit_reasoning.utils.choice moved to implicit_reasoning.evaluation.choice;"
     " the old path goes in the next release",

@@ -1,27 +1,11 @@
-"""Moved to `implicit_reasoning.objectives.curriculum`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.objectives.curriculum`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.objectives.curriculum import (
-    ALPHA,
-    CURRICULUM_RULES,
-    DTYPE,
-    CurriculumWeights,
-    Values,
-    apply_floor,
-    draw_sources,
-)
+from implicit_reasoning.objectives import curriculum
 
-__all__ = [
-    "ALPHA",
-    "CURRICULUM_RULES",
-    "DTYPE",
-    "CurriculumWeights",
-    "Values",
-    "apply_floor",
-    "draw_sources",
-]
-
+sys.modules[__name__] = curriculum
 warnings.warn(
     "implicit_reasoning.utils.curriculum moved to implicit_reasoning.objectives.curriculum;"
     " the old path goes in the next release",

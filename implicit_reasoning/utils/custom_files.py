@@ -1,27 +1,11 @@
-"""Moved to `implicit_reasoning.data.custom_files`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.data.custom_files`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.data.custom_files import (
-    FINISHED_PROMPT_COLUMNS,
-    WARNED,
-    builds_prompts,
-    check_has_questions,
-    example,
-    required_columns,
-    task_rows,
-)
+from implicit_reasoning.data import custom_files
 
-__all__ = [
-    "FINISHED_PROMPT_COLUMNS",
-    "WARNED",
-    "builds_prompts",
-    "check_has_questions",
-    "example",
-    "required_columns",
-    "task_rows",
-]
-
+sys.modules[__name__] = custom_files
 warnings.warn(
     "implicit_reasoning.utils.custom_files moved to implicit_reasoning.data.custom_files;"
     " the old path goes in the next release",

@@ -1,81 +1,11 @@
-"""Moved to `implicit_reasoning.data.registry`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.data.registry`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.data.registry import (
-    CARVED_FROM_TEST,
-    CARVED_FROM_TRAIN,
-    CHECKER_MATH,
-    CHECKER_MULTIPLE_CHOICE,
-    CHECKER_NONE,
-    CHECKER_NUMERIC,
-    CHOICE_LETTERS,
-    CUSTOM_COLUMNS,
-    CUSTOM_SPLIT_FILES,
-    GENERATED_SPLIT_SEED_OFFSETS,
-    GENERATED_SPLIT_SIZES,
-    LOCAL_BUILDERS,
-    SANITY_CHECK_SIZE,
-    WIKI_TASKS,
-    DatasetSpec,
-    GoldAnswerError,
-    build_latro_dataset,
-    build_wiki_examples,
-    format_prompt,
-    generate_arithmetic,
-    generate_arithmetic_negative,
-    get_dataset_spec,
-    is_custom_path,
-    last_boxed_content,
-    list_datasets,
-    load_examples,
-    load_markovian_examples,
-    load_raw_dataset,
-    load_task_dataset,
-    parse_generator_config,
-    register_dataset,
-    resolve_spec,
-    split_rng,
-    wikitext_articles,
-)
+from implicit_reasoning.data import registry
 
-__all__ = [
-    "CARVED_FROM_TEST",
-    "CARVED_FROM_TRAIN",
-    "CHECKER_MATH",
-    "CHECKER_MULTIPLE_CHOICE",
-    "CHECKER_NONE",
-    "CHECKER_NUMERIC",
-    "CHOICE_LETTERS",
-    "CUSTOM_COLUMNS",
-    "CUSTOM_SPLIT_FILES",
-    "GENERATED_SPLIT_SEED_OFFSETS",
-    "GENERATED_SPLIT_SIZES",
-    "LOCAL_BUILDERS",
-    "SANITY_CHECK_SIZE",
-    "WIKI_TASKS",
-    "DatasetSpec",
-    "GoldAnswerError",
-    "build_latro_dataset",
-    "build_wiki_examples",
-    "format_prompt",
-    "generate_arithmetic",
-    "generate_arithmetic_negative",
-    "get_dataset_spec",
-    "is_custom_path",
-    "last_boxed_content",
-    "list_datasets",
-    "load_examples",
-    "load_markovian_examples",
-    "load_raw_dataset",
-    "load_task_dataset",
-    "parse_generator_config",
-    "register_dataset",
-    "resolve_spec",
-    "split_rng",
-    "wikitext_articles",
-]
-
+sys.modules[__name__] = registry
 warnings.warn(
     "implicit_reasoning.utils.data_utils moved to implicit_reasoning.data.registry;"
     " the old path goes in the next release",

@@ -1,15 +1,11 @@
-"""Moved to `implicit_reasoning.objectives.dpo`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.objectives.dpo`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.objectives.dpo import (
-    dpo_loss,
-)
+from implicit_reasoning.objectives import dpo
 
-__all__ = [
-    "dpo_loss",
-]
-
+sys.modules[__name__] = dpo
 warnings.warn(
     "implicit_reasoning.utils.dpo moved to implicit_reasoning.objectives.dpo;"
     " the old path goes in the next release",

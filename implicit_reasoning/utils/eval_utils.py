@@ -1,37 +1,11 @@
-"""Moved to `implicit_reasoning.evaluation.checkers`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.evaluation.checkers`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.evaluation.checkers import (
-    NUMERIC_TOLERANCE,
-    checker_for,
-    choice_equal,
-    extract_answer,
-    extract_math,
-    extract_numeric,
-    is_correct,
-    majority_vote,
-    math_equal,
-    normalize_math,
-    numeric_equal,
-    stated_numeric,
-)
+from implicit_reasoning.evaluation import checkers
 
-__all__ = [
-    "NUMERIC_TOLERANCE",
-    "checker_for",
-    "choice_equal",
-    "extract_answer",
-    "extract_math",
-    "extract_numeric",
-    "is_correct",
-    "majority_vote",
-    "math_equal",
-    "normalize_math",
-    "numeric_equal",
-    "stated_numeric",
-]
-
+sys.modules[__name__] = checkers
 warnings.warn(
     "implicit_reasoning.utils.eval_utils moved to implicit_reasoning.evaluation.checkers;"
     " the old path goes in the next release",

@@ -1,25 +1,11 @@
-"""Moved to `implicit_reasoning.evaluation.accuracy`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.evaluation.accuracy`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.evaluation.accuracy import (
-    cut_off_rows,
-    eval_generation_config,
-    evaluate_dataset,
-    majority_fields,
-    shard_indices,
-    summarize_records,
-)
+from implicit_reasoning.evaluation import accuracy
 
-__all__ = [
-    "cut_off_rows",
-    "eval_generation_config",
-    "evaluate_dataset",
-    "majority_fields",
-    "shard_indices",
-    "summarize_records",
-]
-
+sys.modules[__name__] = accuracy
 warnings.warn(
     "implicit_reasoning.utils.evaluation moved to implicit_reasoning.evaluation.accuracy;"
     " the old path goes in the next release",

@@ -1,29 +1,11 @@
-"""Moved to `implicit_reasoning.data.input_checks`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.data.input_checks`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.data.input_checks import (
-    TEXT_FILE_SUFFIXES,
-    check_gold_column,
-    check_text_columns,
-    check_utf8,
-    example_problem,
-    gold_problem,
-    looks_like_path,
-    missing_path_message,
-)
+from implicit_reasoning.data import input_checks
 
-__all__ = [
-    "TEXT_FILE_SUFFIXES",
-    "check_gold_column",
-    "check_text_columns",
-    "check_utf8",
-    "example_problem",
-    "gold_problem",
-    "looks_like_path",
-    "missing_path_message",
-]
-
+sys.modules[__name__] = input_checks
 warnings.warn(
     "implicit_reasoning.utils.input_checks moved to implicit_reasoning.data.input_checks;"
     " the old path goes in the next release",

@@ -1,31 +1,11 @@
-"""Moved to `implicit_reasoning.runtime.kv_cache`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.runtime.kv_cache`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.runtime.kv_cache import (
-    MIN_SAVED_TOKENS,
-    cache_argument,
-    distinct_rows,
-    expansion_problem,
-    generation_prompt_cache,
-    in_generation_prefill,
-    output_cache,
-    prefix_cached_kwargs,
-    shared_prefix_cache,
-)
+from implicit_reasoning.runtime import kv_cache
 
-__all__ = [
-    "MIN_SAVED_TOKENS",
-    "cache_argument",
-    "distinct_rows",
-    "expansion_problem",
-    "generation_prompt_cache",
-    "in_generation_prefill",
-    "output_cache",
-    "prefix_cached_kwargs",
-    "shared_prefix_cache",
-]
-
+sys.modules[__name__] = kv_cache
 warnings.warn(
     "implicit_reasoning.utils.kv_cache moved to implicit_reasoning.runtime.kv_cache;"
     " the old path goes in the next release",

@@ -1,19 +1,11 @@
-"""Moved to `implicit_reasoning.objectives.latro`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.objectives.latro`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.objectives.latro import (
-    latro_loss,
-    latro_rewards,
-    non_stop_penalised,
-)
+from implicit_reasoning.objectives import latro
 
-__all__ = [
-    "latro_loss",
-    "latro_rewards",
-    "non_stop_penalised",
-]
-
+sys.modules[__name__] = latro
 warnings.warn(
     "implicit_reasoning.utils.latro moved to implicit_reasoning.objectives.latro;"
     " the old path goes in the next release",

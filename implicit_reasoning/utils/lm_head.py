@@ -1,23 +1,11 @@
-"""Moved to `implicit_reasoning.scoring.lm_head`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.scoring.lm_head`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.scoring.lm_head import (
-    DEFAULT_CHUNK_BYTES,
-    HeadGrads,
-    chunked_head_logprobs,
-    masked_head_logprobs,
-    positions_per_chunk,
-)
+from implicit_reasoning.scoring import lm_head
 
-__all__ = [
-    "DEFAULT_CHUNK_BYTES",
-    "HeadGrads",
-    "chunked_head_logprobs",
-    "masked_head_logprobs",
-    "positions_per_chunk",
-]
-
+sys.modules[__name__] = lm_head
 warnings.warn(
     "implicit_reasoning.utils.lm_head moved to implicit_reasoning.scoring.lm_head;"
     " the old path goes in the next release",

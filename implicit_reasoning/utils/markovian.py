@@ -1,41 +1,11 @@
-"""Moved to `implicit_reasoning.objectives.markovian`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.objectives.markovian`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.objectives.markovian import (
-    ANSWER_MARKER,
-    REASONING_PREFIX,
-    REDACTED,
-    ZSCORE_EPS,
-    EMABaseline,
-    MarkovianPrompts,
-    RewardHistory,
-    ei_keep_mask,
-    ei_weights,
-    masked_entropy,
-    masked_kl,
-    policy_gradient_loss,
-    ppo_clipped_loss,
-    zscore_advantages,
-)
+from implicit_reasoning.objectives import markovian
 
-__all__ = [
-    "ANSWER_MARKER",
-    "REASONING_PREFIX",
-    "REDACTED",
-    "ZSCORE_EPS",
-    "EMABaseline",
-    "MarkovianPrompts",
-    "RewardHistory",
-    "ei_keep_mask",
-    "ei_weights",
-    "masked_entropy",
-    "masked_kl",
-    "policy_gradient_loss",
-    "ppo_clipped_loss",
-    "zscore_advantages",
-]
-
+sys.modules[__name__] = markovian
 warnings.warn(
     "implicit_reasoning.utils.markovian moved to implicit_reasoning.objectives.markovian;"
     " the old path goes in the next release",

@@ -1,33 +1,11 @@
-"""Moved to `implicit_reasoning.objectives.ppo`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.objectives.ppo`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.objectives.ppo import (
-    PROPORTIONAL_ERROR_CLIP,
-    KLController,
-    explained_variance,
-    masked_moments,
-    masked_total,
-    policy_loss_terms,
-    shaped_rewards,
-    token_entropy,
-    value_loss_terms,
-    whiten,
-)
+from implicit_reasoning.objectives import ppo
 
-__all__ = [
-    "PROPORTIONAL_ERROR_CLIP",
-    "KLController",
-    "explained_variance",
-    "masked_moments",
-    "masked_total",
-    "policy_loss_terms",
-    "shaped_rewards",
-    "token_entropy",
-    "value_loss_terms",
-    "whiten",
-]
-
+sys.modules[__name__] = ppo
 warnings.warn(
     "implicit_reasoning.utils.ppo moved to implicit_reasoning.objectives.ppo;"
     " the old path goes in the next release",

@@ -1,19 +1,11 @@
-"""Moved to `implicit_reasoning.data.prompts`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.data.prompts`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.data.prompts import (
-    DEFAULT_COT_TRIGGER,
-    format_prompt,
-    question_text,
-)
+from implicit_reasoning.data import prompts
 
-__all__ = [
-    "DEFAULT_COT_TRIGGER",
-    "format_prompt",
-    "question_text",
-]
-
+sys.modules[__name__] = prompts
 warnings.warn(
     "implicit_reasoning.utils.prompts moved to implicit_reasoning.data.prompts;"
     " the old path goes in the next release",

@@ -1,25 +1,11 @@
-"""Moved to `implicit_reasoning.runtime.quiet`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.runtime.quiet`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.runtime.quiet import (
-    DEEPSPEED_CPU_NOTICE,
-    UPSTREAM_DEPRECATIONS,
-    deepspeed_notice_dropped,
-    import_integrations_quietly,
-    quiet_notices,
-    upstream_deprecations,
-)
+from implicit_reasoning.runtime import quiet
 
-__all__ = [
-    "DEEPSPEED_CPU_NOTICE",
-    "UPSTREAM_DEPRECATIONS",
-    "deepspeed_notice_dropped",
-    "import_integrations_quietly",
-    "quiet_notices",
-    "upstream_deprecations",
-]
-
+sys.modules[__name__] = quiet
 warnings.warn(
     "implicit_reasoning.utils.quiet moved to implicit_reasoning.runtime.quiet;"
     " the old path goes in the next release",

@@ -1,37 +1,11 @@
-"""Moved to `implicit_reasoning.objectives.rewards`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.objectives.rewards`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.objectives.rewards import (
-    BUILTIN_REWARDS,
-    MODEL_REWARDS,
-    REPEATED_NGRAM,
-    ContinuationLogLikelihood,
-    answer_accuracy,
-    call_rewards,
-    combine_rewards,
-    import_reward,
-    nonfinite_reward_names,
-    repetition_penalty,
-    repetition_rate,
-    reward_name,
-)
+from implicit_reasoning.objectives import rewards
 
-__all__ = [
-    "BUILTIN_REWARDS",
-    "MODEL_REWARDS",
-    "REPEATED_NGRAM",
-    "ContinuationLogLikelihood",
-    "answer_accuracy",
-    "call_rewards",
-    "combine_rewards",
-    "import_reward",
-    "nonfinite_reward_names",
-    "repetition_penalty",
-    "repetition_rate",
-    "reward_name",
-]
-
+sys.modules[__name__] = rewards
 warnings.warn(
     "implicit_reasoning.utils.rewards moved to implicit_reasoning.objectives.rewards;"
     " the old path goes in the next release",

@@ -1,33 +1,11 @@
-"""Moved to `implicit_reasoning.objectives.advantages`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.objectives.advantages`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.objectives.advantages import (
-    PAD_SEGMENT,
-    find_stop_positions,
-    gae,
-    group_zscore,
-    kept_lengths,
-    pack_segments,
-    repeat_rows,
-    rloo_advantages,
-    score_segments,
-    truncate_response,
-)
+from implicit_reasoning.objectives import advantages
 
-__all__ = [
-    "PAD_SEGMENT",
-    "find_stop_positions",
-    "gae",
-    "group_zscore",
-    "kept_lengths",
-    "pack_segments",
-    "repeat_rows",
-    "rloo_advantages",
-    "score_segments",
-    "truncate_response",
-]
-
+sys.modules[__name__] = advantages
 warnings.warn(
     "implicit_reasoning.utils.rollout moved to implicit_reasoning.objectives.advantages;"
     " the old path goes in the next release",

@@ -1,25 +1,11 @@
-"""Moved to `implicit_reasoning.scoring.scored_generation`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.scoring.scored_generation`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.scoring.scored_generation import (
-    CacheReuseError,
-    LogprobRecorder,
-    ScoredGeneration,
-    SuppressUntil,
-    continue_cache,
-    generate_scored,
-)
+from implicit_reasoning.scoring import scored_generation
 
-__all__ = [
-    "CacheReuseError",
-    "LogprobRecorder",
-    "ScoredGeneration",
-    "SuppressUntil",
-    "continue_cache",
-    "generate_scored",
-]
-
+sys.modules[__name__] = scored_generation
 warnings.warn(
     "implicit_reasoning.utils.scored_generation moved to implicit_reasoning.scoring.scored_generation;"
     " the old path goes in the next release",

@@ -1,21 +1,11 @@
-"""Moved to `implicit_reasoning.runtime.sharding`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.runtime.sharding`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.runtime.sharding import (
-    clone_model,
-    copy_weights,
-    gathered,
-    is_partitioned,
-)
+from implicit_reasoning.runtime import sharding
 
-__all__ = [
-    "clone_model",
-    "copy_weights",
-    "gathered",
-    "is_partitioned",
-]
-
+sys.modules[__name__] = sharding
 warnings.warn(
     "implicit_reasoning.utils.sharding moved to implicit_reasoning.runtime.sharding;"
     " the old path goes in the next release",

@@ -1,43 +1,11 @@
-"""Moved to `implicit_reasoning.objectives.star`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.objectives.star`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.objectives.star import (
-    DEGENERATE_COVERAGE,
-    DEGENERATE_MIN_TOKENS,
-    HINT_TEMPLATE,
-    MAX_NGRAM,
-    degeneration_rate,
-    dpo_pairs,
-    is_degenerate,
-    is_finished,
-    kept,
-    locate_step,
-    repetition_coverage,
-    step_schedule,
-    unsolved,
-    update_rows,
-    with_hint,
-)
+from implicit_reasoning.objectives import star
 
-__all__ = [
-    "DEGENERATE_COVERAGE",
-    "DEGENERATE_MIN_TOKENS",
-    "HINT_TEMPLATE",
-    "MAX_NGRAM",
-    "degeneration_rate",
-    "dpo_pairs",
-    "is_degenerate",
-    "is_finished",
-    "kept",
-    "locate_step",
-    "repetition_coverage",
-    "step_schedule",
-    "unsolved",
-    "update_rows",
-    "with_hint",
-]
-
+sys.modules[__name__] = star
 warnings.warn(
     "implicit_reasoning.utils.star moved to implicit_reasoning.objectives.star;"
     " the old path goes in the next release",

@@ -1,23 +1,11 @@
-"""Moved to `implicit_reasoning.objectives.vq`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.objectives.vq`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.objectives.vq import (
-    codebook_loss,
-    cosine_similarity_logits,
-    quantize,
-    select_codes,
-    straight_through,
-)
+from implicit_reasoning.objectives import vq
 
-__all__ = [
-    "codebook_loss",
-    "cosine_similarity_logits",
-    "quantize",
-    "select_codes",
-    "straight_through",
-]
-
+sys.modules[__name__] = vq
 warnings.warn(
     "implicit_reasoning.utils.vq moved to implicit_reasoning.objectives.vq;"
     " the old path goes in the next release",

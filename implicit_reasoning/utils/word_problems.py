@@ -1,27 +1,11 @@
-"""Moved to `implicit_reasoning.data.word_problems`: re-exported here until the next release."""
+"""Moved to `implicit_reasoning.data.word_problems`: this old path is that module, until the next release."""
 
+import sys
 import warnings
 
-from implicit_reasoning.data.word_problems import (
-    ITEMS,
-    NAMES,
-    OPERATIONS,
-    RELATIVES,
-    generate_word_problems,
-    word_problem,
-    word_problem_example,
-)
+from implicit_reasoning.data import word_problems
 
-__all__ = [
-    "ITEMS",
-    "NAMES",
-    "OPERATIONS",
-    "RELATIVES",
-    "generate_word_problems",
-    "word_problem",
-    "word_problem_example",
-]
-
+sys.modules[__name__] = word_problems
 warnings.warn(
     "implicit_reasoning.utils.word_problems moved to implicit_reasoning.data.word_problems;"
     " the old path goes in the next release",
