@@ -1,1 +1,1 @@
-"""Old import paths only: each module re-exports its new home (data, runtime, generation, scoring, evaluation, objectives) for one release."""
+"""Old import paths only, until the next release: each module here is its new module (data, runtime, generation, ...)."""
