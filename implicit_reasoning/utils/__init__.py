@@ -1,1 +1,1 @@
-"""Old import paths only, until the next release: each module here is its new module (data, runtime, generation, ...)."""
+"""Old import paths only, until the next release: each module here is its new module (in data/, runtime/, ...)."""
