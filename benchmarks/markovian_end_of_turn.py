@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     from implicit_reasoning.evaluate import EvaluationArguments, run_evaluation
     from implicit_reasoning.gguf_convert import cached_checkpoint
-    from implicit_reasoning.utils.model_utils import load_tokenizer
+    from implicit_reasoning.runtime.models import load_tokenizer
 
     model_dir = str(cached_checkpoint(SMOLLM2))
     tokenizer = load_tokenizer(model_dir)

@@ -79,7 +79,7 @@ def _quick_task(method: str) -> str:
 
 def held_out(config, tokenizer, n: int):
     """The first `n` questions of the task's test split (the trainer's prompt format), and the train questions."""
-    from implicit_reasoning.utils.data_utils import load_task_dataset
+    from implicit_reasoning.data.registry import load_task_dataset
 
     kwargs = dict(dataset_config=config.dataset_config, seed=config.seed, cot_trigger=config.cot_trigger,
                   use_chat_template=config.use_chat_template)
@@ -89,11 +89,11 @@ def held_out(config, tokenizer, n: int):
 
 
 def evaluate(model, tokenizer, rows, config) -> list[dict]:
-    """Greedy per-question records with the trainers' shared evaluation (utils.evaluation.evaluate_dataset)."""
+    """Greedy per-question records with the trainers' shared evaluation (evaluation.accuracy.evaluate_dataset)."""
     import torch
 
-    from implicit_reasoning.utils.evaluation import evaluate_dataset
-    from implicit_reasoning.utils.model_utils import eval_mode
+    from implicit_reasoning.evaluation.accuracy import evaluate_dataset
+    from implicit_reasoning.runtime.models import eval_mode
 
     config.eval_num_samples, config.eval_temperature, config.max_eval_samples = 1, 0.0, None
     with torch.no_grad(), eval_mode(model):
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     from implicit_reasoning.gguf_convert import cached_checkpoint
-    from implicit_reasoning.utils.model_utils import load_causal_lm, load_tokenizer
+    from implicit_reasoning.runtime.models import load_causal_lm, load_tokenizer
 
     started = Clock()
     model_dir = str(cached_checkpoint(SMOLLM2))

@@ -90,14 +90,14 @@ def train(argv: list[str] | None = None) -> None:
     load_env()
     from .pipeline import (end_distributed, hide_secret_flags, parse_training_args, relaunch_command, run_training,
                            split_config_file)
-    from .utils.quiet import quiet_notices
+    from .runtime.quiet import quiet_notices
 
     argv, sys.argv[1:] = hide_secret_flags(argv), hide_secret_flags(sys.argv[1:])  # wandb records sys.argv
     command = relaunch_command(argv, sys.argv[0])
     if command is not None:
         os.execvp(command[0], command)
     name, config = _run(lambda args: parse_training_args(split_config_file(args)), argv)
-    quiet_notices(config)  # other libraries' notices that do not concern this run (utils/quiet.py)
+    quiet_notices(config)  # other libraries' notices that do not concern this run (runtime/quiet.py)
     if config.model_name_or_path is None:
         from .demo import run_demo
 
@@ -117,7 +117,7 @@ def evaluate(argv: list[str] | None = None) -> None:
     from .evaluate import EvaluationArguments, run_evaluation
 
     def main(args):  # flags that are not EvaluationArguments set the trainer's config fields (--cot_length 32)
-        from .utils.quiet import quiet_notices
+        from .runtime.quiet import quiet_notices
 
         parser = HfArgumentParser(EvaluationArguments, epilog="Any field of the trainer's config is a flag too "
                                                               "(--cot_length 32 --instruction ...).")

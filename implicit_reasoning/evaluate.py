@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, fields
 import torch
 from transformers import TrainingArguments
 
+from .runtime.models import load_tokenizer, resolve_dtype
 from .trainer import trainer_class, trainer_entry
-from .trainer.state import atomic_write, load_run_config, write_text
-from .utils.model_utils import load_tokenizer, resolve_dtype
+from .trainer.core.state import atomic_write, load_run_config, write_text
 
 # settings of the run that do not carry over to an evaluation (what to load, how it trained, which subset
 # it evaluated on during training: an evaluation covers the whole split unless --max_eval_samples says so)

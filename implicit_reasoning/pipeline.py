@@ -15,7 +15,7 @@ import yaml
 
 from .config_files import deepspeed_file_flag, resolve_config, shipped_config
 from .trainer import TRAINER_SPECS, config_class, trainer_class, trainer_summary
-from .trainer.output_dir import locked, refuse_earlier_run
+from .trainer.core.output_dir import locked, refuse_earlier_run
 
 DEFAULT_TRAINER = "latro"
 
@@ -96,7 +96,7 @@ def training_parser(config_cls):
     the sections its config docstrings name, then transformers' TrainingArguments."""
     from transformers import HfArgumentParser, TrainingArguments
 
-    from .trainer.config_sections import config_sections
+    from .trainer.core.config_sections import config_sections
 
     parser = HfArgumentParser(config_cls)
     parser.usage = "%(prog)s [CONFIG] [--trainer NAME] [--FIELD VALUE ...]"
@@ -239,7 +239,7 @@ class RunResult:
 def build_trainer(name: str, config, model=None, tokenizer=None):
     """The trainer for `config` (`--trainer name`) with its train / eval splits; model and tokenizer
     are loaded from `model_name_or_path` / `tokenizer_name_or_path` unless given."""
-    from .utils.model_utils import load_causal_lm, load_tokenizer
+    from .runtime.models import load_causal_lm, load_tokenizer
 
     cls = trainer_class(name, config)
     model = model if model is not None else load_causal_lm(config.model_name_or_path, config)
@@ -257,7 +257,7 @@ def end_distributed() -> None:
     thread that needs the GIL is killed and the process aborts after training succeeded (SIGABRT,
     "terminate called without an active exception"). What held it: a finished trainer's DDP wrapper
     (kept by reference cycles until a garbage collection, hence the `gc.collect()`), and default
-    arguments that bound the group at import (`utils/launch.py` imports those modules first).
+    arguments that bound the group at import (`runtime/launch.py` imports those modules first).
     """
     import gc
 
@@ -280,7 +280,7 @@ def run_training(name: str, config, model=None, tokenizer=None, evaluate_before:
 
     Nothing is written into `output_dir` before the inputs are checked (data, settings, the trainer's own
     `check_train_inputs`); a fresh run in a directory holding an earlier run is refused unless it resumes
-    or `overwrite_output_dir` is set; the directory is locked for the whole job (`trainer/output_dir.py`).
+    or `overwrite_output_dir` is set; the directory is locked for the whole job (`trainer/core/output_dir.py`).
     """
     trainer = build_trainer(name, config, model, tokenizer)
     trainer.check_train_inputs()

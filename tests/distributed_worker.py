@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import save_file
 
 from implicit_reasoning.pipeline import build_trainer, end_distributed, parse_training_args
-from implicit_reasoning.utils.sharding import gathered
+from implicit_reasoning.runtime.sharding import gathered
 
 
 def trained_parameters(trainer) -> dict[str, torch.Tensor]:
@@ -54,7 +54,7 @@ def in_memory_model(path: str):
     """The model at `path` rebuilt in memory (no name_or_path): a fresh load of the reference is impossible."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from implicit_reasoning.utils.sharding import copy_weights
+    from implicit_reasoning.runtime.sharding import copy_weights
 
     source = AutoModelForCausalLM.from_pretrained(path)
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))  # ZeRO-3: partitioned at construction

@@ -16,15 +16,15 @@ import warnings
 import pytest
 import torch
 
+from implicit_reasoning.data.registry import load_task_dataset
+from implicit_reasoning.evaluation.checkers import is_correct
+from implicit_reasoning.objectives.rewards import call_rewards
 from implicit_reasoning.pipeline import parse_training_args, run_training
+from implicit_reasoning.runtime import models as model_utils
 from implicit_reasoning.trainer import (
     LatroConfig, LatroTrainer, MarkovianConfig, MarkovianTrainer, PPOCurriculumConfig, PPOCurriculumTrainer,
     SFTBaselineConfig, SFTBaselineTrainer, STaRConfig, STaRTrainer,
 )
-from implicit_reasoning.utils import model_utils
-from implicit_reasoning.utils.data_utils import load_task_dataset
-from implicit_reasoning.utils.eval_utils import is_correct
-from implicit_reasoning.utils.rewards import call_rewards
 
 from conftest import addition_rows
 

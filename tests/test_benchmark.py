@@ -107,7 +107,7 @@ def test_word_problems_have_the_answers_they_state():
 def test_real_smollm2_prompts_are_chat_turns_of_realistic_length():
     from transformers import AutoTokenizer
 
-    from implicit_reasoning.utils.model_utils import encode_prompt
+    from implicit_reasoning.runtime.models import encode_prompt
 
     tokenizer = AutoTokenizer.from_pretrained(str(SMOLLM2.parent), gguf_file=SMOLLM2.name)
     rows = workload_rows("word_problems", 16, tokenizer)
@@ -242,8 +242,8 @@ def test_markovian_forward_passes_per_update(tmp_path):
     CoT (first update only: cached), scores it, scores the 4 CoTs and gives the KL's logits (3 no-grad calls)."""
     from test_markovian_trainer import make_trainer
 
+    from implicit_reasoning.data.registry import load_markovian_examples
     from implicit_reasoning.demo import build_demo_tokenizer
-    from implicit_reasoning.utils.data_utils import load_markovian_examples
 
     tok = build_demo_tokenizer()
     config = "num_terms=3,max_value=20,num_examples=8"
@@ -302,8 +302,9 @@ def test_star_forward_passes_per_iteration(tmp_path, demo_tokenizer, monkeypatch
     with the iteration's starting weights (the reference: no grad). Validation is not counted."""
     from test_star_trainer import make
 
-    from implicit_reasoning.trainer import STaRConfig, star_trainer
-    from implicit_reasoning.utils.data_utils import load_task_dataset
+    from implicit_reasoning.data.registry import load_task_dataset
+    from implicit_reasoning.trainer import STaRConfig
+    from implicit_reasoning.trainer.star import trainer as star_trainer
 
     config = "num_terms=2,max_value=5,num_examples=8"
     data = (load_task_dataset("arithmetic", "train", demo_tokenizer, dataset_config=config,

@@ -17,8 +17,8 @@ import torch
 
 from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
 from implicit_reasoning.trainer import PPOCurriculumConfig, PPOCurriculumTrainer
-from implicit_reasoning.trainer.checkpoints import COMPLETE_FILE, CRASH_ENV, last_complete_checkpoint, rotate
-from implicit_reasoning.trainer.state import STATE_FILE
+from implicit_reasoning.trainer.core.checkpoints import COMPLETE_FILE, CRASH_ENV, last_complete_checkpoint, rotate
+from implicit_reasoning.trainer.core.state import STATE_FILE
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -8,7 +8,7 @@ import unicodedata
 
 import pytest
 
-from implicit_reasoning.utils import eval_utils as eu
+from implicit_reasoning.evaluation import checkers as eu
 
 CASES = [
     # --- English

@@ -69,8 +69,8 @@ def test_the_budget_rule_stops_at_the_check_point_closest_to_the_budget():
 
 
 def test_every_method_uses_the_shared_prompt_and_answer(demo_tokenizer, tmp_path):
+    from implicit_reasoning.objectives.markovian import MarkovianPrompts
     from implicit_reasoning.trainer import trainer_class
-    from implicit_reasoning.utils.markovian import MarkovianPrompts
 
     latro_name, latro = method_config("latro", 0, str(tmp_path / "latro"))
     shared = trainer_class(latro_name, latro).load_split(latro, "eval", demo_tokenizer)[0]

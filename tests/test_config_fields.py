@@ -13,7 +13,7 @@ import pytest
 from transformers import TrainingArguments
 
 from implicit_reasoning.trainer import TRAINERS, ReasoningPromptFields, RolloutConfig, TrainerConfig
-from implicit_reasoning.trainer.base_config import SamplingFields
+from implicit_reasoning.trainer.core.base_config import SamplingFields
 from implicit_reasoning.trainer.trainer_config import CurriculumFields, GroupRolloutConfig
 
 ROOT = Path(__file__).resolve().parents[1]

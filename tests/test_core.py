@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
 from implicit_reasoning.trainer import LatroConfig, LatroTrainer, MarkovianConfig, MarkovianTrainer
-from implicit_reasoning.trainer.state import RUN_CONFIG_NAME
+from implicit_reasoning.trainer.core.state import RUN_CONFIG_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
@@ -179,7 +179,7 @@ def test_model_dir_without_tokenizer_files_fails_early_and_names_the_field(tmp_p
 
 
 def test_a_prompt_that_encodes_to_nothing_is_a_clear_error():
-    from implicit_reasoning.utils.model_utils import encode_prompt
+    from implicit_reasoning.runtime.models import encode_prompt
 
     class Empty:
         bos_token = None
@@ -229,8 +229,8 @@ def test_an_adapter_without_a_base_is_a_clear_error_not_a_hub_retry(tmp_path):
 
 # -------------------------------------------------------------- checkpoints evaluate as trained
 def test_a_markovian_checkpoint_from_the_python_api_evaluates_as_markovian(tmp_path, demo_tokenizer):
+    from implicit_reasoning.data.registry import load_markovian_examples
     from implicit_reasoning.demo import build_demo_model
-    from implicit_reasoning.utils.data_utils import load_markovian_examples
 
     data = load_markovian_examples("arithmetic", "train", demo_tokenizer,
                                    dataset_config="num_terms=2,max_value=5,num_examples=8")
@@ -280,7 +280,7 @@ def test_evaluation_takes_sampling_from_the_run_and_flags_win(tmp_path):
 def test_metric_std_is_pooled_over_calls_not_averaged():
     from accelerate import Accelerator
 
-    from implicit_reasoning.trainer.metrics import MetricBuffer
+    from implicit_reasoning.trainer.core.metrics import MetricBuffer
 
     buffer = MetricBuffer()
     first, second = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 30.0])

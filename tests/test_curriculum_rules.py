@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from implicit_reasoning.utils.curriculum import (
+from implicit_reasoning.objectives.curriculum import (
     ALPHA,
     CURRICULUM_RULES,
     CurriculumWeights,

@@ -12,15 +12,15 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from implicit_reasoning.demo import build_demo_model
+from implicit_reasoning.objectives.curriculum import CurriculumWeights
 from implicit_reasoning.trainer import (
     LatroConfig,
     LatroTrainer,
     PPOCurriculumConfig,
     PPOCurriculumTrainer,
 )
-from implicit_reasoning.trainer.curriculum import Curriculum
-from implicit_reasoning.trainer.state import STATE_FILE
-from implicit_reasoning.utils.curriculum import CurriculumWeights
+from implicit_reasoning.trainer.core.curriculum import Curriculum
+from implicit_reasoning.trainer.core.state import STATE_FILE
 
 KINDS = ("constant", "random", "counting")  # the mixture's order: dataset k has mixture_index k
 ROWS, TOKENS = 8, 24  # rows per dataset, tokens per text

@@ -9,8 +9,8 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from implicit_reasoning.utils import data_utils as du
-from implicit_reasoning.utils.markovian import MarkovianPrompts
+from implicit_reasoning.data import registry as du
+from implicit_reasoning.objectives.markovian import MarkovianPrompts
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"

@@ -1,4 +1,4 @@
-"""Tests for the dataset registry (implicit_reasoning.utils.data_utils); no network."""
+"""Tests for the dataset registry (implicit_reasoning.data.registry); no network."""
 
 import json
 import re
@@ -9,9 +9,9 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from implicit_reasoning.utils import data_utils as du
-from implicit_reasoning.utils.data_sources import arithmetic_example
-from implicit_reasoning.utils.prompts import format_prompt, question_text
+from implicit_reasoning.data import registry as du
+from implicit_reasoning.data.prompts import format_prompt, question_text
+from implicit_reasoning.data.sources import arithmetic_example
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TERM_RE = re.compile(r"\(-\d+\)|\d+")

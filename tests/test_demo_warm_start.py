@@ -13,7 +13,7 @@ import pytest
 
 from implicit_reasoning.demo import DEMO_DATASET_CONFIG, jobs
 from implicit_reasoning.trainer import LatroConfig, LatroTrainer
-from implicit_reasoning.trainer.checkpoints import CRASH_ENV
+from implicit_reasoning.trainer.core.checkpoints import CRASH_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",

@@ -19,10 +19,11 @@ import pytest
 import torch
 
 import implicit_reasoning
-from implicit_reasoning.utils.generation import generate, sampling_config
-from implicit_reasoning.utils.rollout import kept_lengths
-from implicit_reasoning.utils.scored_generation import generate_scored
-from implicit_reasoning.utils.scoring import pack_rows, score_rows, window_logprobs
+from implicit_reasoning.generation.sampling import generate, sampling_config
+from implicit_reasoning.objectives.advantages import kept_lengths
+from implicit_reasoning.scoring.packing import pack_rows
+from implicit_reasoning.scoring.scored_generation import generate_scored
+from implicit_reasoning.scoring.window import score_rows, window_logprobs
 
 OURS = Path(implicit_reasoning.__file__).resolve().parent
 LIBRARIES = ("transformers", "torch", "peft", "accelerate", "trl", "deepspeed")
@@ -95,7 +96,7 @@ def test_the_guard_reports_our_deprecated_call_and_not_a_librarys():
         Model()(torch.zeros(1), old=1)  # the test module is not ours: not reported
     assert found == []
 
-    import implicit_reasoning.utils.generation as ours
+    import implicit_reasoning.generation.sampling as ours
 
     with our_deprecated_calls() as found:
         exec(compile("model(x, old=1)", ours.__file__, "exec"), {"model": Model(), "x": torch.zeros(1)})
@@ -120,7 +121,7 @@ def llama():
 
 @pytest.fixture
 def share_any_saving(monkeypatch):
-    from implicit_reasoning.utils import kv_cache
+    from implicit_reasoning.runtime import kv_cache
 
     monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)  # these prompts are short: share them anyway
 
@@ -147,9 +148,9 @@ def test_one_update_of_each_rollout_trainer_calls_nothing_deprecated(tmp_path, d
     from test_markovian_trainer import make_trainer
     from test_ppo_trainer import _config, _trainer
 
+    from implicit_reasoning.data.registry import load_markovian_examples
     from implicit_reasoning.demo import build_demo_model
     from implicit_reasoning.trainer import LatroTrainer
-    from implicit_reasoning.utils.data_utils import load_markovian_examples
 
     latro = LatroTrainer(build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2),
                          latro_args(tmp_path / "latro", max_steps=1, rloo_k=2, per_device_train_batch_size=4,

@@ -86,8 +86,8 @@ def model_dir(tmp_path_factory):
 
 def preload_files(folder: Path, tokenizer) -> dict[str, str]:
     """STaR generations for iteration 0: a correct rationale per question (SFT), and a wrong one too (DPO pairs)."""
+    from implicit_reasoning.data.registry import load_task_dataset
     from implicit_reasoning.trainer import STaRConfig
-    from implicit_reasoning.utils.data_utils import load_task_dataset
 
     rows = load_task_dataset("arithmetic", "train", tokenizer, dataset_config=DATA, cot_trigger=STaRConfig.cot_trigger)
     paths = {}
@@ -116,7 +116,7 @@ def stale_jit_lock(folder: Path) -> dict:
 @pytest.fixture(scope="module")
 def launches(tmp_path_factory, model_dir):
     """Runs both launches (once per module); returns {stage: (output folder, {scenario: spec})}."""
-    from implicit_reasoning.utils.model_utils import load_tokenizer
+    from implicit_reasoning.runtime.models import load_tokenizer
 
     folder = tmp_path_factory.mktemp("distributed")
     specs = scenarios(model_dir, preload_files(folder, load_tokenizer(model_dir)))
@@ -198,7 +198,7 @@ def test_sharded_training_is_consistent_resumable_and_saves_a_loadable_model(lau
 def _settled(monkeypatch, accelerator: bool, world: str | None, deepspeed=None, **fields):
     from types import SimpleNamespace
 
-    from implicit_reasoning.utils import launch
+    from implicit_reasoning.runtime import launch
 
     for name in ("WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "ACCELERATE_MIXED_PRECISION", "ACCELERATE_USE_DEEPSPEED"):
         monkeypatch.delenv(name, raising=False)
@@ -220,7 +220,7 @@ def test_cpu_only_multi_process_launches_train_on_the_cpu_over_gloo(monkeypatch)
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # `accelerate launch` with a DeepSpeed config
     from types import SimpleNamespace
 
-    from implicit_reasoning.utils import launch
+    from implicit_reasoning.runtime import launch
 
     via_accelerate = SimpleNamespace(deepspeed=None, ddp_backend=None, use_cpu=False)
     launch.settle_launch(via_accelerate)
@@ -231,7 +231,7 @@ def test_cpu_only_multi_process_launches_train_on_the_cpu_over_gloo(monkeypatch)
 
 
 def test_accelerate_starting_one_process_of_several_is_an_error(monkeypatch):
-    from implicit_reasoning.utils.launch import check_single_process_launch
+    from implicit_reasoning.runtime.launch import check_single_process_launch
 
     for name in ("WORLD_SIZE", "LOCAL_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from implicit_reasoning.data.registry import load_markovian_examples, load_task_dataset
 from implicit_reasoning.demo import build_demo_model
 from implicit_reasoning.trainer import trainer_class, trainer_entry
-from implicit_reasoning.utils.data_utils import load_markovian_examples, load_task_dataset
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 HF_KEYS = {"grad_norm", "learning_rate", "epoch", "step", "train_runtime", "train_samples_per_second",
@@ -40,7 +40,7 @@ def test_every_logged_metric_is_on_the_trainers_page(variant, tmp_path, demo_tok
     if variant == "star-dpo":  # a generator right on every other sample, so that DPO has pairs to log
         from test_star_trainer import answer_generator, solve
 
-        from implicit_reasoning.trainer import star_trainer
+        from implicit_reasoning.trainer.star import trainer as star_trainer
 
         flip = iter(range(10**6))
         monkeypatch.setattr(star_trainer, "generate", answer_generator(

@@ -1,7 +1,7 @@
 """Every public trainer and config class documents its arguments and carries a runnable example, and the example
 runs.
 
-The examples are the code `help(cls)` shows (`trainer/docstrings.py` appends them to the class docstrings),
+The examples are the code `help(cls)` shows (`trainer/core/docstrings.py` appends them to the class docstrings),
 run here as they are: offline, on the package's tiny demo model and generated arithmetic, a couple of updates
 each, all in one process (the imports are paid once). No tiny model is substituted: a user can paste any of them.
 """
@@ -16,10 +16,10 @@ from transformers import TrainingArguments
 
 import implicit_reasoning.trainer as trainer_package
 from implicit_reasoning.trainer import TRAINERS, config_class
-from implicit_reasoning.trainer.base_config import SamplingFields
-from implicit_reasoning.trainer.config_sections import config_sections
-from implicit_reasoning.trainer.docstrings import EXAMPLES
-from implicit_reasoning.trainer.rollout_config import GroupRolloutConfig
+from implicit_reasoning.trainer.core.base_config import SamplingFields
+from implicit_reasoning.trainer.core.config_sections import config_sections
+from implicit_reasoning.trainer.core.docstrings import EXAMPLES
+from implicit_reasoning.trainer.core.rollout_config import GroupRolloutConfig
 
 PUBLIC = sorted({getattr(trainer_package, name) for name in trainer_package.__all__
                  if inspect.isclass(getattr(trainer_package, name, None))} | {SamplingFields, GroupRolloutConfig},

@@ -10,6 +10,8 @@ import torch
 
 from implicit_reasoning import evaluate as ev
 from implicit_reasoning.evaluate import EvaluationArguments, _eval_config, run_evaluation
+from implicit_reasoning.evaluation import accuracy as evaluation
+from implicit_reasoning.runtime.models import prepare_tokenizer
 from implicit_reasoning.trainer import (
     LatroConfig,
     LatroTrainer,
@@ -19,9 +21,7 @@ from implicit_reasoning.trainer import (
     SFTBaselineConfig,
     STaRConfig,
 )
-from implicit_reasoning.trainer import markovian_trainer
-from implicit_reasoning.utils import evaluation
-from implicit_reasoning.utils.model_utils import prepare_tokenizer
+from implicit_reasoning.trainer.markovian import trainer as markovian_trainer
 
 COMMON = dict(report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True)
 
@@ -132,7 +132,7 @@ def test_a_base_model_evaluates_as_markovian_with_its_own_cot_length(tmp_path, t
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert summary["trainer"] == "markovian" and summary["num_questions"] == 3 and "cut_off_rate" in summary
     assert "maj@" not in " ".join(summary) and all("query" in r and "rationale" in r for r in records)
-    from implicit_reasoning.utils.model_utils import load_tokenizer
+    from implicit_reasoning.runtime.models import load_tokenizer
 
     tok = load_tokenizer(str(tiny_model_dir))
     assert all(len(tok(r["rationale"], add_special_tokens=False).input_ids) <= 3 for r in records)
@@ -151,7 +151,7 @@ def test_run_evaluation_takes_trainer_fields_from_python(tmp_path, tiny_model_di
 def test_maj_at_k_records_say_which_samples_were_cut_off_whatever_the_reading(fallback):
     """`sample_cut_off` is the samples' real cut-off; `eval_cut_off_fallback` changes only how they are read (it
     recorded the strict-reading flag, so with the fallback every cut-off sample showed False)."""
-    from implicit_reasoning.utils.evaluation import _record
+    from implicit_reasoning.evaluation.accuracy import _record
 
     samples = ["so 3 + 4 = 7 and then", "The answer is 7.", "The answer is 6."]
     record = _record("arithmetic", 0, "q", "7", "The answer is 7.", False, samples, [True, False, False], fallback)

@@ -1,10 +1,10 @@
-"""Tests for answer extraction and checking (implicit_reasoning.utils.eval_utils)."""
+"""Tests for answer extraction and checking (implicit_reasoning.evaluation.checkers)."""
 
 from pathlib import Path
 
 import pytest
 
-from implicit_reasoning.utils import eval_utils as eu
+from implicit_reasoning.evaluation import checkers as eu
 
 CUSTOM = str(Path(__file__).parent / "fixtures" / "custom" / "train.jsonl")
 

@@ -12,16 +12,16 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from implicit_reasoning.trainer import LatroConfig, LatroTrainer
-from implicit_reasoning.utils import generation
-from implicit_reasoning.utils.generation import GENERATION_BACKENDS, generate, sampling_config, use_backend
-from implicit_reasoning.utils.vllm_backend import (
+from implicit_reasoning.generation import sampling as generation
+from implicit_reasoning.generation.sampling import GENERATION_BACKENDS, generate, sampling_config, use_backend
+from implicit_reasoning.generation.vllm_backend import (
     VLLMGenerator,
     named_weights_for_vllm,
     pad_rows,
     require_vllm,
     sampling_params_kwargs,
 )
+from implicit_reasoning.trainer import LatroConfig, LatroTrainer
 
 HF_BACKENDS = ("hf", "hf_compiled")
 PROMPTS = [[5, 6, 7], [8, 9, 10, 11, 12], [13, 14], [20, 21, 22, 23], [30]]
@@ -260,7 +260,7 @@ def test_a_vllm_trainer_samples_through_its_engine_and_pushes_per_step(tmp_path,
 
 
 def test_the_engine_loads_the_checkpoint_or_a_saved_copy(tmp_path, tiny_llama):
-    from implicit_reasoning.utils.vllm_backend import engine_model_path
+    from implicit_reasoning.generation.vllm_backend import engine_model_path
 
     assert engine_model_path(tiny_llama, str(tmp_path / "copy")) == str(tmp_path / "copy")  # built in memory
     assert (tmp_path / "copy" / "config.json").exists()
@@ -271,7 +271,7 @@ def test_the_engine_loads_the_checkpoint_or_a_saved_copy(tmp_path, tiny_llama):
 def test_the_trainers_engine_gets_its_dtype_context_length_and_memory_share(tmp_path, tiny_llama, demo_tokenizer,
                                                                             addition_dataset, monkeypatch):
     """trainer_generator hands vllm_max_model_length, vllm_gpu_memory_utilization and torch_dtype to vllm.LLM."""
-    from implicit_reasoning.utils import vllm_backend
+    from implicit_reasoning.generation import vllm_backend
 
     built = {}
     fake_vllm = SimpleNamespace(LLM=lambda **kwargs: built.update(kwargs) or FakeLLM(rows=[[1]]))

@@ -8,7 +8,7 @@ import torch
 from transformers import TrainerCallback
 
 from implicit_reasoning.trainer import LatroConfig, LatroTrainer
-from implicit_reasoning.trainer.guard import NonFiniteUpdatesError, SkipAwareScheduler, UpdateGuard
+from implicit_reasoning.trainer.core.guard import NonFiniteUpdatesError, SkipAwareScheduler, UpdateGuard
 
 GA = 4
 
@@ -181,7 +181,7 @@ def _nan_loss(trainer, bad):
 
 
 def _latro(tok, out, bad, **run):
-    from implicit_reasoning.utils.data_utils import load_task_dataset
+    from implicit_reasoning.data.registry import load_task_dataset
 
     args = LatroConfig(output_dir=out, rloo_k=2, response_length=4, dataset_name="arithmetic", **RUN, **run)
     rows = load_task_dataset("arithmetic", "train", tok, dataset_config=ARITHMETIC)
@@ -192,8 +192,8 @@ def _latro(tok, out, bad, **run):
 
 
 def _markovian(tok, out, bad, **run):
+    from implicit_reasoning.data.registry import load_markovian_examples
     from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer
-    from implicit_reasoning.utils.data_utils import load_markovian_examples
 
     args = MarkovianConfig(output_dir=out, rloo_k=2, cot_length=4, rollout_batch_size=8, max_prompt_length=96,
                            **RUN, **run)
@@ -214,8 +214,9 @@ def _markovian(tok, out, bad, **run):
 
 def _star(strategy):
     def build(tok, out, bad, **run):
-        from implicit_reasoning.trainer import STaRConfig, STaRTrainer, star_trainer
-        from implicit_reasoning.utils.data_utils import load_task_dataset
+        from implicit_reasoning.data.registry import load_task_dataset
+        from implicit_reasoning.trainer import STaRConfig, STaRTrainer
+        from implicit_reasoning.trainer.star import trainer as star_trainer
 
         args = STaRConfig(output_dir=out, num_iterations=1, start_steps=run.pop("max_steps"), step_growth=1.0,
                           samples_per_train_question=2, gen_batch_size=16, response_length=8, train_strategy=strategy,
@@ -264,8 +265,8 @@ def _ppo(tok, out, bad, **run):
 
 
 def _sft(tok, out, bad, **run):
+    from implicit_reasoning.data.registry import load_task_dataset
     from implicit_reasoning.trainer import SFTBaselineConfig, SFTBaselineTrainer
-    from implicit_reasoning.utils.data_utils import load_task_dataset
 
     args = SFTBaselineConfig(output_dir=out, dataset_name="arithmetic", **RUN, **run)
     rows = load_task_dataset("arithmetic", "train", tok, dataset_config=ARITHMETIC)
@@ -280,7 +281,7 @@ TRAINERS = {"latro": _latro, "markovian": _markovian, "star_sft": _star("sft"), 
 
 @pytest.fixture
 def restore_star_generate():
-    from implicit_reasoning.trainer import star_trainer
+    from implicit_reasoning.trainer.star import trainer as star_trainer
 
     original = star_trainer.generate
     yield
@@ -324,7 +325,7 @@ def test_a_non_finite_reward_or_loss_skips_that_update_on_every_trainer(tmp_path
 @pytest.mark.parametrize("name", TRAINERS)
 def test_non_finite_updates_in_a_row_stop_every_trainer_and_keep_its_checkpoints(tmp_path, demo_tokenizer, name,
                                                                                   restore_star_generate):
-    from implicit_reasoning.trainer.checkpoints import incomplete_reason
+    from implicit_reasoning.trainer.core.checkpoints import incomplete_reason
 
     trainer, reason = TRAINERS[name](demo_tokenizer, str(tmp_path), lambda n: n >= 2, max_steps=4,
                                      save_strategy="steps", save_steps=1, max_nonfinite_updates=2)

@@ -1,14 +1,16 @@
-"""Chunked full-vocabulary terms (utils/head_terms.py) against plain torch: log p, entropy and KL(p || q)
+"""Chunked full-vocabulary terms (scoring/head_terms.py) against plain torch: log p, entropy and KL(p || q)
 in value and gradient, the window version against the Markovian full-logits formulas, and its memory."""
 
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from implicit_reasoning.utils import head_terms
-from implicit_reasoning.utils.head_terms import chunked_head_terms, window_head_terms
-from implicit_reasoning.utils.markovian import masked_entropy, masked_kl
-from implicit_reasoning.utils.scoring import forward_window, pack_rows, token_logprobs
+from implicit_reasoning.objectives.markovian import masked_entropy, masked_kl
+from implicit_reasoning.scoring import head_terms
+from implicit_reasoning.scoring.head_terms import chunked_head_terms, window_head_terms
+from implicit_reasoning.scoring.logprobs import token_logprobs
+from implicit_reasoning.scoring.packing import pack_rows
+from implicit_reasoning.scoring.window import forward_window
 
 PAD, VOCAB = 0, 61
 
@@ -88,7 +90,7 @@ def test_window_terms_match_markovians_full_logits_formulas_with_grad():
 
 
 def masked_kl_of(values, mask):
-    from implicit_reasoning.utils.scoring import masked_mean
+    from implicit_reasoning.scoring.logprobs import masked_mean
     return masked_mean(values[:, 1:], mask[:, 1:], dim=1)
 
 

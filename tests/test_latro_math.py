@@ -2,7 +2,7 @@
 
 import torch
 
-from implicit_reasoning.utils.latro import latro_loss, latro_rewards, non_stop_penalised
+from implicit_reasoning.objectives.latro import latro_loss, latro_rewards, non_stop_penalised
 
 # Two prompts, K=2, prompt-major rows.
 R = torch.tensor([-1.0, -3.0, -2.0, -4.0])  # log pi(y|x,z)

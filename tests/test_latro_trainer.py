@@ -11,8 +11,8 @@ from torch.utils.data import BatchSampler
 from transformers import AutoModelForCausalLM
 
 from implicit_reasoning.trainer import LatroConfig, LatroTrainer
-from implicit_reasoning.trainer.guard import NonFiniteUpdatesError
-from implicit_reasoning.trainer.rollout_trainer import PromptGroupSampler
+from implicit_reasoning.trainer.core.guard import NonFiniteUpdatesError
+from implicit_reasoning.trainer.core.rollout_trainer import PromptGroupSampler
 
 
 def latro_args(tmp_path, **overrides) -> LatroConfig:
@@ -85,8 +85,8 @@ def test_forward_work_per_rollout(tmp_path, tiny_llama, demo_tokenizer, addition
     no-grad pass over [x;z;y]) + one reference pass over [x;z] + one grad pass per micro-batch; each pass over
     [x; ...] runs each distinct prompt once (a prefill) and the samples on its cache. Nothing else touches the
     models."""
-    from implicit_reasoning.utils import kv_cache
-    from implicit_reasoning.utils.kv_cache import cache_argument
+    from implicit_reasoning.runtime import kv_cache
+    from implicit_reasoning.runtime.kv_cache import cache_argument
 
     monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)  # 14-token prompts: share them anyway
     args = latro_args(tmp_path, max_steps=1, rloo_k=4, per_device_train_batch_size=4, gradient_accumulation_steps=2,
@@ -190,7 +190,7 @@ def test_missing_column_names_dataset_and_column(tmp_path, tiny_llama, demo_toke
 
 
 def test_evaluate_reports_accuracy_and_maj_at_k(tmp_path, tiny_llama, demo_tokenizer, addition_dataset):
-    from implicit_reasoning.utils.eval_utils import extract_answer, is_correct, majority_vote
+    from implicit_reasoning.evaluation.checkers import extract_answer, is_correct, majority_vote
 
     args = latro_args(tmp_path, eval_num_samples=3)
     trainer = LatroTrainer(
@@ -259,7 +259,7 @@ def test_flash_attention_without_package_is_a_clear_error():
 
 
 def test_eval_shards_are_padded_to_equal_length():
-    from implicit_reasoning.utils.evaluation import shard_indices
+    from implicit_reasoning.evaluation.accuracy import shard_indices
 
     shards = [shard_indices(5, rank, 2) for rank in range(2)]
     assert shards == [([0, 2, 4], 3), ([1, 3, 0], 2)]  # rank 1 pads with row 0, keeps 2 real rows
@@ -342,7 +342,7 @@ def test_scoring_from_generation_gives_the_full_pass_rewards_and_update(tmp_path
 def test_a_cache_that_cannot_be_continued_falls_back_to_the_full_pass(
     tmp_path, tiny_llama, demo_tokenizer, addition_dataset, monkeypatch
 ):
-    import implicit_reasoning.utils.scored_generation as scored
+    import implicit_reasoning.scoring.scored_generation as scored
 
     def refuse(*args, **kwargs):
         raise scored.CacheReuseError("test")

@@ -10,16 +10,11 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from implicit_reasoning.utils import scoring
-from implicit_reasoning.utils.lm_head import masked_head_logprobs, positions_per_chunk
-from implicit_reasoning.utils.scoring import (
-    chunkable_head,
-    forward_window,
-    pack_rows,
-    segment_reduce,
-    token_logprobs,
-    window_logprobs,
-)
+from implicit_reasoning.scoring import window as scoring
+from implicit_reasoning.scoring.lm_head import masked_head_logprobs, positions_per_chunk
+from implicit_reasoning.scoring.logprobs import segment_reduce, token_logprobs
+from implicit_reasoning.scoring.packing import pack_rows
+from implicit_reasoning.scoring.window import chunkable_head, forward_window, window_logprobs
 
 PAD, VOCAB = 0, 53
 
@@ -335,7 +330,7 @@ def test_hidden_states_that_do_not_reproduce_the_logits_fall_back(build, head_ca
 MEMORY_SCRIPT = r"""
 import gc, json, os, resource, torch
 from transformers import LlamaConfig, LlamaForCausalLM
-from implicit_reasoning.utils.scoring import forward_window, token_logprobs, window_logprobs
+from implicit_reasoning.scoring.window import forward_window, token_logprobs, window_logprobs
 torch.set_num_threads(1)
 torch.manual_seed(0)
 config = LlamaConfig(vocab_size=151936, hidden_size=64, intermediate_size=128, num_hidden_layers=2,

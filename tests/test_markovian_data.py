@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from implicit_reasoning.data import registry as du
 from implicit_reasoning.demo import build_demo_tokenizer
-from implicit_reasoning.utils import data_utils as du
-from implicit_reasoning.utils.eval_utils import checker_for
+from implicit_reasoning.evaluation.checkers import checker_for
 
 WIKI = str(Path(__file__).parent / "fixtures" / "wikitext")
 

@@ -11,10 +11,10 @@ LM head has a large bias on an end-of-turn id that only its generation config na
 import pytest
 import torch
 
+from implicit_reasoning.data.registry import load_markovian_examples
 from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
+from implicit_reasoning.objectives.markovian import COT
 from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer
-from implicit_reasoning.utils.data_utils import load_markovian_examples
-from implicit_reasoning.utils.markovian import COT
 
 COT_LENGTH = 5
 

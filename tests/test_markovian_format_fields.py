@@ -5,9 +5,9 @@ import datasets
 import pytest
 
 from implicit_reasoning.analysis.fragility import answer_logprobs, run_settings
+from implicit_reasoning.data.registry import load_task_dataset
+from implicit_reasoning.objectives.markovian import ANSWER, ANSWER_MARKER, MARKER, REASONING_PREFIX, MarkovianPrompts
 from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer
-from implicit_reasoning.utils.data_utils import load_task_dataset
-from implicit_reasoning.utils.markovian import ANSWER, ANSWER_MARKER, MARKER, REASONING_PREFIX, MarkovianPrompts
 
 SHARED = dict(instruction="Question:", reasoning_prefix="Let's think step by step.\n", answer_marker=" The answer is")
 

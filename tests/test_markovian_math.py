@@ -1,11 +1,11 @@
-"""Markovian objective pieces (implicit_reasoning.utils.markovian) against hand-computed values."""
+"""Markovian objective pieces (implicit_reasoning.objectives.markovian) against hand-computed values."""
 
 import math
 
 import pytest
 import torch
 
-from implicit_reasoning.utils.markovian import (
+from implicit_reasoning.objectives.markovian import (
     ANSWER,
     COT,
     EMABaseline,
@@ -19,7 +19,8 @@ from implicit_reasoning.utils.markovian import (
     ppo_clipped_loss,
     zscore_advantages,
 )
-from implicit_reasoning.utils.scoring import masked_mean, pack_rows, token_logprobs
+from implicit_reasoning.scoring.logprobs import masked_mean, token_logprobs
+from implicit_reasoning.scoring.packing import pack_rows
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 

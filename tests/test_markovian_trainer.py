@@ -7,12 +7,12 @@ import os
 import pytest
 import torch
 
+from implicit_reasoning.data.registry import load_markovian_examples
 from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
+from implicit_reasoning.objectives.markovian import ANSWER, ANSWER_MARKER, COT as COT_SEGMENT, REDACTED
 from implicit_reasoning.trainer import TRAINERS, MarkovianConfig, MarkovianTrainer, MarkovianVQTrainer, trainer_class
-from implicit_reasoning.trainer import markovian_trainer
-from implicit_reasoning.trainer.state import STATE_FILE
-from implicit_reasoning.utils.data_utils import load_markovian_examples
-from implicit_reasoning.utils.markovian import ANSWER, ANSWER_MARKER, COT as COT_SEGMENT, REDACTED
+from implicit_reasoning.trainer.core.state import STATE_FILE
+from implicit_reasoning.trainer.markovian import trainer as markovian_trainer
 
 COT = 4
 QUESTION = "77 + 88 + 99"

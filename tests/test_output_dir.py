@@ -17,18 +17,18 @@ from pathlib import Path
 import pytest
 from transformers import TrainerCallback
 
+from implicit_reasoning.data.registry import load_task_dataset
 from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
 from implicit_reasoning.pipeline import parse_training_args, run_training
 from implicit_reasoning.trainer import LatroConfig, LatroTrainer
-from implicit_reasoning.trainer.checkpoints import CRASH_ENV
-from implicit_reasoning.trainer.output_dir import LOCK_FILE, OutputDirLocked, truncate_step_log
-from implicit_reasoning.utils.data_utils import load_task_dataset
+from implicit_reasoning.trainer.core.checkpoints import CRASH_ENV
+from implicit_reasoning.trainer.core.output_dir import LOCK_FILE, OutputDirLocked, truncate_step_log
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
 TIMING_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos"}
-HOLDER = ("import sys, time; from implicit_reasoning.trainer.output_dir import acquire; acquire(sys.argv[1]); "
+HOLDER = ("import sys, time; from implicit_reasoning.trainer.core.output_dir import acquire; acquire(sys.argv[1]); "
           "print('locked', flush=True); time.sleep(600)")
 
 
@@ -85,7 +85,7 @@ def test_a_second_run_is_refused_while_the_first_lives_and_not_once_it_was_kille
 LOCKING_RANKS = """
 import json, os, sys
 from accelerate import PartialState
-from implicit_reasoning.trainer.output_dir import OutputDirLocked, holds, locked
+from implicit_reasoning.trainer.core.output_dir import OutputDirLocked, holds, locked
 state = PartialState(cpu=True, backend="gloo")  # as TrainingArguments(use_cpu=True) sets it up
 result = {}
 try:

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from implicit_reasoning.utils import ppo
-from implicit_reasoning.utils.rewards import (
+from implicit_reasoning.objectives import ppo
+from implicit_reasoning.objectives.advantages import gae
+from implicit_reasoning.objectives.rewards import (
     answer_accuracy,
     call_rewards,
     combine_rewards,
@@ -15,7 +16,6 @@ from implicit_reasoning.utils.rewards import (
     repetition_penalty,
     repetition_rate,
 )
-from implicit_reasoning.utils.rollout import gae
 
 
 def _ragged(batch=5, width=7, seed=0):
@@ -190,7 +190,7 @@ def test_call_and_combine_rewards_handle_none_weights_and_nan():
 
 
 def test_import_reward_by_path_and_a_clear_error():
-    func = import_reward("implicit_reasoning.utils.rewards:repetition_penalty")
+    func = import_reward("implicit_reasoning.objectives.rewards:repetition_penalty")
     assert func is repetition_penalty
     with pytest.raises(ValueError, match="neither a built-in"):
         import_reward("no_such_module:f")
@@ -200,7 +200,7 @@ def test_the_repetition_penalty_docstring_gives_the_formulas_values():
     """The docstrings' examples run: -0.75 for 4 copies of one token and -0.992 for 64, not -1 (issue 18)."""
     import doctest
 
-    from implicit_reasoning.utils import rewards
+    from implicit_reasoning.objectives import rewards
 
     result = doctest.testmod(rewards, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 3 and result.failed == 0
@@ -209,7 +209,7 @@ def test_the_repetition_penalty_docstring_gives_the_formulas_values():
 
 
 def test_answer_accuracy_without_a_source_is_an_error_not_none():
-    from implicit_reasoning.utils import rewards
+    from implicit_reasoning.objectives import rewards
 
     assert rewards.answer_accuracy(["q"], ["The answer is 4."], groundtruth=["4"], source=["gsm8k"]) == [1.0]
     assert rewards.answer_accuracy(["q"], ["Once upon a time"], groundtruth=[""], source=["wikitext"]) == [None]
@@ -220,7 +220,7 @@ def test_answer_accuracy_without_a_source_is_an_error_not_none():
 def test_the_value_backbone_takes_the_policys_peft_config_relative_to_the_backbone():
     from peft import LoraConfig
 
-    from implicit_reasoning.trainer.value_model import backbone_peft_config
+    from implicit_reasoning.trainer.ppo_curriculum.value_model import backbone_peft_config
 
     config = LoraConfig(r=2, target_modules=["model.layers.0.self_attn.q_proj", "v_proj"], task_type="CAUSAL_LM")
     out = backbone_peft_config(config, "model")

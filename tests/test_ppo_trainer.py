@@ -11,9 +11,9 @@ import torch
 
 from conftest import RANK_RESULT, rank_results, torchrun_command
 from implicit_reasoning.demo import build_demo_model
+from implicit_reasoning.objectives.advantages import gae
 from implicit_reasoning.trainer import PPOCurriculumConfig, PPOCurriculumTrainer
-from implicit_reasoning.trainer.value_model import VALUE_DIR, PolicyAndValue
-from implicit_reasoning.utils.rollout import gae
+from implicit_reasoning.trainer.ppo_curriculum.value_model import VALUE_DIR, PolicyAndValue
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = "num_terms=2,max_value=5,num_examples=32"
@@ -69,8 +69,8 @@ def test_rollout_matches_a_plain_torch_recomputation(tmp_path, demo_tokenizer, s
     torch.testing.assert_close(out["old_values"].double() * tokens, values * tokens, atol=1e-4, rtol=1e-4)
     # reward: -beta * kl per token + the weighted score at the last token; then GAE
     completions = [demo_tokenizer.decode(ids[i, start:][tokens[i]].tolist(), skip_special_tokens=True) for i in range(4)]
-    from implicit_reasoning.utils.eval_utils import is_correct
-    from implicit_reasoning.utils.rewards import repetition_rate
+    from implicit_reasoning.evaluation.checkers import is_correct
+    from implicit_reasoning.objectives.rewards import repetition_rate
 
     scores = []
     for i, text in enumerate(completions):
@@ -244,7 +244,7 @@ def test_evaluation_reports_validation_loss_accuracy_and_writes_test_generations
     lines = [json.loads(x) for x in (Path(config.output_dir) / "test_generations.jsonl").read_text().splitlines()]
     assert [(r["step"], r["prompt"]) for r in lines] == [(1, "1 + 2 ="), (1, "3 + 4 ="), (2, "1 + 2 ="), (2, "3 + 4 =")]
     # the validation loss is the mean per-token loss of the eval rows' continuations under the policy
-    from implicit_reasoning.trainer.curriculum import row_losses
+    from implicit_reasoning.trainer.core.curriculum import row_losses
 
     rows = trainer.eval_dataset.select(range(4))
     losses = row_losses(trainer.unwrapped_policy(), demo_tokenizer, rows["prompt"], rows["continuation"], 512, 4)

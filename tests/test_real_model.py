@@ -65,7 +65,7 @@ def smollm2() -> str:
 
 @pytest.fixture(scope="module")
 def tokenizer(smollm2):
-    from implicit_reasoning.utils.model_utils import load_tokenizer
+    from implicit_reasoning.runtime.models import load_tokenizer
 
     return load_tokenizer(smollm2)
 

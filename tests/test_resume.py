@@ -8,13 +8,13 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from implicit_reasoning.data.registry import load_markovian_examples, load_task_dataset
 from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
 from implicit_reasoning.trainer import (
     LatroConfig, LatroTrainer, MarkovianConfig, MarkovianTrainer, PPOCurriculumConfig, PPOCurriculumTrainer,
     SFTBaselineConfig, SFTBaselineTrainer, STaRConfig, STaRTrainer,
 )
-from implicit_reasoning.trainer import star_trainer
-from implicit_reasoning.utils.data_utils import load_markovian_examples, load_task_dataset
+from implicit_reasoning.trainer.star import trainer as star_trainer
 
 TIMING_KEYS = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos"}
 ARITHMETIC = "num_terms=2,max_value=5,num_examples=16"

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from implicit_reasoning.utils import kv_cache
+from implicit_reasoning.runtime import kv_cache
 
 SGD = dict(optim="sgd", weight_decay=0.0, max_grad_norm=0.0, lr_scheduler_type="constant", warmup_steps=0,
            max_steps=1, learning_rate=1e-2, logging_steps=1, save_strategy="no", report_to="none",
@@ -189,7 +189,7 @@ def _latro_update_check(tmp_path, tiny_llama, demo_tokenizer, addition_dataset, 
 @pytest.fixture(scope="module")
 def markovian_data():
     from implicit_reasoning.demo import build_demo_tokenizer
-    from implicit_reasoning.utils.data_utils import load_markovian_examples
+    from implicit_reasoning.data.registry import load_markovian_examples
 
     tok = build_demo_tokenizer()
     return tok, load_markovian_examples("arithmetic", "train", tok, dataset_config="num_terms=3,max_value=20,num_examples=8")
@@ -313,7 +313,7 @@ def test_disable_dropout_turns_off_functional_dropout_too(build):
     """OPT's float `dropout` / `activation_dropout`, Bloom's `hidden_dropout` and Falcon's `config.hidden_dropout` feed
     F.dropout directly: disable_dropout=True (and the exactness of share_prefill_with_grad, PPO's ratio of 1) needs
     them off too, while the saved config stays as shipped."""
-    from implicit_reasoning.utils.model_utils import disable_dropout
+    from implicit_reasoning.runtime.models import disable_dropout
 
     torch.manual_seed(0)
     model = build()
@@ -334,7 +334,7 @@ def test_disable_dropout_leaves_modules_that_only_read_rates_at_init_on_the_mode
     (`_attn_implementation`): it must keep sharing the model's config object."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from implicit_reasoning.utils.model_utils import disable_dropout
+    from implicit_reasoning.runtime.models import disable_dropout
 
     model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                                          num_attention_heads=2, attention_dropout=0.5))
@@ -385,7 +385,8 @@ def test_a_forward_that_returns_no_cache_does_not_turn_sharing_off_for_the_model
 
     from test_shared_prefill import DISTINCT, llama
 
-    from implicit_reasoning.utils.scoring import pack_rows, window_logprobs
+    from implicit_reasoning.scoring.packing import pack_rows
+    from implicit_reasoning.scoring.window import window_logprobs
 
     monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)
     monkeypatch.setattr(kv_cache, "_UNEXPANDABLE", {})
@@ -401,7 +402,7 @@ def test_a_forward_that_returns_no_cache_does_not_turn_sharing_off_for_the_model
     full, _ = window_logprobs(model, rows, scored)
     torch.testing.assert_close(shared, full, atol=1e-5, rtol=0)
     assert not kv_cache._UNEXPANDABLE
-    from implicit_reasoning.utils.generation import left_pad
+    from implicit_reasoning.generation.sampling import left_pad
 
     ids, mask = left_pad(prompts, 0)
     assert kv_cache.generation_prompt_cache(model.eval(), ids, mask)  # generation still shares its prompts
@@ -606,8 +607,9 @@ def test_the_markovian_answer_budget_is_the_whole_evaluations_not_each_shards(mo
     import datasets
     from test_eval_budget import COMMON, _fake_generate
 
-    from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer, markovian_trainer
-    from implicit_reasoning.utils.model_utils import prepare_tokenizer
+    from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer
+    from implicit_reasoning.trainer.markovian import trainer as markovian_trainer
+    from implicit_reasoning.runtime.models import prepare_tokenizer
 
     tok = prepare_tokenizer(demo_tokenizer)
     fake, calls = _fake_generate(lambda n: [tok(" 7", add_special_tokens=False).input_ids + [tok.eos_token_id]] * n)

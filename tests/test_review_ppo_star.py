@@ -190,7 +190,7 @@ def test_a_lora_checkpoint_missing_adapter_weights_is_an_error_not_a_partial_loa
     from safetensors.torch import load_file
 
     from implicit_reasoning.demo import build_demo_model
-    from implicit_reasoning.trainer.value_model import load_weights
+    from implicit_reasoning.trainer.ppo_curriculum.value_model import load_weights
 
     def lora(modules):
         base = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
@@ -221,7 +221,7 @@ def test_star_dpo_second_update_logs_and_gradients_against_float64_plain_torch(t
     from test_star_update import preload_pairs, update_args
 
     from implicit_reasoning.trainer import STaRConfig
-    from implicit_reasoning.utils.data_utils import load_task_dataset
+    from implicit_reasoning.data.registry import load_task_dataset
 
     beta, alpha = 0.5, 0.7
     train = load_task_dataset("arithmetic", "train", demo_tokenizer,
@@ -290,7 +290,7 @@ def test_continuation_loglik_reward_against_float64_plain_torch(tmp_path, demo_t
     """continuation_loglik = mean over the true continuation's tokens of log pi_ref(c_j | x, y without its stop token,
     c_<j) (temperature 1: the reference's own distribution), recomputed by one full float64 forward per row; with
     shared_prefill forced on for these short repeated prompts (kv_cache.MIN_SAVED_TOKENS) and off."""
-    from implicit_reasoning.utils import kv_cache
+    from implicit_reasoning.runtime import kv_cache
 
     monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1 if shared else 10**9)
     calls = []
@@ -335,8 +335,9 @@ def test_star_trains_on_a_dataset_with_only_the_required_columns(tmp_path, demo_
     those two (rationalize=False) failed with KeyError 'question' when the first iteration's samples were recorded."""
     from test_star_trainer import CONFIG, answer_generator, make, solve
 
-    from implicit_reasoning.trainer import STaRConfig, star_trainer
-    from implicit_reasoning.utils.data_utils import load_task_dataset
+    from implicit_reasoning.trainer import STaRConfig
+    from implicit_reasoning.trainer.star import trainer as star_trainer
+    from implicit_reasoning.data.registry import load_task_dataset
 
     train = load_task_dataset("arithmetic", "train", demo_tokenizer, dataset_config=CONFIG,
                               cot_trigger=STaRConfig.cot_trigger).select_columns(["queries", "groundtruth"])
@@ -461,7 +462,7 @@ def test_two_processes_log_the_rollout_value_statistics_over_all_tokens(tmp_path
 
 
 def test_value_statistics_of_summed_moments_are_those_of_all_the_tokens():
-    from implicit_reasoning.utils import ppo
+    from implicit_reasoning.objectives import ppo
 
     torch.manual_seed(0)
     values, returns = torch.randn(6, 5), torch.randn(6, 5) * 2 + 1
@@ -536,8 +537,9 @@ def test_star_generation_accuracy_reads_cut_off_samples_as_evaluation_does(tmp_p
     samples that are all dropped as unfinished)."""
     from test_star_trainer import CONFIG, answer_generator, make
 
-    from implicit_reasoning.trainer import STaRConfig, star_trainer
-    from implicit_reasoning.utils.data_utils import load_task_dataset
+    from implicit_reasoning.trainer import STaRConfig
+    from implicit_reasoning.trainer.star import trainer as star_trainer
+    from implicit_reasoning.data.registry import load_task_dataset
 
     def run_on(prompt):  # the worked sum, then filler: cut off at response_length with the sum as its last number
         terms = [int(t) for t in prompt.split("Question: ")[1].split("\n")[0].split(" + ")]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from implicit_reasoning.utils.rollout import (
+from implicit_reasoning.objectives.advantages import (
     find_stop_positions,
     group_zscore,
     repeat_rows,

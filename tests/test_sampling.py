@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
+from implicit_reasoning.evaluation.accuracy import eval_generation_config
+from implicit_reasoning.generation.sampling import generate, sampling_config
 from implicit_reasoning.trainer import LatroConfig, LatroTrainer, MarkovianConfig, MarkovianTrainer
-from implicit_reasoning.utils.evaluation import eval_generation_config
-from implicit_reasoning.utils.generation import generate, sampling_config
 
 PROMPT = [[5, 6, 7]]
 
@@ -110,7 +110,7 @@ def test_greedy_configs_carry_no_sampling_only_settings(greedy):
 def test_the_models_end_of_turn_ids_end_rollouts_and_eval_completions(tmp_path, tiny_llama, demo_tokenizer,
                                                                        addition_dataset):
     """Chat checkpoints list end-of-turn ids (<|eot_id|>, <|end|>) only in generation_config.eos_token_id."""
-    from implicit_reasoning.utils.evaluation import evaluate_dataset
+    from implicit_reasoning.evaluation.accuracy import evaluate_dataset
 
     end_of_turn = 7
 

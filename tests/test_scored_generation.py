@@ -5,10 +5,10 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-from implicit_reasoning.utils.generation import sampling_config
-from implicit_reasoning.utils.kv_cache import output_cache
-from implicit_reasoning.utils.rollout import kept_lengths
-from implicit_reasoning.utils.scored_generation import generate_scored
+from implicit_reasoning.generation.sampling import sampling_config
+from implicit_reasoning.objectives.advantages import kept_lengths
+from implicit_reasoning.runtime.kv_cache import output_cache
+from implicit_reasoning.scoring.scored_generation import generate_scored
 
 VOCAB, PAD, EOS = 40, 0, 1
 PROMPTS = [[5, 6, 7], [8], [9, 10, 11, 12, 13], [14, 15], [16, 17, 18, 19]]  # ragged: left padding
@@ -108,8 +108,8 @@ def test_lora_policy_scores_like_its_full_pass():
 
 
 def test_a_cache_that_cannot_be_continued_is_refused_and_its_samples_kept(monkeypatch):
-    import implicit_reasoning.utils.scored_generation as scored
-    from implicit_reasoning.utils.generation import left_pad
+    import implicit_reasoning.scoring.scored_generation as scored
+    from implicit_reasoning.generation.sampling import left_pad
 
     model = llama()
     ids, mask = left_pad(PROMPTS[:2], PAD)

@@ -4,16 +4,10 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from implicit_reasoning.utils.rollout import pack_segments, score_segments
-from implicit_reasoning.utils.scoring import (
-    forward_window,
-    masked_mean,
-    pack_rows,
-    score_rows,
-    segment_reduce,
-    selective_log_softmax,
-    token_logprobs,
-)
+from implicit_reasoning.objectives.advantages import pack_segments, score_segments
+from implicit_reasoning.scoring.logprobs import masked_mean, segment_reduce, selective_log_softmax, token_logprobs
+from implicit_reasoning.scoring.packing import pack_rows
+from implicit_reasoning.scoring.window import forward_window, score_rows
 
 PAD = 0
 
@@ -141,7 +135,7 @@ def test_bf16_model_sums_are_float32_accurate_against_float64():
 def test_the_lm_head_window_holds_under_peft_and_ddp_style_wrappers():
     from peft import LoraConfig, get_peft_model
 
-    from implicit_reasoning.utils.scoring import accepts_logits_to_keep
+    from implicit_reasoning.scoring.window import accepts_logits_to_keep
 
     config = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)

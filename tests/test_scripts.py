@@ -191,7 +191,7 @@ def test_builtin_text_demo_lowers_repetition_and_learns_values(demo_results):
 
 
 def test_run_config_keeps_settings_but_never_secrets(tmp_path):
-    from implicit_reasoning.trainer.state import RUN_CONFIG_NAME, save_run_config
+    from implicit_reasoning.trainer.core.state import RUN_CONFIG_NAME, save_run_config
 
     config = LatroConfig(output_dir=str(tmp_path), rloo_k=2, per_device_train_batch_size=4,
                          stop_token="both", hub_token="hf_SECRETvalue123")
@@ -362,9 +362,9 @@ def test_help_loads_no_training_stack():
     assert not {m for m in bare if not m.startswith("implicit_reasoning.")}, sorted(bare)  # no torch, transformers
     assert not {m for m in bare if m.endswith(("_trainer", "_config"))}, sorted(bare)
     loaded = _loaded_by_help("--trainer", "star")
-    assert "implicit_reasoning.trainer.star_config" in loaded and "transformers.training_args" in loaded
+    assert "implicit_reasoning.trainer.star.config" in loaded and "transformers.training_args" in loaded
     assert not {m for m in loaded if m.endswith("_trainer") or m.startswith("trl")}, sorted(loaded)
-    assert "implicit_reasoning.trainer.latro_config" not in loaded
+    assert "implicit_reasoning.trainer.latro.config" not in loaded
 
 
 def test_a_trainers_help_shows_its_own_fields_grouped_then_transformers():

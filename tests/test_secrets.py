@@ -73,9 +73,9 @@ def test_no_secret_in_outputs_configs_logs_wandb_or_console(tmp_path, tiny_model
 
 def test_hub_token_given_in_python_is_moved_to_the_environment_and_never_saved(tmp_path, monkeypatch,
                                                                                  demo_tokenizer):
+    from implicit_reasoning.data.registry import load_task_dataset
     from implicit_reasoning.demo import build_demo_model
     from implicit_reasoning.trainer import LatroConfig, LatroTrainer
-    from implicit_reasoning.utils.data_utils import load_task_dataset
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     token = "hf_TESTSECRETpythonapi5555aaaabbbbcccc"

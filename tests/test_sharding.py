@@ -1,4 +1,4 @@
-"""utils/sharding.py without DeepSpeed: whole models are deep-copied; what cannot be rebuilt is a clear error.
+"""runtime/sharding.py without DeepSpeed: whole models are deep-copied; what cannot be rebuilt is a clear error.
 
 The ZeRO-3 path itself (rebuilt from the config, weights copied one gathered parameter at a time) runs in
 `test_distributed.py`'s launches (reference, critic, value network, `refresh_reference()`, an in-memory model).
@@ -7,7 +7,7 @@ The ZeRO-3 path itself (rebuilt from the config, weights copied one gathered par
 import pytest
 import torch
 
-from implicit_reasoning.utils.sharding import clone_model, copy_weights, is_partitioned
+from implicit_reasoning.runtime.sharding import clone_model, copy_weights, is_partitioned
 
 
 def test_a_whole_model_is_deep_copied_with_its_weights(tiny_llama):

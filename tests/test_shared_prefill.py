@@ -1,4 +1,4 @@
-"""One prefill per distinct prompt (`shared_prefill`, `utils/kv_cache.py`): the same samples (same seed) and the same
+"""One prefill per distinct prompt (`shared_prefill`, `runtime/kv_cache.py`): the same samples (same seed) and the same
 log-probs (float32 rounding) as running every repeated prompt in full, in generation, in scoring from generation, in
 no-grad scoring passes and in the LaTRO / Markovian / PPO rollouts, with the prompt run once per distinct prompt."""
 
@@ -9,11 +9,12 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
 from implicit_reasoning.analysis.forward_count import ForwardCounter
-from implicit_reasoning.utils import kv_cache
-from implicit_reasoning.utils.generation import generate, sampling_config
-from implicit_reasoning.utils.rollout import kept_lengths
-from implicit_reasoning.utils.scored_generation import generate_scored
-from implicit_reasoning.utils.scoring import pack_rows, score_rows, window_logprobs
+from implicit_reasoning.generation.sampling import generate, sampling_config
+from implicit_reasoning.objectives.advantages import kept_lengths
+from implicit_reasoning.runtime import kv_cache
+from implicit_reasoning.scoring.packing import pack_rows
+from implicit_reasoning.scoring.scored_generation import generate_scored
+from implicit_reasoning.scoring.window import score_rows, window_logprobs
 
 VOCAB, PAD, EOS = 40, 0, 1
 DISTINCT = [[5, 6, 7], [8], [9, 10, 11, 12, 13], [14, 15]]  # ragged (left padding); [8]: no cached column of its own
@@ -238,7 +239,8 @@ def test_latro_rollout_is_the_same_with_one_prefill_per_prompt(tmp_path, demo_to
     from test_latro_trainer import latro_args
 
     from implicit_reasoning.demo import build_demo_model
-    from implicit_reasoning.trainer import LatroTrainer, latro_trainer
+    from implicit_reasoning.trainer import LatroTrainer
+    from implicit_reasoning.trainer.latro import trainer as latro_trainer
 
     model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
     rewards = latro_trainer.latro_rewards
@@ -266,8 +268,8 @@ def test_latro_rollout_is_the_same_with_one_prefill_per_prompt(tmp_path, demo_to
 def test_markovian_rollout_is_the_same_with_one_prefill_per_prompt(tmp_path):
     from test_markovian_trainer import make_trainer
 
+    from implicit_reasoning.data.registry import load_markovian_examples
     from implicit_reasoning.demo import build_demo_tokenizer
-    from implicit_reasoning.utils.data_utils import load_markovian_examples
 
     tok = build_demo_tokenizer()
     config = "num_terms=3,max_value=20,num_examples=8"
@@ -316,7 +318,8 @@ def test_shared_prefill_false_and_zero3_run_every_prompt(tmp_path, demo_tokenize
     from test_latro_trainer import latro_args
 
     from implicit_reasoning.demo import build_demo_model
-    from implicit_reasoning.trainer import LatroTrainer, rollout_trainer
+    from implicit_reasoning.trainer import LatroTrainer
+    from implicit_reasoning.trainer.core import rollout_trainer
 
     model = build_demo_model(demo_tokenizer, hidden_size=32, intermediate_size=64, num_heads=2)
     trainer = LatroTrainer(model, latro_args(tmp_path), train_dataset=addition_dataset, processing_class=demo_tokenizer)
@@ -386,8 +389,8 @@ def test_the_grad_pass_runs_every_prompt_where_sharing_would_not_be_exact(tmp_pa
 def test_markovian_grad_pass_with_one_prefill_per_prompt_gives_the_same_loss_and_gradients(tmp_path, terms):
     from test_markovian_trainer import make_trainer
 
+    from implicit_reasoning.data.registry import load_markovian_examples
     from implicit_reasoning.demo import build_demo_tokenizer
-    from implicit_reasoning.utils.data_utils import load_markovian_examples
 
     tok = build_demo_tokenizer()
     data = (load_markovian_examples("arithmetic", "train", tok,

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from implicit_reasoning.utils.dpo import dpo_loss
-from implicit_reasoning.utils.star import (
+from implicit_reasoning.objectives.dpo import dpo_loss
+from implicit_reasoning.objectives.star import (
     degeneration_rate,
     dpo_pairs,
     is_degenerate,
@@ -71,7 +71,7 @@ def test_degeneration_on_crafted_strings_of_any_script():
     assert is_degenerate("好" * 30) and not is_degenerate("我们今天去公园散步然后回家吃饭")  # unspaced scripts
     assert not is_degenerate("ṣe ṣe ṣe")  # too short to call
     assert is_degenerate("\n" * 40) and is_degenerate("." * 30)  # whitespace / punctuation only
-    from implicit_reasoning.utils.star import _tokens
+    from implicit_reasoning.objectives.star import _tokens
 
     assert _tokens("Ẹ̀yà ọ̀rọ̀ kọ́") == ["ẹ̀yà", "ọ̀rọ̀", "kọ́"]  # no precomposed ẹ̀: the marks stay in the word
     assert degeneration_rate([YORUBA_DEGENERATE, YORUBA_HEALTHY]) == 0.5 and degeneration_rate([]) == 0.0
@@ -148,7 +148,7 @@ def test_degeneration_counts_characters_of_unspaced_scripts_across_punctuation(t
 
 
 def test_unspaced_scripts_are_split_into_characters_and_spaced_ones_into_words():
-    from implicit_reasoning.utils.star import _tokens
+    from implicit_reasoning.objectives.star import _tokens
 
     assert _tokens("我有3个，苹果。") == ["我", "有", "3", "个", "苹", "果"]
     assert _tokens("ครับ") == ["ค", "รั", "บ"]  # the mark (U+0E31) stays with its consonant

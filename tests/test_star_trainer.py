@@ -7,11 +7,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, TrainerCallback
 
+from implicit_reasoning.data.registry import load_task_dataset
 from implicit_reasoning.demo import build_demo_model
+from implicit_reasoning.objectives.star import dpo_pairs
 from implicit_reasoning.trainer import STaRConfig, STaRTrainer
-from implicit_reasoning.trainer import star_trainer
-from implicit_reasoning.utils.data_utils import load_task_dataset
-from implicit_reasoning.utils.star import dpo_pairs
+from implicit_reasoning.trainer.star import trainer as star_trainer
 
 CONFIG = "num_terms=2,max_value=5,num_examples=8"
 

@@ -13,8 +13,9 @@ from test_star_trainer import CONFIG, StopAt, data, generated, make, solve, star
 from transformers import AutoModelForCausalLM
 
 from implicit_reasoning.demo import build_demo_model
-from implicit_reasoning.trainer import STaRTrainer, star_trainer
-from implicit_reasoning.utils.eval_utils import is_correct
+from implicit_reasoning.evaluation.checkers import is_correct
+from implicit_reasoning.trainer import STaRTrainer
+from implicit_reasoning.trainer.star import trainer as star_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 LR = 0.5
@@ -146,7 +147,7 @@ TWO_PROCESSES = """
 import json, sys, torch
 from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
 from implicit_reasoning.trainer import STaRConfig, STaRTrainer
-from implicit_reasoning.utils.data_utils import load_task_dataset
+from implicit_reasoning.data.registry import load_task_dataset
 
 out, preload = sys.argv[1], sys.argv[2]
 tok = build_demo_tokenizer()

@@ -1,4 +1,4 @@
-"""Tests for raw-text data sets (implicit_reasoning.utils.text_data); no network: hub-schema fixtures."""
+"""Tests for raw-text data sets (implicit_reasoning.data.raw_text); no network: hub-schema fixtures."""
 
 import json
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from implicit_reasoning.utils import data_utils as du
-from implicit_reasoning.utils.text_data import load_text_dataset
+from implicit_reasoning.data import registry as du
+from implicit_reasoning.data.raw_text import load_text_dataset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SPLITS = ("train", "eval", "test")

@@ -6,16 +6,16 @@ import torch
 from implicit_reasoning.demo import build_demo_model, build_demo_tokenizer
 import os
 
-from implicit_reasoning.trainer import MarkovianConfig, MarkovianVQTrainer
-from implicit_reasoning.utils.markovian import ANSWER_MARKER, COT
-from implicit_reasoning.utils.data_utils import load_markovian_examples
-from implicit_reasoning.utils.vq import (
+from implicit_reasoning.data.registry import load_markovian_examples
+from implicit_reasoning.objectives.markovian import ANSWER_MARKER, COT
+from implicit_reasoning.objectives.vq import (
     codebook_loss,
     cosine_similarity_logits,
     quantize,
     select_codes,
     straight_through,
 )
+from implicit_reasoning.trainer import MarkovianConfig, MarkovianVQTrainer
 
 REASON = 3
 # rows with very different norms: cosine and dot product disagree on h = (0.6, 0.8)

@@ -20,8 +20,8 @@ import torch
 
 from implicit_reasoning.analysis.benchmark import BenchmarkArgs, workload_model
 from implicit_reasoning.analysis.workloads import workload_rows
-from implicit_reasoning.utils.generation import generate, sampling_config
-from implicit_reasoning.utils.model_utils import encode_prompt
+from implicit_reasoning.generation.sampling import generate, sampling_config
+from implicit_reasoning.runtime.models import encode_prompt
 
 VARIANTS = {"hf (prompt per sample)": ("hf", False), "hf (shared prefill)": ("hf", True),
             "hf_compiled": ("hf_compiled", False)}

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """A/B timing of Markovian's full-vocabulary grad terms (KL to the critic + entropy + log p): the chunked
-head (`utils/head_terms.py`) against the full-logits formulas, interleaved in one process.
+head (`scoring/head_terms.py`) against the full-logits formulas, interleaved in one process.
 
   OMP_NUM_THREADS=1 python benchmarks/perf/kl_head_ab.py [--vocab 151936] [--rows 16] [--cot 64] [--repeats 4]
 """
@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from test_head_terms import PAD, chunked_kl_step, full_kl_step, tiny_llama  # noqa: E402
 
-from implicit_reasoning.utils.scoring import pack_rows  # noqa: E402
+from implicit_reasoning.scoring.packing import pack_rows  # noqa: E402
 
 
 def main():

@@ -1,1 +1,1 @@
-"""Analysis tools that ship with the package: CoT fragility and metric plots."""
+"""Analysis tools that ship with the package: CoT fragility, metric plots, the comparison report, the benchmark."""

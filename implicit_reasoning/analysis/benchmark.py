@@ -33,8 +33,8 @@ import datasets
 import torch
 from transformers import TrainerCallback
 
-from ..utils.generation import GENERATION_BACKENDS
-from ..utils.model_utils import encode_prompt
+from ..generation.sampling import GENERATION_BACKENDS
+from ..runtime.models import encode_prompt
 from .forward_count import ForwardCounter, synchronize
 from .memory import rss_mb, start_cpu_peak, status_mb
 from .shapes import build_model, load_real, real_weights_file
@@ -93,7 +93,7 @@ def workload_model(args: BenchmarkArgs, tokenizer, device: str):
         model, tokenizer = load_real(args.model, dtype, device)
         return model, tokenizer, f"real ({real_weights_file(args.model).name})"
     if tokenizer is None:
-        from ..demo import build_demo_tokenizer
+        from ..tiny.assets import build_demo_tokenizer
 
         tokenizer = build_demo_tokenizer()
     model = build_model(args.model, tokenizer, dtype, device, args.seed, max_positions=1024 + args.response_length)

@@ -6,7 +6,7 @@ once, whatever wraps or patches the LM head) and wraps the model's `generate` on
 Each backbone call is recorded under (model name, phase, grad), where phase is
 
 * ``"generate"``: a call made inside `generate` (its prefill and every decode step), or the
-  shared prompt prefill our generation runs just before it (`utils/kv_cache.py`), and
+  shared prompt prefill our generation runs just before it (`runtime/kv_cache.py`), and
 * ``"score"``: any other call (a scoring pass, a KV-cache continuation, the pass with grad),
 
 with its rows, the positions it runs (``tokens``: input_ids numel, padding included) and the real
@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 import torch
 
-from ..utils.kv_cache import in_generation_prefill
+from ..runtime.kv_cache import in_generation_prefill
 
 PHASES = ("generate", "score")
 

@@ -25,11 +25,12 @@ import sys
 
 import torch
 
-from ..trainer.markovian_config import MARKOVIAN_INSTRUCTION
-from ..trainer.state import load_run_config
-from ..utils.markovian import ANSWER, ANSWER_MARKER, REASONING_PREFIX, MarkovianPrompts
-from ..utils.model_utils import encode_continuation, eval_mode, load_tokenizer
-from ..utils.scoring import pack_rows, score_rows
+from ..objectives.markovian import ANSWER, ANSWER_MARKER, REASONING_PREFIX, MarkovianPrompts
+from ..runtime.models import encode_continuation, eval_mode, load_tokenizer
+from ..scoring.packing import pack_rows
+from ..scoring.window import score_rows
+from ..trainer.core.state import load_run_config
+from ..trainer.markovian.config import MARKOVIAN_INSTRUCTION
 
 PERTURBATIONS = ("delete", "truncate_front", "truncate_back", "digit_replace", "char_replace")
 FRACTIONS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)

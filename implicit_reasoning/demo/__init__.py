@@ -1,9 +1,9 @@
-"""The built-in offline demo: a tiny tokenizer and model the package builds itself, and the demo job.
+"""The built-in offline demo: the demo job, on the tiny tokenizer and model of `implicit_reasoning.tiny` (re-exported).
 
 Nothing here touches a model hub; the library core never imports this package.
 """
 
-from .assets import (
+from ..tiny.assets import (
     DEMO_DATASET_CONFIG,
     DEMO_SPECIAL_TOKENS,
     DEMO_TASK,

@@ -68,7 +68,7 @@ QUICK_OUT, QUICK_RUNS = "outputs/compare_quick", "outputs/compare_quick/runs"  #
 
 @dataclass
 class EvalSettings:
-    """What `utils.evaluation.evaluate_dataset` reads: greedy first completion, then k samples at temperature 1."""
+    """What `evaluation.accuracy.evaluate_dataset` reads: greedy first completion, then k samples at temperature 1."""
 
     max_eval_samples: int = 200
     eval_num_samples: int = 8
@@ -92,8 +92,8 @@ def method_config(method: str, seed: int, output_dir: str, quick: bool = False):
 
     from ..config_files import resolve_config
     from ..pipeline import check_config_keys
+    from ..tiny.assets import DEMO_DATASET_CONFIG
     from ..trainer import trainer_entry
-    from .assets import DEMO_DATASET_CONFIG
 
     trainer, shipped, overrides = METHODS[method]
     source = resolve_config(shipped)
@@ -109,8 +109,8 @@ def method_config(method: str, seed: int, output_dir: str, quick: bool = False):
 
 def eval_rows(seed: int, tokenizer):
     """The held-out questions every method is scored on: the seed's eval split in the shared format."""
-    from ..utils.data_utils import load_task_dataset
-    from .assets import DEMO_DATASET_CONFIG
+    from ..data.registry import load_task_dataset
+    from ..tiny.assets import DEMO_DATASET_CONFIG
 
     return load_task_dataset("arithmetic", "eval", tokenizer, dataset_config=DEMO_DATASET_CONFIG, seed=seed)
 
@@ -166,9 +166,9 @@ def evaluate(model, tokenizer, rows, settings: EvalSettings, full: bool = True) 
 
     import torch
 
-    from ..utils.evaluation import evaluate_dataset, summarize_records
-    from ..utils.model_utils import eval_mode
-    from ..utils.star import is_degenerate
+    from ..evaluation.accuracy import evaluate_dataset, summarize_records
+    from ..objectives.star import is_degenerate
+    from ..runtime.models import eval_mode
 
     settings = settings if full else dataclasses.replace(settings, eval_num_samples=1)
     with torch.random.fork_rng(devices=[]), eval_mode(model):
@@ -197,8 +197,8 @@ def run_warm_start(seed: int, runs: Path, quick: bool = False) -> dict:
     """Train the seed's shared warm start (LaTRO's SFT rows: the registry's format), save and evaluate it."""
     import transformers
 
+    from ..tiny.assets import build_demo_model, build_demo_tokenizer
     from ..trainer import LatroTrainer, SFTBaselineTrainer
-    from .assets import build_demo_model, build_demo_tokenizer
     from .jobs import save_warm_start, warm_start_config, warm_start_rows
 
     directory = warm_start_dir(runs, seed)

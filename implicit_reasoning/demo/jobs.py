@@ -19,15 +19,15 @@ import time
 import torch
 import transformers
 
+from ..data.registry import load_task_dataset
 from ..pipeline import build_trainer, is_resuming, run_training
+from ..runtime.launch import deepspeed_requested
+from ..tiny.assets import build_demo_model, build_demo_tokenizer
 from ..trainer import SFTBaselineConfig, SFTBaselineTrainer, trainer_class
-from ..trainer.checkpoints import crash_point, incomplete_reason, mark_complete
-from ..trainer.output_dir import locked, refuse_earlier_run
-from ..trainer.ppo_data import is_text_entry
-from ..trainer.state import save_run_config
-from ..utils.launch import deepspeed_requested
-from ..utils.data_utils import load_task_dataset
-from .assets import build_demo_model, build_demo_tokenizer
+from ..trainer.core.checkpoints import crash_point, incomplete_reason, mark_complete
+from ..trainer.core.output_dir import locked, refuse_earlier_run
+from ..trainer.core.state import save_run_config
+from ..trainer.ppo_curriculum.data import is_text_entry
 
 DEMO_GUESS_FRACTION = 0.5
 DEMO_GUESS_OFFSETS = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5)

@@ -1,4 +1,8 @@
-"""Trainers and their configs.
+"""Trainers and their configs: the shared core in `core/`, then one subpackage per method.
+
+`core/` holds what every trainer shares (the base and rollout trainers and configs, checkpoints,
+state, metrics, the guard, the curriculum sampler); `latro/`, `markovian/`, `star/`, `sft/` and
+`ppo_curriculum/` each hold one method's config, trainer and helpers.
 
 `TRAINERS` maps the `--trainer` name to (trainer class, config class);
 `trainer_class(name, config)` gives the class that runs a config (a Markovian config with
@@ -18,20 +22,20 @@ from pathlib import Path
 
 # --trainer name -> (trainer module, trainer class, config module, config class), in --help's order
 TRAINER_SPECS = {
-    "latro": ("latro_trainer", "LatroTrainer", "latro_config", "LatroConfig"),
-    "markovian": ("markovian_trainer", "MarkovianTrainer", "markovian_config", "MarkovianConfig"),
-    "sft": ("sft_trainer", "SFTBaselineTrainer", "sft_config", "SFTBaselineConfig"),
-    "star": ("star_trainer", "STaRTrainer", "star_config", "STaRConfig"),
-    "ppo_curriculum": ("ppo_curriculum_trainer", "PPOCurriculumTrainer", "ppo_curriculum_config",
+    "latro": ("latro.trainer", "LatroTrainer", "latro.config", "LatroConfig"),
+    "markovian": ("markovian.trainer", "MarkovianTrainer", "markovian.config", "MarkovianConfig"),
+    "sft": ("sft.trainer", "SFTBaselineTrainer", "sft.config", "SFTBaselineConfig"),
+    "star": ("star.trainer", "STaRTrainer", "star.config", "STaRConfig"),
+    "ppo_curriculum": ("ppo_curriculum.trainer", "PPOCurriculumTrainer", "ppo_curriculum.config",
                        "PPOCurriculumConfig"),
 }
-_VARIANT_SPECS = {("markovian", "use_vq"): ("markovian_vq", "MarkovianVQTrainer")}  # (name, config flag) -> class
+_VARIANT_SPECS = {("markovian", "use_vq"): ("markovian.vq_trainer", "MarkovianVQTrainer")}  # (name, config flag) -> class
 _EXPORTS = {  # public name -> its module
     **{cls: module for module, cls, _, _ in TRAINER_SPECS.values()},
     **{cls: module for _, _, module, cls in TRAINER_SPECS.values()},
-    "BaseTrainer": "base_trainer", "RolloutTrainer": "rollout_trainer", "MarkovianVQTrainer": "markovian_vq",
-    "TrainerConfig": "base_config", "ReasoningPromptFields": "base_config", "RolloutConfig": "rollout_config",
-    "CurriculumFields": "curriculum_config",
+    "BaseTrainer": "core.base_trainer", "RolloutTrainer": "core.rollout_trainer", "MarkovianVQTrainer": "markovian.vq_trainer",
+    "TrainerConfig": "core.base_config", "ReasoningPromptFields": "core.base_config", "RolloutConfig": "core.rollout_config",
+    "CurriculumFields": "core.curriculum_config",
 }
 
 
@@ -78,7 +82,7 @@ def trainer_summary(name: str) -> str:
     """The first line of the trainer class's docstring, read from its source (nothing imported)."""
     _check_name(name)
     module, cls = TRAINER_SPECS[name][:2]
-    tree = ast.parse((Path(__file__).parent / f"{module}.py").read_text())
+    tree = ast.parse((Path(__file__).parent / f"{module.replace('.', '/')}.py").read_text())
     node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
     return (ast.get_docstring(node) or "").strip().splitlines()[0]
 

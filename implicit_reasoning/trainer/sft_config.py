@@ -1,17 +1,14 @@
-"""`SFTBaselineConfig`: supervised fine-tuning on gold rationales (the baseline the RL trainers are compared with)."""
+"""Moved to `implicit_reasoning.trainer.sft.config`: this old path is that module, until the next release."""
 
-from __future__ import annotations
+import sys
+import warnings
 
-from dataclasses import dataclass, field
+from implicit_reasoning.trainer.sft import config
 
-from .base_config import ReasoningPromptFields, TrainerConfig
-from .docstrings import documented
-
-
-@documented
-@dataclass
-class SFTBaselineConfig(ReasoningPromptFields, TrainerConfig):
-    """Shared fields, the question prompt (`cot_trigger`) and the eval rationale budget (`response_length`)."""
-
-    per_device_train_batch_size: int = field(default=8, metadata={"help": "Examples per micro-batch."})
-    learning_rate: float = field(default=1e-5, metadata={"help": "Peak learning rate."})
+sys.modules[__name__] = config
+warnings.warn(
+    "implicit_reasoning.trainer.sft_config moved to implicit_reasoning.trainer.sft.config;"
+    " the old path goes in the next release",
+    FutureWarning,
+    stacklevel=2,
+)

@@ -1,27 +1,27 @@
 """Every config class in one import: `TrainerConfig` (shared fields) and one config per trainer.
 
-Each config lives beside its trainer (`latro_config.py`, `markovian_config.py`, ...);
+Each config lives beside its trainer (`latro/config.py`, `markovian/config.py`, ...);
 this module keeps `from implicit_reasoning.trainer.trainer_config import LatroConfig` working.
 """
 
-from .base_config import (
+from .core.base_config import (
     DTYPE_CHOICES,
     ReasoningPromptFields,
     SamplingFields,
     TrainerConfig,
 )
-from .curriculum_config import CurriculumFields
-from .latro_config import DEFAULT_STOP_SEQS, STOP_TOKEN_CHOICES, LatroConfig
-from .markovian_config import (
+from .core.curriculum_config import CurriculumFields
+from .core.rollout_config import GroupRolloutConfig, RolloutConfig
+from .latro.config import DEFAULT_STOP_SEQS, STOP_TOKEN_CHOICES, LatroConfig
+from .markovian.config import (
     MARKOVIAN_INSTRUCTION,
     MARKOVIAN_METHODS,
     MARKOVIAN_SCORERS,
     MarkovianConfig,
 )
-from .ppo_curriculum_config import PPOCurriculumConfig
-from .rollout_config import GroupRolloutConfig, RolloutConfig
-from .sft_config import SFTBaselineConfig
-from .star_config import STAR_STRATEGIES, STaRConfig
+from .ppo_curriculum.config import PPOCurriculumConfig
+from .sft.config import SFTBaselineConfig
+from .star.config import STAR_STRATEGIES, STaRConfig
 
 __all__ = [
     "DEFAULT_STOP_SEQS",

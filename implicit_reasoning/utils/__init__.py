@@ -1,1 +1,1 @@
-"""Pure helpers shared by the trainers: rollout math, data registry, answer checking."""
+"""Old import paths only, until the next release: each module here is its new module (in data/, runtime/, ...)."""

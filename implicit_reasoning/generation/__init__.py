@@ -1,0 +1,1 @@
+"""Sampling completions: the transformers backends (plain and compiled) and the colocated vLLM engine."""

@@ -1,0 +1,1 @@
+"""Process and model plumbing: loading any causal LM and tokenizer, the KV cache, launching, sharding, quiet logs."""

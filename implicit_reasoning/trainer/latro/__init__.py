@@ -1,0 +1,1 @@
+"""LaTRO (RLOO-k over sampled rationales): its config and trainer."""

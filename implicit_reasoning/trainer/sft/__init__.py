@@ -1,0 +1,1 @@
+"""The SFT baseline: its config and trainer."""
