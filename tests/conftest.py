@@ -71,6 +71,15 @@ def tiny_llama(demo_tokenizer):
 
 
 @pytest.fixture
+def one_thread():
+    """torch on one thread for the test (timings and float sums that do not depend on the machine's cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def addition_dataset():
     return datasets.Dataset.from_list(addition_rows())
 

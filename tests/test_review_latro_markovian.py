@@ -15,12 +15,7 @@ SGD = dict(optim="sgd", weight_decay=0.0, max_grad_norm=0.0, lr_scheduler_type="
            disable_tqdm=True, use_cpu=True)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # (conftest.py)
 
 
 # ------------------------------------------------------------------------ plain float64 helpers (no project code)
@@ -195,24 +190,21 @@ def markovian_data():
     return tok, load_markovian_examples("arithmetic", "train", tok, dataset_config="num_terms=3,max_value=20,num_examples=8")
 
 
-@pytest.mark.parametrize("shared", [False, True], ids=["full", "shared-prefill"])
-@pytest.mark.parametrize("accumulation", [1, 2])
-@pytest.mark.parametrize("terms", [dict(kl_penalty=0.3, entropy_bonus=0.05), dict(kl_penalty=0.0, entropy_bonus=0.0)],
-                         ids=["kl-entropy", "pg-only"])
-def test_markovian_pg_update_recomputed_in_float64(tmp_path, markovian_data, monkeypatch, shared, accumulation, terms):
+def markovian_run(tmp_path, markovian_data, monkeypatch, policy_train: bool, **fields):
+    """A Markovian run of the review's shape (K=3, 2 questions per update, 5-token CoTs) from a perturbed demo model:
+    the trainer after train(), float64 copies of the policy and critic before it, the parameters before it, and
+    every rollout as (drawn prompts, batch)."""
     from implicit_reasoning.demo import build_demo_model
     from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer
 
     monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)
     tok, data = markovian_data
-    k, prompts, cot_length = 3, 2, 5
-    args = MarkovianConfig(output_dir=str(tmp_path), rloo_k=k, per_device_train_batch_size=k * prompts,
-                           gradient_accumulation_steps=accumulation, cot_length=cot_length, rollout_batch_size=4,
-                           max_prompt_length=96, shared_prefill=shared, seed=5, method="pg", **terms, **SGD)
+    args = MarkovianConfig(output_dir=str(tmp_path), rloo_k=3, per_device_train_batch_size=6, cot_length=5,
+                           rollout_batch_size=4, max_prompt_length=96, seed=5, **{**SGD, **fields})
     model = build_demo_model(tok, hidden_size=32, num_layers=2, intermediate_size=64, seed=0)
     trainer = MarkovianTrainer(model, args, train_dataset=data, processing_class=tok)
     perturbed(trainer.model, scale=0.1)
-    policy64 = copy.deepcopy(trainer.model).double().eval()
+    policy64 = copy.deepcopy(trainer.model).double().train(policy_train)
     with trainer.reference_model() as ref:
         critic64 = copy.deepcopy(ref).double().eval()
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
@@ -220,6 +212,19 @@ def test_markovian_pg_update_recomputed_in_float64(tmp_path, markovian_data, mon
     make_rollout = trainer.make_rollout
     trainer.make_rollout = lambda p: seen.append((p, make_rollout(p))) or seen[-1][1]
     trainer.train()
+    return trainer, policy64, critic64, before, seen
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["full", "shared-prefill"])
+@pytest.mark.parametrize("accumulation", [1, 2])
+@pytest.mark.parametrize("terms", [dict(kl_penalty=0.3, entropy_bonus=0.05), dict(kl_penalty=0.0, entropy_bonus=0.0)],
+                         ids=["kl-entropy", "pg-only"])
+def test_markovian_pg_update_recomputed_in_float64(tmp_path, markovian_data, monkeypatch, shared, accumulation, terms):
+    tok, _ = markovian_data
+    k, cot_length = 3, 5
+    trainer, policy64, critic64, before, seen = markovian_run(
+        tmp_path, markovian_data, monkeypatch, False, gradient_accumulation_steps=accumulation, shared_prefill=shared,
+        method="pg", **terms)
     assert len(seen) == 1
     (drawn, batch), log = seen[0], trainer.state.log_history
     questions, answers = drawn["question"], drawn["answer"]
@@ -278,7 +283,7 @@ def test_markovian_pg_update_recomputed_in_float64(tmp_path, markovian_data, mon
             check(name, metric(log, name), sum(values) / accumulation, 2e-4, 1e-4, report)
     grads = dict(policy_grad.named_parameters())
     for n, p in trainer.model.named_parameters():
-        step = (before[n] - p.detach()).double() / args.learning_rate
+        step = (before[n] - p.detach()).double() / trainer.args.learning_rate
         expected = grads[n].grad if grads[n].grad is not None else torch.zeros_like(step)
         check(f"update:{n}", step, expected, 1e-4, 2e-3, report)
     print({k_: v for k_, v in report.items() if not k_.startswith("update:")},
@@ -413,30 +418,14 @@ def test_a_forward_that_returns_no_cache_does_not_turn_sharing_off_for_the_model
 def test_markovian_ppo_two_updates_from_one_rollout_recomputed_in_float64(tmp_path, markovian_data, monkeypatch, shared,
                                                                          accumulation):
     """ppo_epochs=2: update 1 at ratio 1 (old log-probs written on pass 0), update 2 clipped against them."""
-    from implicit_reasoning.demo import build_demo_model
-    from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer
-
-    monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)
-    tok, data = markovian_data
-    k, prompts, cot_length, eps, kl_penalty, lr = 3, 2, 5, 0.02, 0.2, 0.5
-    args = MarkovianConfig(output_dir=str(tmp_path), rloo_k=k, per_device_train_batch_size=k * prompts,
-                           gradient_accumulation_steps=accumulation, cot_length=cot_length, rollout_batch_size=4,
-                           max_prompt_length=96, shared_prefill=shared, seed=5, method="ppo", ppo_epochs=2,
-                           ppo_epsilon=eps, kl_penalty=kl_penalty, entropy_bonus=0.0,
-                           **{**SGD, "max_steps": 2, "learning_rate": lr})
-    model = build_demo_model(tok, hidden_size=32, num_layers=2, intermediate_size=64, seed=0)
-    trainer = MarkovianTrainer(model, args, train_dataset=data, processing_class=tok)
-    perturbed(trainer.model, scale=0.1)
-    policy64 = copy.deepcopy(trainer.model).double().train()
-    with trainer.reference_model() as ref:
-        critic64 = copy.deepcopy(ref).double().eval()
-    seen = []
-    make_rollout = trainer.make_rollout
-    trainer.make_rollout = lambda p: seen.append(make_rollout(p)) or seen[-1]
-    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
-    trainer.train()
+    tok, _ = markovian_data
+    eps, kl_penalty, lr = 0.02, 0.2, 0.5
+    trainer, policy64, critic64, before, seen = markovian_run(
+        tmp_path, markovian_data, monkeypatch, True, gradient_accumulation_steps=accumulation, shared_prefill=shared,
+        method="ppo", ppo_epochs=2, ppo_epsilon=eps, kl_penalty=kl_penalty, entropy_bonus=0.0, max_steps=2,
+        learning_rate=lr)
     assert len(seen) == 1
-    batch, log = seen[0], [entry for entry in trainer.state.log_history if "policy_loss" in entry]
+    batch, log = seen[0][1], [entry for entry in trainer.state.log_history if "policy_loss" in entry]
     rows = [segments(i, s, 2) for i, s in zip(batch["input_ids"].tolist(), batch["segment_ids"].tolist())]
     advantages = batch["advantages"].cpu().double()  # recomputed in the pg test; here the PPO update on top of them
     report, micro = {}, len(rows) // accumulation
@@ -487,27 +476,11 @@ def test_markovian_ppo_two_updates_from_one_rollout_recomputed_in_float64(tmp_pa
 def test_markovian_ei_update_recomputed_in_float64(tmp_path, markovian_data, monkeypatch, shared, accumulation):
     """EI: keep R > mean + ei_std * std of the history (this batch included); the update is the mean over the kept
     samples of -mean_t log pi(CoT_t), whatever micro-batch they fall in."""
-    from implicit_reasoning.demo import build_demo_model
-    from implicit_reasoning.trainer import MarkovianConfig, MarkovianTrainer
-
-    monkeypatch.setattr(kv_cache, "MIN_SAVED_TOKENS", 1)
-    tok, data = markovian_data
-    k, prompts, cot_length, ei_std = 3, 2, 5, 0.3
-    args = MarkovianConfig(output_dir=str(tmp_path), rloo_k=k, per_device_train_batch_size=k * prompts,
-                           gradient_accumulation_steps=accumulation, cot_length=cot_length, rollout_batch_size=4,
-                           max_prompt_length=96, shared_prefill=shared, seed=5, method="ei", ei_std=ei_std,
-                           ei_warmup=0, kl_penalty=0.0, **SGD)
-    model = build_demo_model(tok, hidden_size=32, num_layers=2, intermediate_size=64, seed=0)
-    trainer = MarkovianTrainer(model, args, train_dataset=data, processing_class=tok)
-    perturbed(trainer.model, scale=0.1)
-    policy64 = copy.deepcopy(trainer.model).double().train()
-    with trainer.reference_model() as ref:
-        critic64 = copy.deepcopy(ref).double().eval()
-    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
-    seen = []
-    make_rollout = trainer.make_rollout
-    trainer.make_rollout = lambda p: seen.append((p, make_rollout(p))) or seen[-1][1]
-    trainer.train()
+    tok, _ = markovian_data
+    k, ei_std = 3, 0.3
+    trainer, policy64, critic64, before, seen = markovian_run(
+        tmp_path, markovian_data, monkeypatch, True, gradient_accumulation_steps=accumulation, shared_prefill=shared,
+        method="ei", ei_std=ei_std, ei_warmup=0, kl_penalty=0.0)
     (drawn, batch), log = seen[0], trainer.state.log_history
     rows = [segments(i, s, 2) for i, s in zip(batch["input_ids"].tolist(), batch["segment_ids"].tolist())]
 
@@ -535,7 +508,7 @@ def test_markovian_ei_update_recomputed_in_float64(tmp_path, markovian_data, mon
     (-torch.stack(objective).mean()).backward()
     for n, p in trainer.model.named_parameters():
         grad = dict(policy64.named_parameters())[n].grad
-        check(f"update:{n}", (before[n] - p.detach()).double() / args.learning_rate,
+        check(f"update:{n}", (before[n] - p.detach()).double() / trainer.args.learning_rate,
               grad if grad is not None else torch.zeros_like(p, dtype=torch.float64), 1e-4, 2e-3, report)
     print(report["ei_threshold"], report["weights"], "update max",
           max(v for k_, v in report.items() if k_.startswith("update:")))

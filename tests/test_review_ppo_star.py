@@ -250,12 +250,9 @@ def test_star_dpo_second_update_logs_and_gradients_against_float64_plain_torch(t
         return model
 
     def completion_logps(model, record):
-        prompt = demo_tokenizer(record["prompt"]).input_ids
-        completion = demo_tokenizer(record["rationale"], add_special_tokens=False).input_ids
-        completion = completion + [demo_tokenizer.eos_token_id]
-        ids = torch.tensor([prompt + completion])
-        logps = torch.log_softmax(model(ids).logits[0, :-1], -1)
-        return logps[torch.arange(len(prompt) - 1, ids.shape[1] - 1), ids[0, len(prompt):]]
+        from test_star_update import rationale_logps
+
+        return rationale_logps(model, demo_tokenizer, record)
 
     reference = model_at(snapshots.params[0])
     with torch.no_grad():

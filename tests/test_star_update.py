@@ -21,6 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 LR = 0.5
 
 
+
+def rationale_logps(model, tokenizer, record) -> torch.Tensor:
+    """Plain torch: log p(t) of each token of a STaR record's rationale + eos after its prompt, under `model`."""
+    prompt = tokenizer(record["prompt"]).input_ids
+    completion = tokenizer(record["rationale"], add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    ids = torch.tensor([prompt + completion])
+    logps = torch.log_softmax(model(ids).logits[0, :-1], -1)
+    return logps[torch.arange(len(prompt) - 1, ids.shape[1] - 1), ids[0, len(prompt):]]
+
 def preload(path, data, n=8) -> list[dict]:
     """n correct, finished rationales of very different lengths (12 to ~120 tokens): the token mean of an update
     and the mean of its micro-batch means differ by tens of percent."""
@@ -109,12 +118,7 @@ def expected_dpo_update(demo_tokenizer, pairs, initial: dict, beta, alpha, token
             param.copy_(initial[name])
 
     def completion_logps(record):
-        prompt = demo_tokenizer(record["prompt"]).input_ids
-        completion = demo_tokenizer(record["rationale"], add_special_tokens=False).input_ids
-        completion = completion + [demo_tokenizer.eos_token_id]
-        ids = torch.tensor([prompt + completion])
-        logps = torch.log_softmax(model(ids).logits[0, :-1], -1)
-        return logps[torch.arange(len(prompt) - 1, ids.shape[1] - 1), ids[0, len(prompt):]]
+        return rationale_logps(model, demo_tokenizer, record)
 
     dpo, nll_sum, nll_count, nll_means = 0.0, 0.0, 0, 0.0
     for chosen, rejected in pairs:
