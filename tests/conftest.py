@@ -17,17 +17,46 @@ HEAVY_MODULES = {"test_distributed", "test_real_model", "test_packaging", "test_
                  "test_compare_methods", "test_gpu", "test_demo_warm_start"}
 
 
+# single tests over ~6 s in a `-m fast` run (--durations; subprocesses, two-process runs, memory probes): left out
+# of the quick loop too
+SLOW_FOR_THE_QUICK_LOOP = {
+    "test_benchmark::test_smoke_run_against_trl_writes_every_key", "test_configs::test_cpu_config_real_launch",
+    "test_configs::test_deepspeed_config_survives_accelerate_launch",
+    "test_configs::test_ds_json_accepted_after_trainer_fills_auto",
+    "test_core::test_a_markovian_checkpoint_from_the_python_api_evaluates_as_markovian",
+    "test_core::test_saved_adapter_records_a_loadable_base_and_evaluates",
+    "test_demo::test_tokenizer_is_deterministic_across_processes", "test_docstrings::test_every_example_runs",
+    "test_fragility::test_script_is_a_thin_wrapper_over_the_package",
+    "test_generation_backend::test_greedy_outputs_and_stops_are_identical_across_backends",
+    "test_head_terms::test_grad_pass_with_kl_stays_under_a_quarter_of_the_full_logits",
+    "test_lm_head::test_chunked_head_memory_stays_under_a_quarter_of_the_full_logits",
+    "test_old_paths::test_a_saved_runs_training_args_from_before_the_move_loads_in_a_fresh_process",
+    "test_output_dir::test_a_resume_after_a_sigkill_continues_samples_and_logs_as_the_uninterrupted_run",
+    "test_output_dir::test_the_first_log_after_a_resume_between_two_logs_is_the_uninterrupted_runs",
+    "test_plot_metrics::test_cli",
+    "test_ppo_trainer::test_evaluation_reports_validation_loss_accuracy_and_writes_test_generations",
+    "test_ppo_trainer::test_seed_sets_the_value_head_and_a_fresh_rollout_after_an_early_stop_has_new_prompts",
+    "test_ppo_trainer::test_two_processes_agree_on_weights_kl_coefficient_and_curriculum",
+    "test_resume::test_a_resumed_run_logs_and_ends_like_the_uninterrupted_run",
+    "test_review_ppo_star::test_two_processes_log_the_rollout_value_statistics_over_all_tokens",
+    "test_secrets::test_no_secret_in_outputs_configs_logs_wandb_or_console",
+    "test_star_update::test_two_processes_with_accumulation_give_the_one_process_update",
+}
+
+
 def pytest_configure(config):
     # CI runs these too; `-m "not slow"` leaves them out of a quick local run
     config.addinivalue_line("markers", "slow: takes over a minute (e.g. subprocess crash-and-resume runs)")
     config.addinivalue_line("markers", "demo(name): the test reads `demo_results[name]` (a shipped demo's run)")
     config.addinivalue_line("markers", "fast: the quick loop (under 5 minutes on 2 cores): every test that is not "
-                                       "slow, reads no demo and is not in a HEAVY_MODULES module (set by conftest)")
+                                       "slow, reads no demo, is not in a HEAVY_MODULES module nor in "
+                                       "SLOW_FOR_THE_QUICK_LOOP (set by conftest)")
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        heavy = item.module.__name__.rsplit(".", 1)[-1] in HEAVY_MODULES
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        heavy = module in HEAVY_MODULES or f"{module}::{item.originalname}" in SLOW_FOR_THE_QUICK_LOOP
         if not heavy and not item.get_closest_marker("slow") and "demo_results" not in item.fixturenames:
             item.add_marker(pytest.mark.fast)
 

@@ -490,3 +490,15 @@ def test_readme_and_docs_links_resolve():
                 continue
             path = (page.parent / target.split("#")[0]).resolve()
             assert path.exists(), f"{page.relative_to(REPO)} links to {target}, which does not exist"
+
+
+def test_the_quick_loop_exclusions_name_existing_tests():
+    """conftest's lists of what `-m fast` leaves out name modules and tests that exist (a renamed test would
+    otherwise silently rejoin the quick loop)."""
+    from conftest import HEAVY_MODULES, SLOW_FOR_THE_QUICK_LOOP
+
+    for module in HEAVY_MODULES:
+        assert (REPO / "tests" / f"{module}.py").is_file(), module
+    for entry in SLOW_FOR_THE_QUICK_LOOP:
+        module, name = entry.split("::")
+        assert f"def {name}(" in (REPO / "tests" / f"{module}.py").read_text(encoding="utf-8"), entry
