@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import torchrun_command
 from transformers import TrainerCallback
 
 from implicit_reasoning.data.registry import load_task_dataset
@@ -96,6 +97,8 @@ except OutputDirLocked as error:
     result["error"] = str(error)
 with open(os.path.join(sys.argv[2], f"rank{state.process_index}.json"), "w") as f:
     json.dump(result, f)
+from implicit_reasoning.pipeline import end_distributed
+end_distributed()  # as the console command does: a gloo group alive at interpreter exit can abort it (SIGABRT)
 """
 
 
@@ -108,8 +111,7 @@ def test_every_rank_of_a_two_process_run_fails_alike_and_only_rank_0_takes_the_l
     def launch(name: str) -> dict[int, dict]:
         results = tmp_path / name
         results.mkdir()
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29587",
-                   str(script), str(out), str(results)]
+        command = torchrun_command(script, out, results)
         done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         return {rank: json.loads((results / f"rank{rank}.json").read_text()) for rank in (0, 1)}

@@ -4,11 +4,11 @@ process count), resumes chained across directories, and rationales cut off at re
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import torchrun_command
 from test_star_trainer import CONFIG, StopAt, data, generated, make, solve, star_args  # noqa: F401 (data: a fixture)
 from transformers import AutoModelForCausalLM
 
@@ -183,8 +183,7 @@ def test_two_processes_with_accumulation_give_the_one_process_update(tmp_path, d
     script.write_text(TWO_PROCESSES)
     out = tmp_path / "out"
     out.mkdir()
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29587",
-               str(script), str(out), str(tmp_path / "preload.jsonl"), CONFIG, str(LR)]
+    command = torchrun_command(script, out, tmp_path / "preload.jsonl", CONFIG, LR)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
